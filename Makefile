@@ -1,0 +1,42 @@
+# Makefile for guard (PGXS)
+
+MODULE_big = guard
+OBJS = \
+	src/guard.o \
+	src/hooks.o \
+	src/policy.o \
+	src/capture.o \
+	src/shadow.o \
+	src/changes.o \
+	src/rows.o \
+	src/diff.o
+
+EXTENSION = guard
+DATA = sql/guard--0.1.sql
+PGFILEDESC = "guard - capture, check and undo changes to protected tables"
+
+# Regression tests: each runs in a server that test/run-tests.sh starts with
+# shared_preload_libraries = 'guard' (test/guard.conf).
+REGRESS = setup policy_validation policy_permissions policy_view \
+	capture_kinds capture_values capture_partitions capture_atomicity \
+	capture_limits capture_privacy changes_records
+REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
+
+ISOLATION = capture_epq
+ISOLATION_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard \
+	--inputdir=$(srcdir)/test --outputdir=output_iso
+
+PG_CPPFLAGS = -I$(srcdir)/src
+PG_CFLAGS = -Wall -Werror -Wmissing-prototypes
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: demo test bench
+demo:
+	bash test/run-demo.sh
+test:
+	bash test/run-tests.sh
+bench:
+	bash bench/run.sh

@@ -1,0 +1,233 @@
+/* guard--0.1.sql: objects of the guard extension, version 0.1 */
+
+\echo Use "CREATE EXTENSION guard" to load this file. \quit
+
+/*
+ * guard does its capture from the C library loaded at server start; refuse
+ * to install into a server that did not preload it, rather than half work.
+ */
+CREATE FUNCTION guard._assert_preloaded()
+RETURNS void
+AS 'MODULE_PATHNAME', 'guard_assert_preloaded'
+LANGUAGE C STRICT;
+
+SELECT guard._assert_preloaded();
+
+DO $$
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'guard_admin') THEN
+		CREATE ROLE guard_admin NOLOGIN;
+	END IF;
+END
+$$;
+
+REVOKE ALL ON SCHEMA guard FROM PUBLIC;
+GRANT USAGE ON SCHEMA guard TO PUBLIC;
+
+-- Policies: one row per protected table.  Dumped by pg_dump.
+CREATE TABLE guard.policy (
+	relid			pg_catalog.regclass PRIMARY KEY,
+	capture			text NOT NULL CHECK (capture IN ('dml', 'ddl', 'all', 'none')),
+	mode			text CHECK (mode IN ('enforce', 'warn')),
+	min_rows		bigint NOT NULL CHECK (min_rows >= 0),
+	max_rows		bigint CHECK (max_rows >= 1),
+	max_fraction	float8 CHECK (max_fraction > 0 AND max_fraction <= 1),
+	require_where	bool NOT NULL,
+	created_at		timestamptz NOT NULL,
+	created_by		name NOT NULL
+);
+SELECT pg_catalog.pg_extension_config_dump('guard.policy', '');
+
+-- Change sets: one per top-level transaction that changed a protected table.
+CREATE SEQUENCE guard.changeset_id_seq;
+CREATE TABLE guard.changeset (
+	changeset_id	bigint PRIMARY KEY,
+	xid				xid8 NOT NULL,
+	at				timestamptz NOT NULL,
+	label			text,
+	role			name NOT NULL,
+	application_name text
+);
+
+-- Changes: one per statement and table.
+CREATE SEQUENCE guard.change_id_seq;
+CREATE TABLE guard.change (
+	change_id		bigint PRIMARY KEY,
+	changeset_id	bigint NOT NULL,
+	at				timestamptz NOT NULL,
+	role			name NOT NULL,
+	application_name text,
+	relid			oid NOT NULL,
+	relation		text NOT NULL,
+	kind			text NOT NULL,
+	statement		text,
+	state			text NOT NULL DEFAULT 'active'
+					CHECK (state IN ('active', 'restored', 'expired')),
+	attnames		text[] NOT NULL,
+	atttypes		oid[] NOT NULL,
+	atttypmods		int4[] NOT NULL,
+	keyatts			int2[] NOT NULL
+);
+CREATE INDEX change_changeset_idx ON guard.change (changeset_id);
+CREATE INDEX change_relid_idx ON guard.change (relid, change_id);
+
+-- Snapshots: the captured rows of each change, packed into chunks.
+CREATE TABLE guard.snapshot (
+	change_id		bigint NOT NULL,
+	chunk			int4 NOT NULL,
+	nrows			int4 NOT NULL,
+	data			bytea NOT NULL,
+	PRIMARY KEY (change_id, chunk)
+);
+
+/* Nobody reads guard's records directly; views and functions check rights. */
+REVOKE ALL ON guard.policy, guard.changeset, guard.change, guard.snapshot,
+	guard.changeset_id_seq, guard.change_id_seq FROM PUBLIC;
+ALTER TABLE guard.changeset ENABLE ROW LEVEL SECURITY;
+ALTER TABLE guard.changeset FORCE ROW LEVEL SECURITY;
+ALTER TABLE guard.change ENABLE ROW LEVEL SECURITY;
+ALTER TABLE guard.change FORCE ROW LEVEL SECURITY;
+ALTER TABLE guard.snapshot ENABLE ROW LEVEL SECURITY;
+ALTER TABLE guard.snapshot FORCE ROW LEVEL SECURITY;
+
+-- Policy API
+CREATE FUNCTION guard.protect(rel pg_catalog.regclass,
+							  capture text DEFAULT 'all',
+							  mode text DEFAULT NULL,
+							  min_rows bigint DEFAULT 1,
+							  max_rows bigint DEFAULT NULL,
+							  max_fraction float8 DEFAULT NULL,
+							  require_where bool DEFAULT false)
+RETURNS void
+AS 'MODULE_PATHNAME', 'guard_protect'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE FUNCTION guard.unprotect(rel pg_catalog.regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'guard_unprotect'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE VIEW guard.policies WITH (security_barrier) AS
+SELECT p.relid AS relation,
+	   p.capture,
+	   COALESCE(p.mode, pg_catalog.current_setting('guard.mode')) AS mode,
+	   p.mode IS NULL AS mode_from_setting,
+	   p.min_rows,
+	   p.max_rows,
+	   p.max_fraction,
+	   p.require_where,
+	   p.created_at,
+	   p.created_by
+  FROM guard.policy p;
+GRANT SELECT ON guard.policies TO PUBLIC;
+
+-- Capture
+CREATE FUNCTION guard.capture()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'guard_capture'
+LANGUAGE C;
+
+CREATE FUNCTION guard.label(label text)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'guard_label'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION guard.diff(change_id bigint)
+RETURNS TABLE (key text, "column" text, before text, after text)
+AS 'MODULE_PATHNAME', 'guard_diff'
+LANGUAGE C STRICT VOLATILE;
+
+/*
+ * The record views show a change only to those who may read the table it
+ * came from (or members of guard_admin); a dropped table's changes only to
+ * guard_admin.
+ */
+CREATE FUNCTION guard._may_read(relid oid)
+RETURNS bool
+AS 'MODULE_PATHNAME', 'guard_may_read'
+LANGUAGE C STRICT STABLE;
+
+CREATE VIEW guard.changes WITH (security_barrier) AS
+SELECT c.change_id,
+	   c.changeset_id,
+	   c.at,
+	   c.role,
+	   c.application_name,
+	   c.relation,
+	   c.kind,
+	   COALESCE(s.rows, 0) AS rows,
+	   COALESCE(s.snapshot_bytes, 0) AS snapshot_bytes,
+	   c.statement,
+	   c.state
+  FROM guard.change c
+  LEFT JOIN LATERAL (SELECT pg_catalog.sum(n.nrows)::bigint AS rows,
+							pg_catalog.sum(pg_catalog.pg_column_size(n.data))::bigint AS snapshot_bytes
+					   FROM guard.snapshot n
+					  WHERE n.change_id = c.change_id) s ON true
+ WHERE guard._may_read(c.relid);
+GRANT SELECT ON guard.changes TO PUBLIC;
+
+CREATE VIEW guard.changesets WITH (security_barrier) AS
+SELECT cs.changeset_id,
+	   cs.xid,
+	   cs.at,
+	   cs.label,
+	   cs.role,
+	   cs.application_name,
+	   pg_catalog.count(c.change_id) AS changes,
+	   COALESCE(pg_catalog.sum(c.rows), 0)::bigint AS rows,
+	   COALESCE(pg_catalog.sum(c.snapshot_bytes), 0)::bigint AS snapshot_bytes,
+	   pg_catalog.string_agg(DISTINCT c.relation, ', ') AS relations
+  FROM guard.changeset cs
+  JOIN guard.changes c ON c.changeset_id = cs.changeset_id
+ GROUP BY cs.changeset_id;
+GRANT SELECT ON guard.changesets TO PUBLIC;
+
+-- Partitions created or attached under a protected table get its triggers.
+CREATE FUNCTION guard._sync_triggers(rel pg_catalog.regclass)
+RETURNS void
+AS 'MODULE_PATHNAME', 'guard_sync_triggers'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION guard._sync_triggers(pg_catalog.regclass) FROM PUBLIC;
+
+CREATE FUNCTION guard._on_ddl_end()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	r record;
+BEGIN
+	FOR r IN SELECT DISTINCT c.objid
+			   FROM pg_catalog.pg_event_trigger_ddl_commands() c
+			  WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+				AND c.object_type = 'table'
+	LOOP
+		PERFORM guard._sync_triggers(r.objid::pg_catalog.regclass);
+	END LOOP;
+END
+$$;
+
+CREATE EVENT TRIGGER guard_ddl_end ON ddl_command_end
+	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+	EXECUTE FUNCTION guard._on_ddl_end();
+
+-- A dropped table takes its policy with it.
+CREATE FUNCTION guard._on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM guard.policy p
+	 USING pg_catalog.pg_event_trigger_dropped_objects() d
+	 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+	   AND d.objsubid = 0
+	   AND p.relid::oid = d.objid;
+END
+$$;
+
+CREATE EVENT TRIGGER guard_sql_drop ON sql_drop
+	EXECUTE FUNCTION guard._on_sql_drop();
+
+REVOKE ALL ON FUNCTION guard._on_ddl_end(), guard._on_sql_drop() FROM PUBLIC;

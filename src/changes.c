@@ -1,0 +1,434 @@
+/*-------------------------------------------------------------------------
+ *
+ * changes.c
+ *	  Change sets and change records.
+ *
+ * All changes of one top-level transaction form one change set; each
+ * statement that changed a protected table is one change.  Both records are
+ * written with heap_insert in the writing transaction itself, so they
+ * commit or roll back with the change.  Which change set and change the
+ * current transaction is filling is kept in backend memory, tagged with
+ * the subtransaction that created it and forgotten when that aborts.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_type.h"
+#include "commands/sequence.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "tcop/tcopprot.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/xid8.h"
+
+#include "guard.h"
+
+PG_FUNCTION_INFO_V1(guard_label);
+
+/* longest statement text kept in a change record */
+#define MAX_STATEMENT_LEN	65536
+
+/* the change set of the current transaction, 0 if none yet */
+static int64 cur_changeset = 0;
+static SubTransactionId cur_changeset_subid = InvalidSubTransactionId;
+
+/* the change most recently begun, reused by the same statement's triggers */
+static struct
+{
+	int64		change_id;
+	CommandId	cid;
+	Oid			relid;
+	SubTransactionId subid;
+	int32		next_chunk;
+} last_change;
+
+/*
+ * Forget everything at the end of the transaction.
+ */
+static void
+changes_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			cur_changeset = 0;
+			cur_changeset_subid = InvalidSubTransactionId;
+			memset(&last_change, 0, sizeof(last_change));
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * A subtransaction that created the change set or change aborted: its rows
+ * are gone, so forget them.  One that committed hands them to its parent.
+ */
+static void
+changes_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		if (cur_changeset_subid == mySubid)
+		{
+			cur_changeset = 0;
+			cur_changeset_subid = InvalidSubTransactionId;
+		}
+		if (last_change.subid == mySubid)
+			memset(&last_change, 0, sizeof(last_change));
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		if (cur_changeset_subid == mySubid)
+			cur_changeset_subid = parentSubid;
+		if (last_change.subid == mySubid)
+			last_change.subid = parentSubid;
+	}
+}
+
+void
+guard_changes_init(void)
+{
+	RegisterXactCallback(changes_xact_callback, NULL);
+	RegisterSubXactCallback(changes_subxact_callback, NULL);
+}
+
+/*
+ * Insert one row into one of guard's tables, indexes included, without SPI
+ * or permission checks: callers have done theirs.
+ */
+static void
+insert_row(const char *relname, Datum *values, bool *nulls)
+{
+	Relation	rel = table_open(guard_relid(relname), RowExclusiveLock);
+	HeapTuple	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+
+	CatalogTupleInsert(rel, tuple);
+	heap_freetuple(tuple);
+	table_close(rel, RowExclusiveLock);
+}
+
+static Datum
+name_datum(const char *s)
+{
+	return DirectFunctionCall1(namein, CStringGetDatum(s));
+}
+
+/*
+ * Create the current transaction's change set.
+ */
+static int64
+changeset_create(const char *label)
+{
+	Datum		values[6];
+	bool		nulls[6] = {false, false, false, false, false, false};
+	int64		id;
+
+	id = nextval_internal(guard_relid("changeset_id_seq"), false);
+	values[0] = Int64GetDatum(id);
+	values[1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+	values[2] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	if (label)
+		values[3] = CStringGetTextDatum(label);
+	else
+		nulls[3] = true;
+	values[4] = name_datum(GetUserNameFromId(GetUserId(), false));
+	if (application_name && application_name[0])
+		values[5] = CStringGetTextDatum(application_name);
+	else
+		nulls[5] = true;
+	insert_row("changeset", values, nulls);
+
+	cur_changeset = id;
+	cur_changeset_subid = GetCurrentSubTransactionId();
+	return id;
+}
+
+/*
+ * The current transaction's change set id; created on first use when
+ * "create", else 0 if there is none.
+ */
+int64
+guard_changeset_current(bool create)
+{
+	if (cur_changeset != 0 || !create)
+		return cur_changeset;
+	return changeset_create(NULL);
+}
+
+/*
+ * The statement text to record: the statement finishing now, or the whole
+ * query string if guard does not know it.
+ */
+static Datum
+statement_datum(bool *isnull)
+{
+	const GuardStatement *stmt = guard_current_statement();
+	const char *text = NULL;
+	int			len = 0;
+
+	if (stmt && stmt->text)
+	{
+		text = stmt->text;
+		len = stmt->len;
+	}
+	else if (debug_query_string)
+	{
+		text = debug_query_string;
+		len = strlen(text);
+	}
+	if (text == NULL)
+	{
+		*isnull = true;
+		return (Datum) 0;
+	}
+	*isnull = false;
+	if (len > MAX_STATEMENT_LEN)
+		len = pg_mbcliplen(text, len, MAX_STATEMENT_LEN);
+	return PointerGetDatum(cstring_to_text_with_len(text, len));
+}
+
+/*
+ * The change record for the statement now finishing on "rel": the one its
+ * other triggers began (MERGE and INSERT ... ON CONFLICT fire several), or
+ * a new one of the given kind.
+ */
+int64
+guard_change_for_statement(Relation rel, const char *kind)
+{
+	CommandId	cid = GetCurrentCommandId(false);
+	TupleDesc	desc = RelationGetDescr(rel);
+	const GuardStatement *stmt = guard_current_statement();
+	Datum		values[14];
+	bool		nulls[14];
+	Datum	   *names;
+	bool	   *namenulls;
+	Datum	   *types;
+	Datum	   *typmods;
+	Datum		keydatums[INDEX_MAX_KEYS];
+	AttrNumber	keys[INDEX_MAX_KEYS];
+	int			nkeys;
+	int			dims[1];
+	int			lbs[1] = {1};
+	int64		id;
+
+	if (last_change.change_id != 0 && last_change.cid == cid &&
+		last_change.relid == RelationGetRelid(rel) &&
+		last_change.subid == GetCurrentSubTransactionId())
+		return last_change.change_id;
+
+	if (stmt)
+	{
+		switch (stmt->cmd)
+		{
+			case CMD_UPDATE:
+				kind = "UPDATE";
+				break;
+			case CMD_DELETE:
+				kind = "DELETE";
+				break;
+			case CMD_INSERT:
+				kind = stmt->is_copy ? "COPY" : "INSERT";
+				break;
+			case CMD_MERGE:
+				kind = "MERGE";
+				break;
+			default:
+				break;
+		}
+	}
+
+	memset(nulls, 0, sizeof(nulls));
+	id = nextval_internal(guard_relid("change_id_seq"), false);
+	values[0] = Int64GetDatum(id);
+	values[1] = Int64GetDatum(guard_changeset_current(true));
+	values[2] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
+	values[3] = name_datum(GetUserNameFromId(GetUserId(), false));
+	if (application_name && application_name[0])
+		values[4] = CStringGetTextDatum(application_name);
+	else
+		nulls[4] = true;
+	values[5] = ObjectIdGetDatum(RelationGetRelid(rel));
+	values[6] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+															   RelationGetRelationName(rel)));
+	values[7] = CStringGetTextDatum(kind);
+	values[8] = statement_datum(&nulls[8]);
+	values[9] = CStringGetTextDatum("active");
+
+	/* the layout the snapshot is encoded in: names and types by attnum */
+	names = palloc(sizeof(Datum) * desc->natts);
+	namenulls = palloc(sizeof(bool) * desc->natts);
+	types = palloc(sizeof(Datum) * desc->natts);
+	typmods = palloc(sizeof(Datum) * desc->natts);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		namenulls[i] = att->attisdropped;
+		names[i] = att->attisdropped ? (Datum) 0 :
+			CStringGetTextDatum(NameStr(att->attname));
+		types[i] = ObjectIdGetDatum(att->attisdropped ? InvalidOid : att->atttypid);
+		typmods[i] = Int32GetDatum(att->atttypmod);
+	}
+	dims[0] = desc->natts;
+	values[10] = PointerGetDatum(construct_md_array(names, namenulls, 1, dims, lbs,
+													TEXTOID, -1, false, TYPALIGN_INT));
+	values[11] = PointerGetDatum(construct_array(types, desc->natts, OIDOID,
+												 sizeof(Oid), true, TYPALIGN_INT));
+	values[12] = PointerGetDatum(construct_array(typmods, desc->natts, INT4OID,
+												 sizeof(int32), true, TYPALIGN_INT));
+	nkeys = guard_key_attnums(rel, keys);
+	for (int i = 0; i < nkeys; i++)
+		keydatums[i] = Int16GetDatum(keys[i]);
+	values[13] = PointerGetDatum(construct_array(keydatums, nkeys, INT2OID,
+												 sizeof(int16), true, TYPALIGN_SHORT));
+	insert_row("change", values, nulls);
+
+	last_change.change_id = id;
+	last_change.cid = cid;
+	last_change.relid = RelationGetRelid(rel);
+	last_change.subid = GetCurrentSubTransactionId();
+	last_change.next_chunk = 0;
+	return id;
+}
+
+/*
+ * The chunk counter of the change guard_change_for_statement() returned
+ * last: the snapshots of one change number their chunks in sequence.
+ */
+int32 *
+guard_change_chunk_counter(void)
+{
+	return &last_change.next_chunk;
+}
+
+/*
+ * guard.label(text): name the current transaction's change set, creating
+ * it if nothing was captured yet.  Returns its id.
+ */
+Datum
+guard_label(PG_FUNCTION_ARGS)
+{
+	char	   *label = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int64		id;
+
+	guard_require_preload();
+	if (IsInParallelMode())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("cannot label a change set during a parallel operation")));
+
+	id = guard_changeset_current(false);
+	if (id == 0)
+		id = changeset_create(label);
+	else
+	{
+		Relation	rel = table_open(guard_relid("changeset"), RowExclusiveLock);
+		ScanKeyData key;
+		SysScanDesc scan;
+		HeapTuple	tuple;
+
+		/* the row was written by this transaction: update it in place */
+		CommandCounterIncrement();
+		ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ,
+					Int64GetDatum(id));
+		scan = systable_beginscan(rel, guard_relid("changeset_pkey"), true,
+								  GetLatestSnapshot(), 1, &key);
+		tuple = systable_getnext(scan);
+		if (HeapTupleIsValid(tuple))
+		{
+			Datum		values[6];
+			bool		nulls[6] = {false, false, false, false, false, false};
+			bool		replace[6] = {false, false, false, true, false, false};
+			HeapTuple	newtuple;
+
+			values[3] = CStringGetTextDatum(label);
+			newtuple = heap_modify_tuple(tuple, RelationGetDescr(rel),
+										 values, nulls, replace);
+			CatalogTupleUpdate(rel, &newtuple->t_self, newtuple);
+		}
+		systable_endscan(scan);
+		table_close(rel, RowExclusiveLock);
+	}
+	CommandCounterIncrement();
+	PG_RETURN_INT64(id);
+}
+
+/*
+ * Read change record "change_id" into *change.  Returns false if there is
+ * no such change.
+ */
+bool
+guard_change_read(int64 change_id, GuardChange *change)
+{
+	Relation	rel = table_open(guard_relid("change"), AccessShareLock);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	bool		found = false;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum(change_id));
+	scan = systable_beginscan(rel, guard_relid("change_pkey"), true,
+							  GetActiveSnapshot(), 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		Datum		values[14];
+		bool		nulls[14];
+		Datum	   *elems;
+		bool	   *elemnulls;
+		int			n;
+
+		heap_deform_tuple(tuple, RelationGetDescr(rel), values, nulls);
+		found = true;
+		change->change_id = change_id;
+		change->changeset_id = DatumGetInt64(values[1]);
+		change->relid = DatumGetObjectId(values[5]);
+		change->relation = TextDatumGetCString(values[6]);
+		change->kind = TextDatumGetCString(values[7]);
+		change->state = TextDatumGetCString(values[9]);
+
+		deconstruct_array(DatumGetArrayTypeP(values[10]), TEXTOID, -1, false,
+						  TYPALIGN_INT, &elems, &elemnulls, &n);
+		change->natts = n;
+		change->attnames = palloc0(sizeof(char *) * Max(n, 1));
+		for (int i = 0; i < n; i++)
+			change->attnames[i] = elemnulls[i] ? NULL : TextDatumGetCString(elems[i]);
+
+		deconstruct_array(DatumGetArrayTypeP(values[11]), OIDOID, sizeof(Oid),
+						  true, TYPALIGN_INT, &elems, &elemnulls, &n);
+		change->atttypes = palloc0(sizeof(Oid) * Max(n, 1));
+		for (int i = 0; i < n && i < change->natts; i++)
+			change->atttypes[i] = DatumGetObjectId(elems[i]);
+
+		deconstruct_array(DatumGetArrayTypeP(values[13]), INT2OID, sizeof(int16),
+						  true, TYPALIGN_SHORT, &elems, &elemnulls, &n);
+		change->nkeys = n;
+		for (int i = 0; i < n && i < INDEX_MAX_KEYS; i++)
+			change->keys[i] = DatumGetInt16(elems[i]);
+	}
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	return found;
+}

@@ -1,0 +1,163 @@
+/*-------------------------------------------------------------------------
+ *
+ * guard.h
+ *	  Private declarations shared by the files of the guard extension.
+ *
+ * The path of a guarded write: the capture trigger (capture.c) reads the
+ * statement's transition tables, encodes before-images into chunks
+ * (shadow.c) and records the change and its change set (changes.c).
+ * policy.c keeps who is protected and how; hooks.c follows statements.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef GUARD_H
+#define GUARD_H
+
+#include "access/htup.h"
+#include "access/tupdesc.h"
+#include "executor/tuptable.h"
+#include "lib/stringinfo.h"
+#include "nodes/nodes.h"
+#include "utils/relcache.h"
+
+/* guard's own error codes, class GU (documented in README.md) */
+#define ERRCODE_GUARD_NOT_PRELOADED		ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
+#define ERRCODE_GUARD_SNAPSHOT_TOO_LARGE	MAKE_SQLSTATE('G','U','0','0','1')
+
+/* GUCs (guard.c) */
+typedef enum GuardMode
+{
+	GUARD_MODE_ENFORCE,
+	GUARD_MODE_WARN
+} GuardMode;
+
+extern bool guard_enabled;
+extern int	guard_mode;
+extern int	guard_retention;
+extern int	guard_max_snapshot_size;
+extern char *guard_notify_channel;
+extern bool guard_preloaded;
+
+extern void guard_require_preload(void);
+extern Oid	guard_namespace(void);
+extern Oid	guard_relid(const char *relname);
+
+/* hooks.c: the statement being finished, for change records */
+typedef struct GuardStatement
+{
+	const char *text;			/* source text, not NUL-terminated at len */
+	int			len;
+	CmdType		cmd;			/* CMD_UNKNOWN for utility (COPY) */
+	bool		is_copy;
+} GuardStatement;
+
+extern bool guard_internal_ddl;
+extern void guard_install_hooks(void);
+extern const GuardStatement *guard_current_statement(void);
+
+/* policy.c */
+typedef enum GuardCapture
+{
+	GUARD_CAPTURE_NONE,
+	GUARD_CAPTURE_DML,
+	GUARD_CAPTURE_DDL,
+	GUARD_CAPTURE_ALL
+} GuardCapture;
+
+typedef struct GuardPolicy
+{
+	Oid			relid;			/* the table the policy is on (may be an
+								 * ancestor of the relation asked about) */
+	bool		found;
+	GuardCapture capture;
+	int			mode;			/* GuardMode, or -1 for the GUC */
+	int64		min_rows;
+	int64		max_rows;		/* 0: none */
+	double		max_fraction;	/* 0: none */
+	bool		require_where;
+} GuardPolicy;
+
+extern const GuardPolicy *guard_policy_lookup(Relation rel);
+extern int	guard_policy_mode(const GuardPolicy *policy);
+extern bool guard_may_read_relation(Oid relid);
+extern int	guard_key_attnums(Relation rel, AttrNumber *keys);
+
+/* changes.c: change sets and change records */
+typedef struct GuardChange
+{
+	int64		change_id;
+	int64		changeset_id;
+	Oid			relid;
+	char	   *relation;
+	char	   *kind;
+	char	   *state;
+	int			natts;			/* layout at capture time, by attnum */
+	char	  **attnames;		/* NULL: dropped */
+	Oid		   *atttypes;
+	int			nkeys;
+	AttrNumber	keys[INDEX_MAX_KEYS];
+} GuardChange;
+
+extern bool guard_change_read(int64 change_id, GuardChange *change);
+extern int64 guard_changeset_current(bool create);
+extern int64 guard_change_for_statement(Relation rel, const char *kind);
+extern void guard_changes_init(void);
+extern int32 *guard_change_chunk_counter(void);
+
+/* rows.c: live rows by key */
+typedef struct GuardKeyScan
+{
+	Relation	rel;
+	Relation	index;
+	int			nkeys;
+	AttrNumber	attnums[INDEX_MAX_KEYS];	/* in the live table */
+	Oid			eqproc[INDEX_MAX_KEYS];
+	Oid			collation[INDEX_MAX_KEYS];
+	TupleTableSlot *slot;
+} GuardKeyScan;
+
+extern bool guard_keyscan_begin(GuardKeyScan *ks, Relation rel,
+								const GuardChange *change);
+extern bool guard_keyscan_fetch(GuardKeyScan *ks, Datum *keyvalues);
+extern void guard_keyscan_end(GuardKeyScan *ks);
+
+/* shadow.c: packed before-images */
+typedef enum GuardRowOp
+{
+	GUARD_OP_INSERT = 1,
+	GUARD_OP_UPDATE = 2,
+	GUARD_OP_DELETE = 3
+} GuardRowOp;
+
+typedef struct ShadowWriter ShadowWriter;
+
+extern ShadowWriter *shadow_begin(int64 change_id, Relation rel,
+								  int32 *chunkno, int64 limit, bool enforce);
+extern void shadow_add_update(ShadowWriter *w, TupleTableSlot *oldslot,
+							  TupleTableSlot *newslot);
+extern void shadow_add_delete(ShadowWriter *w, TupleTableSlot *oldslot);
+extern void shadow_add_insert(ShadowWriter *w, TupleTableSlot *newslot);
+extern int64 shadow_end(ShadowWriter *w);
+
+/* one decoded row of a snapshot */
+typedef struct ShadowRow
+{
+	GuardRowOp	op;
+	int			natts;			/* length of the arrays below */
+	bool	   *captured;		/* [attnum - 1]: a before-value is present */
+	Datum	   *values;			/* before-values (UPDATE, DELETE) */
+	bool	   *nulls;
+	Datum	   *keyvalues;		/* key of the row after the change */
+	uint32		hash;			/* hash of the after-values (UPDATE, INSERT) */
+} ShadowRow;
+
+typedef struct ShadowReader ShadowReader;
+
+extern ShadowReader *shadow_open(int64 change_id, int natts,
+								 const Oid *types, AttrNumber *keys, int nkeys);
+extern bool shadow_next(ShadowReader *r, ShadowRow *row);
+extern void shadow_close(ShadowReader *r);
+extern uint32 shadow_hash_value(Datum value, bool isnull, int16 typlen,
+								bool typbyval, uint32 hash);
+
+#endif							/* GUARD_H */

@@ -1,0 +1,307 @@
+/*-------------------------------------------------------------------------
+ *
+ * hooks.c
+ *	  Executor and ProcessUtility hooks.
+ *
+ * The executor hook remembers which statement is finishing, so that the
+ * capture trigger, which fires inside ExecutorFinish, can record the
+ * statement's own text and command type.  The utility hook does the same for
+ * COPY, and keeps guard's triggers from being dropped or disabled by anyone
+ * but a superuser (who is logged).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/relation.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_trigger.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "parser/scansup.h"
+#include "tcop/utility.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+
+#include "guard.h"
+
+static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+
+static const GuardStatement *current_statement = NULL;
+
+/* set while guard itself drops its triggers (guard.unprotect) */
+bool		guard_internal_ddl = false;
+
+static void guard_ExecutorFinish(QueryDesc *queryDesc);
+static void guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+								 bool readOnlyTree,
+								 ProcessUtilityContext context,
+								 ParamListInfo params,
+								 QueryEnvironment *queryEnv,
+								 DestReceiver *dest, QueryCompletion *qc);
+
+/*
+ * Install the hooks, chained after any installed before guard.
+ */
+void
+guard_install_hooks(void)
+{
+	prev_ExecutorFinish = ExecutorFinish_hook;
+	ExecutorFinish_hook = guard_ExecutorFinish;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = guard_ProcessUtility;
+}
+
+/*
+ * The statement whose AFTER triggers are firing now, or NULL when unknown
+ * (guard loaded in the middle of the statement).
+ */
+const GuardStatement *
+guard_current_statement(void)
+{
+	return current_statement;
+}
+
+/*
+ * Clip a statement out of a possibly multi-statement source string, as
+ * pg_stat_statements does.
+ */
+static void
+set_statement_text(GuardStatement *stmt, const char *source, int location,
+				   int len)
+{
+	if (source == NULL)
+	{
+		stmt->text = NULL;
+		stmt->len = 0;
+		return;
+	}
+	if (location < 0 || location > (int) strlen(source))
+		location = 0;
+	if (len <= 0)
+		len = strlen(source + location);
+	/* skip leading white space */
+	while (len > 0 && scanner_isspace(source[location]))
+	{
+		location++;
+		len--;
+	}
+	stmt->text = source + location;
+	stmt->len = len;
+}
+
+/*
+ * ExecutorFinish hook: AFTER statement triggers fire in here; let them know
+ * which statement they belong to.
+ */
+static void
+guard_ExecutorFinish(QueryDesc *queryDesc)
+{
+	const GuardStatement *save = current_statement;
+	GuardStatement stmt;
+
+	set_statement_text(&stmt, queryDesc->sourceText,
+					   queryDesc->plannedstmt->stmt_location,
+					   queryDesc->plannedstmt->stmt_len);
+	stmt.cmd = queryDesc->operation;
+	stmt.is_copy = false;
+	current_statement = &stmt;
+
+	PG_TRY();
+	{
+		if (prev_ExecutorFinish)
+			prev_ExecutorFinish(queryDesc);
+		else
+			standard_ExecutorFinish(queryDesc);
+	}
+	PG_FINALLY();
+	{
+		current_statement = save;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Does the trigger named "tgname" on relation "relid" belong to guard?
+ */
+static bool
+is_guard_trigger_name(const char *tgname)
+{
+	return tgname != NULL && strncmp(tgname, "guard_", 6) == 0;
+}
+
+/*
+ * Does the relation carry any trigger of guard's?
+ */
+static bool
+relation_has_guard_trigger(Oid relid)
+{
+	Relation	rel;
+	bool		found = false;
+
+	rel = try_relation_open(relid, AccessShareLock);
+	if (rel == NULL)
+		return false;
+	if (rel->trigdesc != NULL)
+	{
+		for (int i = 0; i < rel->trigdesc->numtriggers; i++)
+		{
+			if (is_guard_trigger_name(rel->trigdesc->triggers[i].tgname))
+			{
+				found = true;
+				break;
+			}
+		}
+	}
+	relation_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
+ * Refuse (or, for a superuser, log) a command that would drop, rename or
+ * disable one of guard's triggers, which would let writes bypass capture.
+ */
+static void
+check_trigger_bypass(const char *what, const char *relname)
+{
+	if (superuser())
+	{
+		ereport(LOG,
+				(errmsg("guard: superuser %s guard's capture on table \"%s\"",
+						what, relname)));
+		return;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("permission denied to %s guard's capture on table \"%s\"",
+					what, relname),
+			 errdetail("Triggers named guard_* keep the before-images of writes to protected tables."),
+			 errhint("Use guard.unprotect() to stop protecting the table.")));
+}
+
+/*
+ * Look for commands that would bypass capture.
+ */
+static void
+check_utility(Node *parsetree)
+{
+	if (guard_internal_ddl)
+		return;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_DropStmt:
+			{
+				DropStmt   *drop = (DropStmt *) parsetree;
+				ListCell   *lc;
+
+				if (drop->removeType != OBJECT_TRIGGER)
+					break;
+				foreach(lc, drop->objects)
+				{
+					List	   *names = (List *) lfirst(lc);
+					const char *tgname = strVal(llast(names));
+
+					if (is_guard_trigger_name(tgname))
+					{
+						List	   *relname = list_truncate(list_copy(names),
+															list_length(names) - 1);
+
+						check_trigger_bypass("drop",
+											 NameListToString(relname));
+					}
+				}
+				break;
+			}
+		case T_RenameStmt:
+			{
+				RenameStmt *rename = (RenameStmt *) parsetree;
+
+				if (rename->renameType == OBJECT_TRIGGER &&
+					is_guard_trigger_name(rename->subname))
+					check_trigger_bypass("rename", rename->relation->relname);
+				break;
+			}
+		case T_AlterTableStmt:
+			{
+				AlterTableStmt *atstmt = (AlterTableStmt *) parsetree;
+				ListCell   *lc;
+				Oid			relid = InvalidOid;
+
+				foreach(lc, atstmt->cmds)
+				{
+					AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
+					bool		named = false;
+
+					switch (cmd->subtype)
+					{
+						case AT_DisableTrig:
+						case AT_EnableReplicaTrig:
+							named = true;
+							/* FALLTHROUGH */
+						case AT_DisableTrigAll:
+						case AT_DisableTrigUser:
+							if (named && !is_guard_trigger_name(cmd->name))
+								break;
+							if (!OidIsValid(relid))
+								relid = RangeVarGetRelid(atstmt->relation,
+														 NoLock, true);
+							if (OidIsValid(relid) &&
+								relation_has_guard_trigger(relid))
+								check_trigger_bypass("disable",
+													 atstmt->relation->relname);
+							break;
+						default:
+							break;
+					}
+				}
+				break;
+			}
+		default:
+			break;
+	}
+}
+
+/*
+ * ProcessUtility hook: watch for capture bypasses; follow COPY so that its
+ * capture is recorded with its text.
+ */
+static void
+guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					 bool readOnlyTree, ProcessUtilityContext context,
+					 ParamListInfo params, QueryEnvironment *queryEnv,
+					 DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	const GuardStatement *save = current_statement;
+	GuardStatement stmt;
+
+	check_utility(parsetree);
+
+	if (IsA(parsetree, CopyStmt))
+	{
+		set_statement_text(&stmt, queryString, pstmt->stmt_location,
+						   pstmt->stmt_len);
+		stmt.cmd = CMD_INSERT;
+		stmt.is_copy = true;
+		current_statement = &stmt;
+	}
+
+	PG_TRY();
+	{
+		if (prev_ProcessUtility)
+			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+								params, queryEnv, dest, qc);
+		else
+			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
+									params, queryEnv, dest, qc);
+	}
+	PG_FINALLY();
+	{
+		current_statement = save;
+	}
+	PG_END_TRY();
+}

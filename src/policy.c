@@ -1,0 +1,700 @@
+/*-------------------------------------------------------------------------
+ *
+ * policy.c
+ *	  guard.protect() and guard.unprotect(), the capture triggers they
+ *	  attach, and the per-relation policy cache.
+ *
+ * A protected table carries three ordinary statement-level AFTER triggers
+ * with transition tables, named guard_capture_ins/upd/del; partitions get
+ * their own (statement triggers fire only on the table a statement names).
+ * Ordinary rather than internal triggers, because pg_dump keeps them and
+ * partitions can be given them; hooks.c refuses to let them be disabled.
+ *
+ * The cache maps a relation to the policy that governs it (its own, or its
+ * nearest protected ancestor's) and its key columns.  It is invalidated by
+ * relcache callbacks; protect() and unprotect() send those invalidations.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/catalog.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/partition.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_trigger.h"
+#include "commands/extension.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/syscache.h"
+
+#include "guard.h"
+
+PG_FUNCTION_INFO_V1(guard_protect);
+PG_FUNCTION_INFO_V1(guard_unprotect);
+PG_FUNCTION_INFO_V1(guard_sync_triggers);
+PG_FUNCTION_INFO_V1(guard_may_read);
+
+typedef struct PolicyCacheEntry
+{
+	Oid			relid;			/* hash key: the relation asked about */
+	GuardPolicy policy;
+} PolicyCacheEntry;
+
+static HTAB *policy_cache = NULL;
+
+static const char *const capture_triggers[3][2] = {
+	{"guard_capture_ins", "AFTER INSERT ON %s REFERENCING NEW TABLE AS guard_new"},
+	{"guard_capture_upd", "AFTER UPDATE ON %s REFERENCING OLD TABLE AS guard_old NEW TABLE AS guard_new"},
+	{"guard_capture_del", "AFTER DELETE ON %s REFERENCING OLD TABLE AS guard_old"},
+};
+
+/*
+ * Relcache callback: forget what we knew of the relation (or of all).
+ */
+static void
+policy_cache_invalidate(Datum arg, Oid relid)
+{
+	if (policy_cache == NULL)
+		return;
+	if (!OidIsValid(relid))
+	{
+		HASH_SEQ_STATUS status;
+		PolicyCacheEntry *entry;
+
+		hash_seq_init(&status, policy_cache);
+		while ((entry = hash_seq_search(&status)) != NULL)
+			hash_search(policy_cache, &entry->relid, HASH_REMOVE, NULL);
+	}
+	else
+		hash_search(policy_cache, &relid, HASH_REMOVE, NULL);
+}
+
+/*
+ * Read the policy row of one relation straight from guard.policy, without
+ * SPI (this runs on the capture path, once per relation and invalidation).
+ */
+static bool
+policy_read(Oid relid, GuardPolicy *policy)
+{
+	Relation	prel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tuple;
+	bool		found = false;
+
+	prel = table_open(guard_relid("policy"), AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(prel, guard_relid("policy_pkey"), true,
+							  NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+	{
+		TupleDesc	desc = RelationGetDescr(prel);
+		Datum		values[9];
+		bool		nulls[9];
+		char	   *capture;
+
+		heap_deform_tuple(tuple, desc, values, nulls);
+		found = true;
+		policy->relid = relid;
+		capture = TextDatumGetCString(values[1]);
+		if (strcmp(capture, "dml") == 0)
+			policy->capture = GUARD_CAPTURE_DML;
+		else if (strcmp(capture, "ddl") == 0)
+			policy->capture = GUARD_CAPTURE_DDL;
+		else if (strcmp(capture, "all") == 0)
+			policy->capture = GUARD_CAPTURE_ALL;
+		else
+			policy->capture = GUARD_CAPTURE_NONE;
+		if (nulls[2])
+			policy->mode = -1;
+		else
+			policy->mode = strcmp(TextDatumGetCString(values[2]), "warn") == 0 ?
+				GUARD_MODE_WARN : GUARD_MODE_ENFORCE;
+		policy->min_rows = DatumGetInt64(values[3]);
+		policy->max_rows = nulls[4] ? 0 : DatumGetInt64(values[4]);
+		policy->max_fraction = nulls[5] ? 0 : DatumGetFloat8(values[5]);
+		policy->require_where = DatumGetBool(values[6]);
+	}
+	systable_endscan(scan);
+	table_close(prel, AccessShareLock);
+	return found;
+}
+
+/*
+ * The policy governing "rel": its own, or that of its nearest protected
+ * partition ancestor.  policy->found is false when there is none.
+ */
+const GuardPolicy *
+guard_policy_lookup(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	PolicyCacheEntry *entry;
+	bool		found;
+
+	if (policy_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(PolicyCacheEntry);
+		policy_cache = hash_create("guard policy cache", 64, &ctl,
+								   HASH_ELEM | HASH_BLOBS);
+		CacheRegisterRelcacheCallback(policy_cache_invalidate, (Datum) 0);
+	}
+
+	entry = hash_search(policy_cache, &relid, HASH_FIND, NULL);
+	if (entry != NULL)
+		return &entry->policy;
+
+	{
+		GuardPolicy policy;
+
+		memset(&policy, 0, sizeof(policy));
+		policy.found = policy_read(relid, &policy);
+		if (!policy.found && rel->rd_rel->relispartition)
+		{
+			List	   *ancestors = get_partition_ancestors(relid);
+			ListCell   *lc;
+
+			foreach(lc, ancestors)
+			{
+				if (policy_read(lfirst_oid(lc), &policy))
+				{
+					policy.found = true;
+					break;
+				}
+			}
+			list_free(ancestors);
+		}
+
+		entry = hash_search(policy_cache, &relid, HASH_ENTER, &found);
+		entry->policy = policy;
+	}
+	return &entry->policy;
+}
+
+/*
+ * The mode in force for a policy: its own, or guard.mode.
+ */
+int
+guard_policy_mode(const GuardPolicy *policy)
+{
+	return policy->mode >= 0 ? policy->mode : guard_mode;
+}
+
+/*
+ * The columns restore identifies rows by: the primary key, else the replica
+ * identity index.  Fills keys[] (INDEX_MAX_KEYS long) and returns their
+ * number, 0 when the table has neither.
+ */
+int
+guard_key_attnums(Relation rel, AttrNumber *keys)
+{
+	Oid			indexoid = RelationGetPrimaryKeyIndex(rel);
+	HeapTuple	tuple;
+	Form_pg_index index;
+	int			n;
+
+	if (!OidIsValid(indexoid))
+		indexoid = RelationGetReplicaIndex(rel);
+	if (!OidIsValid(indexoid))
+		return 0;
+
+	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for index %u", indexoid);
+	index = (Form_pg_index) GETSTRUCT(tuple);
+	n = index->indnkeyatts;
+	for (int i = 0; i < n; i++)
+	{
+		keys[i] = index->indkey.values[i];
+		if (keys[i] == 0)
+		{
+			/* an expression: restore could not find rows by it */
+			n = 0;
+			break;
+		}
+	}
+	ReleaseSysCache(tuple);
+	return n;
+}
+
+/*
+ * May the current user manage guard for this table: its owner, or a member
+ * of guard_admin?
+ */
+static bool
+may_manage(Oid relid)
+{
+	Oid			admin = get_role_oid("guard_admin", true);
+
+	if (pg_class_ownercheck(relid, GetUserId()))
+		return true;
+	return OidIsValid(admin) && has_privs_of_role(GetUserId(), admin);
+}
+
+/*
+ * guard._may_read(relid): may the current user see the records of changes
+ * to this relation?  Those who can SELECT it, and guard_admin.
+ */
+bool
+guard_may_read_relation(Oid relid)
+{
+	Oid			admin = get_role_oid("guard_admin", true);
+	bool		missing = false;
+
+	if (OidIsValid(admin) && has_privs_of_role(GetUserId(), admin))
+		return true;
+	return pg_class_aclcheck_ext(relid, GetUserId(), ACL_SELECT,
+								 &missing) == ACLCHECK_OK;
+}
+
+Datum
+guard_may_read(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(guard_may_read_relation(PG_GETARG_OID(0)));
+}
+
+/*
+ * The role that owns the extension: guard's own SQL runs as it.
+ */
+static Oid
+extension_owner(void)
+{
+	Relation	rel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	HeapTuple	tuple;
+	Oid			owner = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum("guard"));
+	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+	if (!OidIsValid(owner))
+		guard_namespace();		/* raises the "not installed" error */
+	return owner;
+}
+
+/*
+ * State saved while guard runs its own SQL as the extension owner with a
+ * pinned search_path.
+ */
+typedef struct AsOwner
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} AsOwner;
+
+static void
+as_owner_begin(AsOwner *s)
+{
+	GetUserIdAndSecContext(&s->save_userid, &s->save_sec_context);
+	SetUserIdAndSecContext(extension_owner(),
+						   s->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	s->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+as_owner_end(AsOwner *s)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, s->save_nestlevel);
+	SetUserIdAndSecContext(s->save_userid, s->save_sec_context);
+}
+
+/*
+ * Run one statement of guard's own; an ERROR if it fails.
+ */
+static void
+run_sql(const char *sql, int nargs, Oid *types, Datum *values,
+		const char *nulls)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls,
+										   false, 0);
+
+	if (rc < 0)
+		elog(ERROR, "guard: SPI failed (%d): %s", rc, sql);
+}
+
+/*
+ * Does relation "relid" have a trigger named "tgname"?
+ */
+static bool
+has_trigger(Oid relid, const char *tgname)
+{
+	Relation	tgrel;
+	SysScanDesc scan;
+	ScanKeyData keys[2];
+	bool		found;
+
+	tgrel = table_open(TriggerRelationId, AccessShareLock);
+	ScanKeyInit(&keys[0], Anum_pg_trigger_tgrelid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(relid));
+	ScanKeyInit(&keys[1], Anum_pg_trigger_tgname, BTEqualStrategyNumber,
+				F_NAMEEQ, CStringGetDatum(tgname));
+	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true,
+							  NULL, 2, keys);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(tgrel, AccessShareLock);
+	return found;
+}
+
+static char *
+qualified_name(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+/*
+ * Give relation "relid" guard's capture triggers (want) or take them away
+ * (!want).  Runs inside as_owner_begin().
+ */
+static void
+set_capture_triggers(Oid relid, bool want)
+{
+	char	   *qname = qualified_name(relid);
+
+	for (int i = 0; i < 3; i++)
+	{
+		const char *tgname = capture_triggers[i][0];
+		bool		has = has_trigger(relid, tgname);
+		StringInfoData sql;
+
+		initStringInfo(&sql);
+		if (want && !has)
+		{
+			appendStringInfo(&sql, "CREATE TRIGGER %s ", tgname);
+			appendStringInfo(&sql, capture_triggers[i][1], qname);
+			appendStringInfoString(&sql,
+								   " FOR EACH STATEMENT EXECUTE FUNCTION guard.capture()");
+		}
+		else if (!want && has)
+			appendStringInfo(&sql, "DROP TRIGGER %s ON %s", tgname, qname);
+		else
+			continue;
+
+		{
+			bool		save = guard_internal_ddl;
+
+			guard_internal_ddl = true;
+			PG_TRY();
+			{
+				run_sql(sql.data, 0, NULL, NULL, NULL);
+			}
+			PG_FINALLY();
+			{
+				guard_internal_ddl = save;
+			}
+			PG_END_TRY();
+		}
+	}
+	CacheInvalidateRelcacheByRelid(relid);
+}
+
+/*
+ * Apply set_capture_triggers() to a table and all its partitions.
+ */
+static void
+set_capture_triggers_tree(Oid relid, bool want)
+{
+	List	   *rels = find_all_inheritors(relid, ShareRowExclusiveLock, NULL);
+	ListCell   *lc;
+
+	foreach(lc, rels)
+	{
+		Oid			child = lfirst_oid(lc);
+		char		relkind = get_rel_relkind(child);
+
+		if (relkind == RELKIND_RELATION || relkind == RELKIND_PARTITIONED_TABLE)
+			set_capture_triggers(child, want);
+	}
+}
+
+static bool
+capture_has_dml(const char *capture)
+{
+	return strcmp(capture, "dml") == 0 || strcmp(capture, "all") == 0;
+}
+
+/*
+ * Check that "rel" is a table guard can protect, and that the current user
+ * may manage it.  The relation is locked against concurrent DDL.
+ */
+static Relation
+open_table_to_manage(Oid relid, const char *action)
+{
+	Relation	rel = try_table_open(relid, ShareRowExclusiveLock);
+
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", RelationGetRelationName(rel)),
+				 errhint("guard protects ordinary and partitioned tables.")));
+	if (IsCatalogRelation(rel) ||
+		RelationGetNamespace(rel) == get_namespace_oid("guard", true))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot %s table \"%s\"", action,
+						RelationGetRelationName(rel)),
+				 errdetail("System catalogs and guard's own tables cannot be protected.")));
+	if (!may_manage(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s table \"%s\"", action,
+						RelationGetRelationName(rel)),
+				 errdetail("Only the table's owner or a member of guard_admin may %s it.",
+						   action)));
+	return rel;
+}
+
+/*
+ * guard.protect(rel, capture, mode, min_rows, max_rows, max_fraction,
+ *				 require_where): put a table under guard or change its policy.
+ */
+Datum
+guard_protect(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *capture;
+	char	   *mode = NULL;
+	int64		min_rows;
+	Relation	rel;
+	AsOwner		owner;
+	Oid			argtypes[7] = {OIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
+	FLOAT8OID, BOOLOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	guard_require_preload();
+
+	for (int i = 0; i < 7; i++)
+	{
+		/* mode, max_rows and max_fraction may be NULL */
+		if (PG_ARGISNULL(i) && i != 2 && i != 4 && i != 5)
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("argument %d of guard.protect must not be null", i + 1)));
+	}
+	relid = PG_GETARG_OID(0);
+	capture = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (!PG_ARGISNULL(2))
+		mode = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	min_rows = PG_GETARG_INT64(3);
+
+	if (strcmp(capture, "dml") != 0 && strcmp(capture, "ddl") != 0 &&
+		strcmp(capture, "all") != 0 && strcmp(capture, "none") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid capture \"%s\"", capture),
+				 errhint("Valid values are \"dml\", \"ddl\", \"all\" and \"none\".")));
+	if (mode != NULL && strcmp(mode, "enforce") != 0 && strcmp(mode, "warn") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid mode \"%s\"", mode),
+				 errhint("Valid values are \"enforce\", \"warn\", or NULL to follow guard.mode.")));
+	if (min_rows < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("min_rows must not be negative"),
+				 errhint("Use 1 (the default) to capture every write.")));
+	if (!PG_ARGISNULL(4))
+	{
+		int64		max_rows = PG_GETARG_INT64(4);
+
+		if (max_rows < 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_rows must be at least 1"),
+					 errhint("Use NULL for no limit.")));
+		if (max_rows < min_rows)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_rows (" INT64_FORMAT ") is less than min_rows (" INT64_FORMAT ")",
+							max_rows, min_rows),
+					 errhint("max_rows must be at least min_rows.")));
+	}
+	if (!PG_ARGISNULL(5))
+	{
+		float8		frac = PG_GETARG_FLOAT8(5);
+
+		if (isnan(frac) || frac <= 0 || frac > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("max_fraction must be greater than 0 and at most 1"),
+					 errhint("Use NULL for no limit.")));
+	}
+
+	rel = open_table_to_manage(relid, "protect");
+
+	if (rel->rd_rel->relispartition)
+	{
+		List	   *ancestors = get_partition_ancestors(relid);
+		ListCell   *lc;
+		GuardPolicy dummy;
+
+		foreach(lc, ancestors)
+		{
+			if (policy_read(lfirst_oid(lc), &dummy))
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("table \"%s\" is a partition of protected table \"%s\"",
+								RelationGetRelationName(rel),
+								get_rel_name(lfirst_oid(lc))),
+						 errhint("Change the policy of the partitioned table instead.")));
+		}
+	}
+
+	if (capture_has_dml(capture))
+	{
+		AttrNumber	keys[INDEX_MAX_KEYS];
+
+		if (guard_key_attnums(rel, keys) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("table \"%s\" has no primary key or replica identity index",
+							RelationGetRelationName(rel)),
+					 errdetail("guard finds rows to restore by their key."),
+					 errhint("Add a primary key, or set REPLICA IDENTITY USING INDEX, or protect with capture => 'ddl'.")));
+	}
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = CStringGetTextDatum(capture);
+	values[2] = mode ? CStringGetTextDatum(mode) : (Datum) 0;
+	nulls[2] = mode ? ' ' : 'n';
+	values[3] = Int64GetDatum(min_rows);
+	values[4] = PG_ARGISNULL(4) ? (Datum) 0 : PG_GETARG_DATUM(4);
+	nulls[4] = PG_ARGISNULL(4) ? 'n' : ' ';
+	values[5] = PG_ARGISNULL(5) ? (Datum) 0 : PG_GETARG_DATUM(5);
+	nulls[5] = PG_ARGISNULL(5) ? 'n' : ' ';
+	values[6] = PG_GETARG_DATUM(6);
+
+	as_owner_begin(&owner);
+	run_sql("INSERT INTO guard.policy AS p (relid, capture, mode, min_rows, max_rows,"
+			" max_fraction, require_where, created_at, created_by)"
+			" VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, pg_catalog.now(), session_user)"
+			" ON CONFLICT (relid) DO UPDATE SET capture = excluded.capture,"
+			" mode = excluded.mode, min_rows = excluded.min_rows,"
+			" max_rows = excluded.max_rows, max_fraction = excluded.max_fraction,"
+			" require_where = excluded.require_where",
+			7, argtypes, values, nulls);
+	set_capture_triggers_tree(relid, capture_has_dml(capture));
+	as_owner_end(&owner);
+
+	table_close(rel, NoLock);
+	PG_RETURN_VOID();
+}
+
+/*
+ * guard.unprotect(rel): stop protecting a table.  Its recorded changes stay.
+ */
+Datum
+guard_unprotect(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Relation	rel;
+	AsOwner		owner;
+	GuardPolicy dummy;
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1];
+
+	guard_require_preload();
+	rel = open_table_to_manage(relid, "unprotect");
+	if (!policy_read(relid, &dummy))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("table \"%s\" is not protected by guard",
+						RelationGetRelationName(rel))));
+
+	values[0] = ObjectIdGetDatum(relid);
+	as_owner_begin(&owner);
+	run_sql("DELETE FROM guard.policy WHERE relid = $1::pg_catalog.regclass",
+			1, argtypes, values, NULL);
+	set_capture_triggers_tree(relid, false);
+	as_owner_end(&owner);
+
+	table_close(rel, NoLock);
+	PG_RETURN_VOID();
+}
+
+/*
+ * guard._sync_triggers(rel): called after CREATE/ALTER TABLE by an event
+ * trigger, gives a new or attached partition of a protected table the
+ * capture triggers, and takes them from a detached one.
+ */
+Datum
+guard_sync_triggers(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	Relation	rel;
+	const GuardPolicy *policy;
+	bool		want;
+	bool		has;
+	AsOwner		owner;
+
+	rel = try_table_open(relid, AccessShareLock);
+	if (rel == NULL)
+		PG_RETURN_VOID();
+	has = has_trigger(relid, capture_triggers[0][0]);
+	if ((rel->rd_rel->relkind != RELKIND_RELATION &&
+		 rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE) ||
+		(!rel->rd_rel->relispartition && !has))
+	{
+		/* the common case: nothing guard cares about */
+		table_close(rel, AccessShareLock);
+		PG_RETURN_VOID();
+	}
+
+	policy_cache_invalidate((Datum) 0, relid);
+	policy = guard_policy_lookup(rel);
+	want = policy->found && (policy->capture == GUARD_CAPTURE_DML ||
+							 policy->capture == GUARD_CAPTURE_ALL);
+	if (want != has)
+	{
+		as_owner_begin(&owner);
+		set_capture_triggers_tree(relid, want);
+		as_owner_end(&owner);
+	}
+	table_close(rel, NoLock);
+	PG_RETURN_VOID();
+}

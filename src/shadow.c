@@ -1,0 +1,713 @@
+/*-------------------------------------------------------------------------
+ *
+ * shadow.c
+ *	  Shadow storage: before-images packed into chunks of guard.snapshot.
+ *
+ * One captured row is encoded as
+ *
+ *	  flags			1 byte: operation (bits 0-1), HAS_NULLS, NEW_SET
+ *	  set			bitmap of the columns whose before-value follows, present
+ *					only when it differs from the previous row's (NEW_SET)
+ *	  nulls			bitmap of which of those are NULL (HAS_NULLS)
+ *	  key			the row's key after the change (UPDATE, INSERT)
+ *	  values		the before-values of the set's non-NULL columns
+ *	  hash			4 bytes: hash of the after-values of the set's columns
+ *					(UPDATE) or of the whole new row (INSERT)
+ *
+ * UPDATE keeps only the columns whose value changed (binary comparison);
+ * DELETE keeps every column; INSERT keeps only the key.  Dropped and
+ * generated columns are never kept (restore recomputes generated ones).
+ * Values are kept as the type stores them: fixed-length types as their
+ * bytes, varlena with its header, out-of-line TOAST fetched first (never a
+ * raw TOAST pointer), so restore gives back the exact bytes.  Rows are
+ * packed into chunks of about CHUNK_TARGET bytes, each decodable alone, and
+ * written with heap_insert: a million captured rows make a few thousand
+ * shadow tuples, and memory stays at one chunk however many rows there are.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/detoast.h"
+#include "access/genam.h"
+#include "access/heaptoast.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "common/hashfn.h"
+#include "executor/tuptable.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "guard.h"
+
+#define CHUNK_TARGET	1900
+
+#define ROW_OP_MASK		0x03
+#define ROW_HAS_NULLS	0x04
+#define ROW_NEW_SET		0x08
+
+#define NULL_HASH_SEED	0x9e3779b9
+
+/* room for one pass-by-value Datum's bytes, aligned for store_att_byval */
+typedef union AlignedDatum
+{
+	Datum		d;
+	char		c[sizeof(Datum)];
+} AlignedDatum;
+
+struct ShadowWriter
+{
+	int64		change_id;
+	int			natts;
+	int			nkeys;
+	AttrNumber	keys[INDEX_MAX_KEYS];
+	bool	   *skip;			/* [i]: dropped or generated, never kept */
+	int			setbytes;		/* bytes of one column bitmap */
+	uint8	   *set;			/* the current row's set */
+	uint8	   *prevset;		/* the previous row's, within this chunk */
+	bool		have_prev;
+	uint8	   *nullmap;
+	StringInfoData buf;			/* the chunk being filled, after VARHDRSZ */
+	int32		nrows;			/* rows in the chunk */
+	int32	   *chunkno;		/* the change's chunk counter */
+	int64		bytes;			/* bytes written for this change */
+	int64		limit;			/* guard.max_snapshot_size in bytes, or -1 */
+	bool		enforce;
+	bool		warned;
+	const char *relname;
+	Relation	rel;
+	CatalogIndexState indstate;
+	MemoryContext rowcxt;		/* detoasted values of one row */
+};
+
+struct ShadowReader
+{
+	Relation	rel;
+	SysScanDesc scan;
+	int			natts;
+	int16	   *typlen;
+	bool	   *typbyval;
+	int			nkeys;
+	AttrNumber	keys[INDEX_MAX_KEYS];
+	int			setbytes;
+	uint8	   *set;
+	bytea	   *chunk;
+	const char *pos;
+	const char *end;
+	MemoryContext rowcxt;
+};
+
+static inline bool
+bit_is_set(const uint8 *map, int i)
+{
+	return (map[i >> 3] & (1 << (i & 7))) != 0;
+}
+
+static inline void
+bit_set(uint8 *map, int i)
+{
+	map[i >> 3] |= (1 << (i & 7));
+}
+
+/*
+ * A varlena value as a plain in-memory varlena: TOAST pointers are
+ * followed; inline compressed data stays compressed.
+ */
+static inline struct varlena *
+fetch_varlena(Datum value)
+{
+	struct varlena *v = (struct varlena *) DatumGetPointer(value);
+
+	if (VARATT_IS_EXTERNAL(v))
+		v = detoast_external_attr(v);
+	return v;
+}
+
+/*
+ * Fold one value into a running hash.  Varlena values are hashed by their
+ * logical contents, so that the same value hashes alike whether it sits in
+ * a transition table uncompressed or in the heap compressed or toasted.
+ */
+uint32
+shadow_hash_value(Datum value, bool isnull, int16 typlen, bool typbyval,
+				  uint32 hash)
+{
+	uint32		h;
+
+	if (isnull)
+		h = NULL_HASH_SEED;
+	else if (typlen == -1)
+	{
+		struct varlena *v = (struct varlena *) DatumGetPointer(value);
+
+		if (VARATT_IS_EXTENDED(v) && !VARATT_IS_SHORT(v))
+			v = detoast_attr(v);
+		h = hash_bytes((const unsigned char *) VARDATA_ANY(v),
+					   VARSIZE_ANY_EXHDR(v));
+	}
+	else if (typlen == -2)
+		h = hash_bytes((const unsigned char *) DatumGetCString(value),
+					   strlen(DatumGetCString(value)));
+	else if (typbyval)
+	{
+		AlignedDatum tmp;
+
+		/* a pass-by-value Datum: hash the bytes the type stores */
+		store_att_byval(tmp.c, value, typlen);
+		h = hash_bytes((const unsigned char *) tmp.c, typlen);
+	}
+	else
+		h = hash_bytes((const unsigned char *) DatumGetPointer(value), typlen);
+	return hash_combine(hash, h);
+}
+
+/*
+ * Are two values of a column bit-for-bit the same?  Binary, not the type's
+ * "=": numeric 1.0 and 1.00 differ, and json has no "=".
+ */
+static bool
+values_identical(Datum a, Datum b, Form_pg_attribute att)
+{
+	if (att->attbyval)
+		return a == b;
+	if (att->attlen > 0)
+		return memcmp(DatumGetPointer(a), DatumGetPointer(b), att->attlen) == 0;
+	if (att->attlen == -2)
+		return strcmp(DatumGetCString(a), DatumGetCString(b)) == 0;
+	else
+	{
+		struct varlena *va = (struct varlena *) DatumGetPointer(a);
+		struct varlena *vb = (struct varlena *) DatumGetPointer(b);
+
+		if (va == vb)
+			return true;
+		if (VARATT_IS_EXTERNAL_ONDISK(va) && VARATT_IS_EXTERNAL_ONDISK(vb))
+		{
+			struct varatt_external ea;
+			struct varatt_external eb;
+
+			VARATT_EXTERNAL_GET_POINTER(ea, va);
+			VARATT_EXTERNAL_GET_POINTER(eb, vb);
+			/* the same TOAST value: an UPDATE that kept the column */
+			if (ea.va_valueid == eb.va_valueid &&
+				ea.va_toastrelid == eb.va_toastrelid)
+				return true;
+		}
+		if (VARATT_IS_EXTENDED(va) && !VARATT_IS_SHORT(va))
+			va = detoast_attr(va);
+		if (VARATT_IS_EXTENDED(vb) && !VARATT_IS_SHORT(vb))
+			vb = detoast_attr(vb);
+		return VARSIZE_ANY_EXHDR(va) == VARSIZE_ANY_EXHDR(vb) &&
+			memcmp(VARDATA_ANY(va), VARDATA_ANY(vb), VARSIZE_ANY_EXHDR(va)) == 0;
+	}
+}
+
+/*
+ * Append one non-NULL value to the chunk, in the form the type stores it.
+ */
+static void
+append_value(StringInfo buf, Datum value, Form_pg_attribute att)
+{
+	if (att->attbyval)
+	{
+		AlignedDatum tmp;
+
+		store_att_byval(tmp.c, value, att->attlen);
+		appendBinaryStringInfo(buf, tmp.c, att->attlen);
+	}
+	else if (att->attlen > 0)
+		appendBinaryStringInfo(buf, DatumGetPointer(value), att->attlen);
+	else if (att->attlen == -2)
+		appendBinaryStringInfo(buf, DatumGetCString(value),
+							   strlen(DatumGetCString(value)) + 1);
+	else
+	{
+		struct varlena *v = fetch_varlena(value);
+
+		appendBinaryStringInfo(buf, (char *) v, VARSIZE_ANY(v));
+	}
+}
+
+/*
+ * Start writing the snapshot of one trigger firing of change "change_id".
+ */
+ShadowWriter *
+shadow_begin(int64 change_id, Relation rel, int32 *chunkno, int64 limit,
+			 bool enforce)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	ShadowWriter *w = palloc0(sizeof(ShadowWriter));
+
+	w->change_id = change_id;
+	w->natts = desc->natts;
+	w->nkeys = guard_key_attnums(rel, w->keys);
+	w->skip = palloc0(sizeof(bool) * desc->natts);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		w->skip[i] = att->attisdropped || att->attgenerated != '\0';
+	}
+	w->setbytes = (desc->natts + 7) / 8;
+	w->set = palloc0(w->setbytes);
+	w->prevset = palloc0(w->setbytes);
+	w->nullmap = palloc0(w->setbytes);
+	initStringInfo(&w->buf);
+	appendStringInfoSpaces(&w->buf, VARHDRSZ);
+	w->chunkno = chunkno;
+	w->limit = limit;
+	w->enforce = enforce;
+	w->relname = RelationGetRelationName(rel);
+	w->rel = table_open(guard_relid("snapshot"), RowExclusiveLock);
+	w->indstate = CatalogOpenIndexes(w->rel);
+	w->rowcxt = AllocSetContextCreate(CurrentMemoryContext,
+									  "guard capture row",
+									  ALLOCSET_SMALL_SIZES);
+	return w;
+}
+
+/*
+ * Write the chunk being filled, if any.
+ */
+static void
+shadow_flush(ShadowWriter *w)
+{
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+	HeapTuple	tuple;
+
+	if (w->nrows == 0)
+		return;
+
+	SET_VARSIZE(w->buf.data, w->buf.len);
+	values[0] = Int64GetDatum(w->change_id);
+	values[1] = Int32GetDatum((*w->chunkno)++);
+	values[2] = Int32GetDatum(w->nrows);
+	values[3] = PointerGetDatum(w->buf.data);
+	tuple = heap_form_tuple(RelationGetDescr(w->rel), values, nulls);
+	CatalogTupleInsertWithInfo(w->rel, tuple, w->indstate);
+	heap_freetuple(tuple);
+
+	w->bytes += w->buf.len;
+	if (w->limit >= 0 && w->bytes > w->limit)
+	{
+		if (w->enforce)
+			ereport(ERROR,
+					(errcode(ERRCODE_GUARD_SNAPSHOT_TOO_LARGE),
+					 errmsg("snapshot of the change to table \"%s\" exceeds guard.max_snapshot_size",
+							w->relname),
+					 errdetail("The snapshot needs more than %d kB.",
+							   guard_max_snapshot_size),
+					 errhint("Raise guard.max_snapshot_size, or change fewer rows per statement.")));
+		w->warned = true;
+	}
+
+	resetStringInfo(&w->buf);
+	appendStringInfoSpaces(&w->buf, VARHDRSZ);
+	w->nrows = 0;
+	w->have_prev = false;
+}
+
+/*
+ * Append the row header and the set and null bitmaps for the current row.
+ */
+static void
+append_header(ShadowWriter *w, GuardRowOp op, bool has_nulls)
+{
+	uint8		flags = (uint8) op;
+	bool		new_set = !w->have_prev ||
+		memcmp(w->set, w->prevset, w->setbytes) != 0;
+
+	if (has_nulls)
+		flags |= ROW_HAS_NULLS;
+	if (new_set)
+		flags |= ROW_NEW_SET;
+	appendStringInfoChar(&w->buf, (char) flags);
+	if (new_set)
+	{
+		appendBinaryStringInfo(&w->buf, (char *) w->set, w->setbytes);
+		memcpy(w->prevset, w->set, w->setbytes);
+		w->have_prev = true;
+	}
+	if (has_nulls)
+		appendBinaryStringInfo(&w->buf, (char *) w->nullmap, w->setbytes);
+}
+
+static void
+append_key(ShadowWriter *w, TupleTableSlot *slot)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+
+	for (int k = 0; k < w->nkeys; k++)
+	{
+		int			i = w->keys[k] - 1;
+
+		/* key columns are NOT NULL (primary key or replica identity) */
+		append_value(&w->buf, slot->tts_values[i], TupleDescAttr(desc, i));
+	}
+}
+
+static void
+append_hash(ShadowWriter *w, uint32 hash)
+{
+	appendBinaryStringInfo(&w->buf, (char *) &hash, sizeof(hash));
+}
+
+/*
+ * End one row: count it and start a new chunk when this one is full.
+ */
+static void
+row_done(ShadowWriter *w)
+{
+	w->nrows++;
+	MemoryContextReset(w->rowcxt);
+	if (w->buf.len >= CHUNK_TARGET)
+		shadow_flush(w);
+}
+
+/*
+ * Capture one updated row: key after, before-values of changed columns,
+ * hash of their after-values.
+ */
+void
+shadow_add_update(ShadowWriter *w, TupleTableSlot *oldslot,
+				  TupleTableSlot *newslot)
+{
+	TupleDesc	desc = oldslot->tts_tupleDescriptor;
+	MemoryContext oldcxt;
+	bool		any = false;
+	bool		has_nulls = false;
+	uint32		hash = 0;
+
+	slot_getallattrs(oldslot);
+	slot_getallattrs(newslot);
+	oldcxt = MemoryContextSwitchTo(w->rowcxt);
+
+	memset(w->set, 0, w->setbytes);
+	memset(w->nullmap, 0, w->setbytes);
+	for (int i = 0; i < w->natts; i++)
+	{
+		bool		onull = oldslot->tts_isnull[i];
+		bool		nnull = newslot->tts_isnull[i];
+
+		if (w->skip[i])
+			continue;
+		if (onull && nnull)
+			continue;
+		if (!onull && !nnull &&
+			values_identical(oldslot->tts_values[i], newslot->tts_values[i],
+							 TupleDescAttr(desc, i)))
+			continue;
+		bit_set(w->set, i);
+		if (onull)
+		{
+			bit_set(w->nullmap, i);
+			has_nulls = true;
+		}
+		hash = shadow_hash_value(newslot->tts_values[i], nnull,
+								 TupleDescAttr(desc, i)->attlen,
+								 TupleDescAttr(desc, i)->attbyval, hash);
+		any = true;
+	}
+
+	if (any)
+	{
+		append_header(w, GUARD_OP_UPDATE, has_nulls);
+		append_key(w, newslot);
+		for (int i = 0; i < w->natts; i++)
+		{
+			if (bit_is_set(w->set, i) && !oldslot->tts_isnull[i])
+				append_value(&w->buf, oldslot->tts_values[i],
+							 TupleDescAttr(desc, i));
+		}
+		append_hash(w, hash);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	if (any)
+		row_done(w);
+	else
+		MemoryContextReset(w->rowcxt);
+}
+
+/*
+ * Capture one deleted row: every stored column.
+ */
+void
+shadow_add_delete(ShadowWriter *w, TupleTableSlot *oldslot)
+{
+	TupleDesc	desc = oldslot->tts_tupleDescriptor;
+	MemoryContext oldcxt;
+	bool		has_nulls = false;
+
+	slot_getallattrs(oldslot);
+	oldcxt = MemoryContextSwitchTo(w->rowcxt);
+	memset(w->set, 0, w->setbytes);
+	memset(w->nullmap, 0, w->setbytes);
+	for (int i = 0; i < w->natts; i++)
+	{
+		if (w->skip[i])
+			continue;
+		bit_set(w->set, i);
+		if (oldslot->tts_isnull[i])
+		{
+			bit_set(w->nullmap, i);
+			has_nulls = true;
+		}
+	}
+	append_header(w, GUARD_OP_DELETE, has_nulls);
+	for (int i = 0; i < w->natts; i++)
+	{
+		if (!w->skip[i] && !oldslot->tts_isnull[i])
+			append_value(&w->buf, oldslot->tts_values[i], TupleDescAttr(desc, i));
+	}
+	MemoryContextSwitchTo(oldcxt);
+	row_done(w);
+}
+
+/*
+ * Capture one inserted row: its key, and a hash of the whole row so that
+ * restore can tell whether it changed since.
+ */
+void
+shadow_add_insert(ShadowWriter *w, TupleTableSlot *newslot)
+{
+	TupleDesc	desc = newslot->tts_tupleDescriptor;
+	MemoryContext oldcxt;
+	uint32		hash = 0;
+
+	slot_getallattrs(newslot);
+	oldcxt = MemoryContextSwitchTo(w->rowcxt);
+	memset(w->set, 0, w->setbytes);
+	for (int i = 0; i < w->natts; i++)
+	{
+		if (w->skip[i])
+			continue;
+		hash = shadow_hash_value(newslot->tts_values[i], newslot->tts_isnull[i],
+								 TupleDescAttr(desc, i)->attlen,
+								 TupleDescAttr(desc, i)->attbyval, hash);
+	}
+	append_header(w, GUARD_OP_INSERT, false);
+	append_key(w, newslot);
+	append_hash(w, hash);
+	MemoryContextSwitchTo(oldcxt);
+	row_done(w);
+}
+
+/*
+ * Finish the snapshot: write the last chunk, release everything.  Returns
+ * the bytes written.
+ */
+int64
+shadow_end(ShadowWriter *w)
+{
+	int64		bytes;
+
+	shadow_flush(w);
+	bytes = w->bytes;
+	if (w->warned)
+		ereport(WARNING,
+				(errcode(ERRCODE_GUARD_SNAPSHOT_TOO_LARGE),
+				 errmsg("snapshot of the change to table \"%s\" exceeds guard.max_snapshot_size",
+						w->relname),
+				 errdetail("The snapshot takes " INT64_FORMAT " bytes; the limit is %d kB.",
+						   bytes, guard_max_snapshot_size)));
+	CatalogCloseIndexes(w->indstate);
+	table_close(w->rel, RowExclusiveLock);
+	MemoryContextDelete(w->rowcxt);
+	pfree(w->buf.data);
+	pfree(w);
+	return bytes;
+}
+
+/*
+ * Open the snapshot of change "change_id" for reading.  "types" gives the
+ * type of each attnum as recorded with the change (InvalidOid: dropped).
+ */
+ShadowReader *
+shadow_open(int64 change_id, int natts, const Oid *types, AttrNumber *keys,
+			int nkeys)
+{
+	ShadowReader *r = palloc0(sizeof(ShadowReader));
+	ScanKeyData key;
+	Snapshot	snapshot;
+
+	r->natts = natts;
+	r->typlen = palloc0(sizeof(int16) * natts);
+	r->typbyval = palloc0(sizeof(bool) * natts);
+	for (int i = 0; i < natts; i++)
+	{
+		if (OidIsValid(types[i]))
+			get_typlenbyval(types[i], &r->typlen[i], &r->typbyval[i]);
+	}
+	r->nkeys = nkeys;
+	memcpy(r->keys, keys, sizeof(AttrNumber) * nkeys);
+	r->setbytes = (natts + 7) / 8;
+	r->set = palloc0(r->setbytes);
+	r->rowcxt = AllocSetContextCreate(CurrentMemoryContext,
+									  "guard snapshot row",
+									  ALLOCSET_DEFAULT_SIZES);
+
+	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
+	r->rel = table_open(guard_relid("snapshot"), AccessShareLock);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum(change_id));
+	r->scan = systable_beginscan(r->rel, guard_relid("snapshot_pkey"), true,
+								 snapshot, 1, &key);
+	return r;
+}
+
+/*
+ * Read one value of attribute index i at r->pos, as a Datum in rowcxt.
+ */
+static Datum
+read_value(ShadowReader *r, int i)
+{
+	int16		len = r->typlen[i];
+	Datum		d;
+
+	if (len == 0)
+		elog(ERROR, "guard: snapshot names a column of unknown type");
+	if (r->typbyval[i])
+	{
+		AlignedDatum tmp;
+
+		memcpy(tmp.c, r->pos, len);
+		d = fetch_att(tmp.c, true, len);
+		r->pos += len;
+	}
+	else if (len > 0)
+	{
+		char	   *p = palloc(len);
+
+		memcpy(p, r->pos, len);
+		d = PointerGetDatum(p);
+		r->pos += len;
+	}
+	else if (len == -2)
+	{
+		size_t		n = strlen(r->pos) + 1;
+
+		d = PointerGetDatum(pstrdup(r->pos));
+		r->pos += n;
+	}
+	else
+	{
+		Size		size;
+		char	   *p;
+
+		if (VARATT_IS_1B(r->pos))
+			size = VARSIZE_1B(r->pos);
+		else
+		{
+			varattrib_4b hdr;
+
+			memcpy(&hdr, r->pos, sizeof(uint32));
+			size = VARSIZE_4B(&hdr);
+		}
+		p = palloc(size);
+		memcpy(p, r->pos, size);
+		d = PointerGetDatum(p);
+		r->pos += size;
+	}
+	if (r->pos > r->end)
+		elog(ERROR, "guard: snapshot chunk is corrupt");
+	return d;
+}
+
+/*
+ * Decode the next captured row into "row" (arrays allocated by the reader,
+ * valid until the next call).  Returns false at the end.
+ */
+bool
+shadow_next(ShadowReader *r, ShadowRow *row)
+{
+	uint8		flags;
+	uint8	   *nullmap = NULL;
+	MemoryContext oldcxt;
+
+	while (r->pos == NULL || r->pos >= r->end)
+	{
+		HeapTuple	tuple = systable_getnext(r->scan);
+		bool		isnull;
+		Datum		d;
+
+		if (!HeapTupleIsValid(tuple))
+			return false;
+		d = heap_getattr(tuple, 4, RelationGetDescr(r->rel), &isnull);
+		if (r->chunk)
+			pfree(r->chunk);
+		r->chunk = (bytea *) detoast_attr((struct varlena *) DatumGetPointer(d));
+		if ((Pointer) r->chunk == DatumGetPointer(d))
+		{
+			/* not toasted: copy, the scan's tuple goes away */
+			r->chunk = (bytea *) PG_DETOAST_DATUM_COPY(d);
+		}
+		r->pos = VARDATA(r->chunk);
+		r->end = r->pos + VARSIZE(r->chunk) - VARHDRSZ;
+		memset(r->set, 0, r->setbytes);
+	}
+
+	MemoryContextReset(r->rowcxt);
+	oldcxt = MemoryContextSwitchTo(r->rowcxt);
+
+	row->natts = r->natts;
+	row->captured = palloc0(sizeof(bool) * r->natts);
+	row->values = palloc0(sizeof(Datum) * r->natts);
+	row->nulls = palloc0(sizeof(bool) * r->natts);
+	row->keyvalues = palloc0(sizeof(Datum) * Max(r->nkeys, 1));
+	row->hash = 0;
+
+	flags = (uint8) *r->pos++;
+	row->op = (GuardRowOp) (flags & ROW_OP_MASK);
+	if (flags & ROW_NEW_SET)
+	{
+		memcpy(r->set, r->pos, r->setbytes);
+		r->pos += r->setbytes;
+	}
+	if (flags & ROW_HAS_NULLS)
+	{
+		nullmap = (uint8 *) r->pos;
+		r->pos += r->setbytes;
+	}
+	if (row->op != GUARD_OP_DELETE)
+	{
+		for (int k = 0; k < r->nkeys; k++)
+			row->keyvalues[k] = read_value(r, r->keys[k] - 1);
+	}
+	for (int i = 0; i < r->natts; i++)
+	{
+		if (!bit_is_set(r->set, i))
+			continue;
+		row->captured[i] = true;
+		if (nullmap && bit_is_set(nullmap, i))
+			row->nulls[i] = true;
+		else
+			row->values[i] = read_value(r, i);
+	}
+	if (row->op == GUARD_OP_DELETE)
+	{
+		for (int k = 0; k < r->nkeys; k++)
+			row->keyvalues[k] = row->values[r->keys[k] - 1];
+	}
+	else
+	{
+		memcpy(&row->hash, r->pos, sizeof(uint32));
+		r->pos += sizeof(uint32);
+	}
+	if (r->pos > r->end)
+		elog(ERROR, "guard: snapshot chunk is corrupt");
+	MemoryContextSwitchTo(oldcxt);
+	return true;
+}
+
+void
+shadow_close(ShadowReader *r)
+{
+	systable_endscan(r->scan);
+	table_close(r->rel, AccessShareLock);
+	MemoryContextDelete(r->rowcxt);
+}
