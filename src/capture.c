@@ -55,7 +55,6 @@ guard_capture(PG_FUNCTION_ARGS)
 	Tuplestorestate *counted;
 	const char *kind;
 	int64		nrows;
-	int64		change_id;
 	int64		limit;
 	ShadowWriter *w;
 	TupleTableSlot *oldslot = NULL;
@@ -122,10 +121,9 @@ guard_capture(PG_FUNCTION_ARGS)
 	if (nrows < policy->min_rows)
 		return PointerGetDatum(NULL);
 
-	change_id = guard_change_for_statement(rel, kind);
 	limit = guard_max_snapshot_size < 0 ? -1 :
 		(int64) guard_max_snapshot_size * 1024;
-	w = shadow_begin(change_id, rel, guard_change_chunk_counter(), limit,
+	w = shadow_begin(rel, kind, limit,
 					 guard_policy_mode(policy) == GUARD_MODE_ENFORCE);
 
 	if (oldtable)

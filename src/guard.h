@@ -131,8 +131,8 @@ typedef enum GuardRowOp
 
 typedef struct ShadowWriter ShadowWriter;
 
-extern ShadowWriter *shadow_begin(int64 change_id, Relation rel,
-								  int32 *chunkno, int64 limit, bool enforce);
+extern ShadowWriter *shadow_begin(Relation rel, const char *kind,
+								  int64 limit, bool enforce);
 extern void shadow_add_update(ShadowWriter *w, TupleTableSlot *oldslot,
 							  TupleTableSlot *newslot);
 extern void shadow_add_delete(ShadowWriter *w, TupleTableSlot *oldslot);

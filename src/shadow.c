@@ -61,7 +61,9 @@ typedef union AlignedDatum
 
 struct ShadowWriter
 {
-	int64		change_id;
+	int64		change_id;		/* 0 until the first chunk is written */
+	Relation	source;			/* the table written to */
+	const char *kind;
 	int			natts;
 	int			nkeys;
 	AttrNumber	keys[INDEX_MAX_KEYS];
@@ -233,16 +235,18 @@ append_value(StringInfo buf, Datum value, Form_pg_attribute att)
 }
 
 /*
- * Start writing the snapshot of one trigger firing of change "change_id".
+ * Start writing the snapshot of one trigger firing on "rel".  The change
+ * record is made when the first chunk is written, so that a statement whose
+ * rows all kept their values records nothing.
  */
 ShadowWriter *
-shadow_begin(int64 change_id, Relation rel, int32 *chunkno, int64 limit,
-			 bool enforce)
+shadow_begin(Relation rel, const char *kind, int64 limit, bool enforce)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	ShadowWriter *w = palloc0(sizeof(ShadowWriter));
 
-	w->change_id = change_id;
+	w->source = rel;
+	w->kind = kind;
 	w->natts = desc->natts;
 	w->nkeys = guard_key_attnums(rel, w->keys);
 	w->skip = palloc0(sizeof(bool) * desc->natts);
@@ -258,7 +262,6 @@ shadow_begin(int64 change_id, Relation rel, int32 *chunkno, int64 limit,
 	w->nullmap = palloc0(w->setbytes);
 	initStringInfo(&w->buf);
 	appendStringInfoSpaces(&w->buf, VARHDRSZ);
-	w->chunkno = chunkno;
 	w->limit = limit;
 	w->enforce = enforce;
 	w->relname = RelationGetRelationName(rel);
@@ -283,6 +286,11 @@ shadow_flush(ShadowWriter *w)
 	if (w->nrows == 0)
 		return;
 
+	if (w->change_id == 0)
+	{
+		w->change_id = guard_change_for_statement(w->source, w->kind);
+		w->chunkno = guard_change_chunk_counter();
+	}
 	SET_VARSIZE(w->buf.data, w->buf.len);
 	values[0] = Int64GetDatum(w->change_id);
 	values[1] = Int32GetDatum((*w->chunkno)++);

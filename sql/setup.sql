@@ -1,0 +1,34 @@
+-- setup: the extension is installed, its settings exist, and helpers for
+-- the other tests.
+SELECT extname, extversion FROM pg_extension WHERE extname = 'guard';
+SELECT name, setting, unit, context FROM pg_settings
+ WHERE name LIKE 'guard.%' ORDER BY name;
+SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = 'guard_admin';
+
+-- the guard.* prefix is reserved: a misspelt setting is refused
+SET guard.enabeld = off;
+
+-- expect_error(sql): run a statement that must fail and show its SQLSTATE,
+-- message and hint, so that the expected output pins them down.
+CREATE FUNCTION public.expect_error(sql text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+	st text;
+	msg text;
+	hint text;
+BEGIN
+	EXECUTE sql;
+	RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+		hint = PG_EXCEPTION_HINT;
+	RETURN st || ': ' || msg || CASE WHEN hint <> '' THEN E'\nHINT: ' || hint ELSE '' END;
+END
+$$;
+
+-- guard_triggers(rel): the guard triggers a table carries
+CREATE FUNCTION public.guard_triggers(rel regclass) RETURNS text
+LANGUAGE sql AS $$
+	SELECT coalesce(string_agg(tgname, ',' ORDER BY tgname), '(none)')
+	  FROM pg_trigger WHERE tgrelid = rel AND tgname LIKE 'guard\_%'
+$$;
