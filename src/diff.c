@@ -67,7 +67,7 @@ live_value(GuardKeyScan *ks, bool live, const char *name)
 
 	if (!live)
 		return NULL;
-	desc = RelationGetDescr(ks->rel);
+	desc = RelationGetDescr(ks->found);
 	for (attno = 0; attno < desc->natts; attno++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, attno);
@@ -159,7 +159,7 @@ guard_diff(PG_FUNCTION_ARGS)
 				put_row(rsinfo, key, NULL, NULL, NULL);
 				continue;
 			}
-			desc = RelationGetDescr(rel);
+			desc = RelationGetDescr(ks.found);
 			for (int i = 0; i < desc->natts; i++)
 			{
 				Form_pg_attribute att = TupleDescAttr(desc, i);

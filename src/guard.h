@@ -80,6 +80,7 @@ typedef struct GuardPolicy
 extern const GuardPolicy *guard_policy_lookup(Relation rel);
 extern int	guard_policy_mode(const GuardPolicy *policy);
 extern bool guard_may_read_relation(Oid relid);
+extern void guard_sync_relation(Oid relid);
 extern int	guard_key_attnums(Relation rel, AttrNumber *keys);
 
 /* changes.c: change sets and change records */
@@ -105,15 +106,23 @@ extern void guard_changes_init(void);
 extern int32 *guard_change_chunk_counter(void);
 
 /* rows.c: live rows by key */
-typedef struct GuardKeyScan
+typedef struct GuardKeyLeaf
 {
 	Relation	rel;
 	Relation	index;
-	int			nkeys;
-	AttrNumber	attnums[INDEX_MAX_KEYS];	/* in the live table */
 	Oid			eqproc[INDEX_MAX_KEYS];
 	Oid			collation[INDEX_MAX_KEYS];
 	TupleTableSlot *slot;
+} GuardKeyLeaf;
+
+typedef struct GuardKeyScan
+{
+	int			nkeys;
+	int			nleaves;
+	GuardKeyLeaf *leaves;
+	bool		owns_leaves;
+	Relation	found;			/* after a fetch: the table the row is in */
+	TupleTableSlot *slot;		/* ... and the row */
 } GuardKeyScan;
 
 extern bool guard_keyscan_begin(GuardKeyScan *ks, Relation rel,

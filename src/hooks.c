@@ -278,8 +278,29 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	Node	   *parsetree = pstmt->utilityStmt;
 	const GuardStatement *save = current_statement;
 	GuardStatement stmt;
+	List	   *detached = NIL;
+	ListCell   *lc;
 
 	check_utility(parsetree);
+
+	/* a partition detached from a protected table loses guard's triggers */
+	if (IsA(parsetree, AlterTableStmt))
+	{
+		foreach(lc, ((AlterTableStmt *) parsetree)->cmds)
+		{
+			AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
+
+			if (cmd->subtype == AT_DetachPartition &&
+				!((PartitionCmd *) cmd->def)->concurrent)
+			{
+				Oid			relid = RangeVarGetRelid(((PartitionCmd *) cmd->def)->name,
+													 NoLock, true);
+
+				if (OidIsValid(relid))
+					detached = lappend_oid(detached, relid);
+			}
+		}
+	}
 
 	if (IsA(parsetree, CopyStmt))
 	{
@@ -304,4 +325,7 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		current_statement = save;
 	}
 	PG_END_TRY();
+
+	foreach(lc, detached)
+		guard_sync_relation(lfirst_oid(lc));
 }

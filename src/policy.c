@@ -658,43 +658,54 @@ guard_unprotect(PG_FUNCTION_ARGS)
 }
 
 /*
- * guard._sync_triggers(rel): called after CREATE/ALTER TABLE by an event
- * trigger, gives a new or attached partition of a protected table the
- * capture triggers, and takes them from a detached one.
+ * Bring the capture triggers of a table (and its partitions) in line with
+ * the policy governing it: a new or attached partition of a protected table
+ * gets them, a detached one loses them.
  */
-Datum
-guard_sync_triggers(PG_FUNCTION_ARGS)
+void
+guard_sync_relation(Oid relid)
 {
-	Oid			relid = PG_GETARG_OID(0);
 	Relation	rel;
 	const GuardPolicy *policy;
 	bool		want;
 	bool		has;
+	bool		partitioned;
 	AsOwner		owner;
 
 	rel = try_table_open(relid, AccessShareLock);
 	if (rel == NULL)
-		PG_RETURN_VOID();
+		return;
 	has = has_trigger(relid, capture_triggers[0][0]);
-	if ((rel->rd_rel->relkind != RELKIND_RELATION &&
-		 rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE) ||
-		(!rel->rd_rel->relispartition && !has))
+	partitioned = rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE;
+	if ((rel->rd_rel->relkind != RELKIND_RELATION && !partitioned) ||
+		(!rel->rd_rel->relispartition && !partitioned && !has))
 	{
 		/* the common case: nothing guard cares about */
 		table_close(rel, AccessShareLock);
-		PG_RETURN_VOID();
+		return;
 	}
 
 	policy_cache_invalidate((Datum) 0, relid);
 	policy = guard_policy_lookup(rel);
 	want = policy->found && (policy->capture == GUARD_CAPTURE_DML ||
 							 policy->capture == GUARD_CAPTURE_ALL);
-	if (want != has)
+	/* a partitioned table may have gained a partition without triggers */
+	if (want != has || (want && partitioned))
 	{
 		as_owner_begin(&owner);
 		set_capture_triggers_tree(relid, want);
 		as_owner_end(&owner);
 	}
 	table_close(rel, NoLock);
+}
+
+/*
+ * guard._sync_triggers(rel): guard_sync_relation() for the event trigger
+ * that follows CREATE TABLE and ALTER TABLE.
+ */
+Datum
+guard_sync_triggers(PG_FUNCTION_ARGS)
+{
+	guard_sync_relation(PG_GETARG_OID(0));
 	PG_RETURN_VOID();
 }

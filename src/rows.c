@@ -4,7 +4,7 @@
  *	  Finding the live row of a protected table by its key.
  *
  * Used by guard.diff() to show what a row holds now, and by restore to find
- * the row to write back.  Snapshot key values are matched to the table's
+ * the row to write back.  A partitioned table is searched leaf by leaf.  Snapshot key values are matched to the table's
  * key index through the index's own equality operators; the columns are
  * mapped by name, since attnums change with DROP COLUMN and differ between
  * partitions.
@@ -19,6 +19,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_inherits.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "utils/lsyscache.h"
@@ -28,19 +29,17 @@
 #include "guard.h"
 
 /*
- * Prepare to look up rows of "rel" by the key recorded with "change".
- * Returns false (nothing prepared) when the table no longer has a usable
+ * Prepare a lookup in one leaf table.  Returns false when it has no usable
  * key matching the recorded one by column name and type.
  */
-bool
-guard_keyscan_begin(GuardKeyScan *ks, Relation rel, const GuardChange *change)
+static bool
+leaf_begin(GuardKeyLeaf *leaf, Relation rel, const GuardChange *change)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	Oid			indexoid = RelationGetPrimaryKeyIndex(rel);
 	Relation	index;
 	bool		ok = true;
 
-	memset(ks, 0, sizeof(*ks));
 	if (!OidIsValid(indexoid))
 		indexoid = RelationGetReplicaIndex(rel);
 	if (!OidIsValid(indexoid))
@@ -76,55 +75,108 @@ guard_keyscan_begin(GuardKeyScan *ks, Relation rel, const GuardChange *change)
 			ok = false;
 			break;
 		}
-		ks->eqproc[k] = get_opcode(op);
-		ks->collation[k] = index->rd_indcollation[k];
-		ks->attnums[k] = attnum;
+		leaf->eqproc[k] = get_opcode(op);
+		leaf->collation[k] = index->rd_indcollation[k];
 	}
 	if (!ok)
 	{
 		index_close(index, AccessShareLock);
 		return false;
 	}
-
-	ks->nkeys = change->nkeys;
-	ks->rel = rel;
-	ks->index = index;
-	ks->slot = table_slot_create(rel, NULL);
+	leaf->rel = rel;
+	leaf->index = index;
+	leaf->slot = table_slot_create(rel, NULL);
 	return true;
 }
 
 /*
- * Fetch the live row whose key is keyvalues[] into ks->slot, under the
- * active snapshot.  Returns false if there is none.
+ * Prepare to look up rows of "rel" by the key recorded with "change".  A
+ * partitioned table is searched through its leaf partitions (a partitioned
+ * index has no storage to scan).  Returns false (nothing prepared) when no
+ * table has a usable key.
+ */
+bool
+guard_keyscan_begin(GuardKeyScan *ks, Relation rel, const GuardChange *change)
+{
+	List	   *leaves = NIL;
+	ListCell   *lc;
+
+	memset(ks, 0, sizeof(*ks));
+	ks->nkeys = change->nkeys;
+	if (rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE)
+	{
+		foreach(lc, find_all_inheritors(RelationGetRelid(rel), AccessShareLock, NULL))
+		{
+			if (get_rel_relkind(lfirst_oid(lc)) == RELKIND_RELATION)
+				leaves = lappend_oid(leaves, lfirst_oid(lc));
+		}
+	}
+	ks->leaves = palloc0(sizeof(GuardKeyLeaf) * Max(list_length(leaves), 1));
+	if (leaves == NIL)
+	{
+		if (leaf_begin(&ks->leaves[0], rel, change))
+			ks->nleaves = 1;
+	}
+	else
+	{
+		foreach(lc, leaves)
+		{
+			Relation	leafrel = table_open(lfirst_oid(lc), AccessShareLock);
+
+			if (leaf_begin(&ks->leaves[ks->nleaves], leafrel, change))
+				ks->nleaves++;
+			else
+				table_close(leafrel, AccessShareLock);
+		}
+		ks->owns_leaves = true;
+	}
+	return ks->nleaves > 0;
+}
+
+/*
+ * Fetch the live row whose key is keyvalues[], under the active snapshot,
+ * into ks->slot (of table ks->found).  Returns false if there is none.
  */
 bool
 guard_keyscan_fetch(GuardKeyScan *ks, Datum *keyvalues)
 {
-	ScanKeyData skeys[INDEX_MAX_KEYS];
-	IndexScanDesc scan;
-	bool		found;
-
-	for (int k = 0; k < ks->nkeys; k++)
+	ks->found = NULL;
+	ks->slot = NULL;
+	for (int l = 0; l < ks->nleaves; l++)
 	{
-		ScanKeyEntryInitialize(&skeys[k], 0, k + 1, BTEqualStrategyNumber,
-							   InvalidOid, ks->collation[k], ks->eqproc[k],
-							   keyvalues[k]);
+		GuardKeyLeaf *leaf = &ks->leaves[l];
+		ScanKeyData skeys[INDEX_MAX_KEYS];
+		IndexScanDesc scan;
+		bool		found;
+
+		for (int k = 0; k < ks->nkeys; k++)
+			ScanKeyEntryInitialize(&skeys[k], 0, k + 1, BTEqualStrategyNumber,
+								   InvalidOid, leaf->collation[k],
+								   leaf->eqproc[k], keyvalues[k]);
+		scan = index_beginscan(leaf->rel, leaf->index, GetActiveSnapshot(),
+							   ks->nkeys, 0);
+		index_rescan(scan, skeys, ks->nkeys, NULL, 0);
+		found = index_getnext_slot(scan, ForwardScanDirection, leaf->slot);
+		index_endscan(scan);
+		if (found)
+		{
+			slot_getallattrs(leaf->slot);
+			ks->found = leaf->rel;
+			ks->slot = leaf->slot;
+			return true;
+		}
 	}
-	scan = index_beginscan(ks->rel, ks->index, GetActiveSnapshot(), ks->nkeys, 0);
-	index_rescan(scan, skeys, ks->nkeys, NULL, 0);
-	found = index_getnext_slot(scan, ForwardScanDirection, ks->slot);
-	index_endscan(scan);
-	if (found)
-		slot_getallattrs(ks->slot);
-	return found;
+	return false;
 }
 
 void
 guard_keyscan_end(GuardKeyScan *ks)
 {
-	if (ks->index)
+	for (int l = 0; l < ks->nleaves; l++)
 	{
-		ExecDropSingleTupleTableSlot(ks->slot);
-		index_close(ks->index, AccessShareLock);
+		ExecDropSingleTupleTableSlot(ks->leaves[l].slot);
+		index_close(ks->leaves[l].index, AccessShareLock);
+		if (ks->owns_leaves)
+			table_close(ks->leaves[l].rel, AccessShareLock);
 	}
 }
