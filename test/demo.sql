@@ -1,0 +1,147 @@
+-- test/demo.sql: replay of the outage guard exists for, as an operator sees it.
+--
+-- A deployment meant to add display_name to users; a slip in its backfill
+-- also overwrote password_hash for 85% of the users, who could no longer log
+-- in.  Run by test/run-demo.sh (`make demo`) in a throwaway cluster that
+-- preloads guard; psql stops at the first error.
+\set ON_ERROR_STOP on
+\set QUIET on
+\pset footer off
+\pset null '(null)'
+SET client_min_messages = warning;
+
+\echo
+\echo '=== 1. The application: 100,000 users and a login probe ==='
+\echo
+
+-- How the application stores passwords: salted SHA-256, kept as
+-- 'sha256$<salt>$<hex digest>'.
+CREATE FUNCTION app_password_hash(salt text, password text)
+RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 'sha256$' || salt || '$'
+	|| encode(sha256(convert_to(salt || password, 'UTF8')), 'hex');
+
+-- Every account of this replay has a known password, 'pw-<id>' (as the QA
+-- accounts of a staging copy would); 15% of the users never logged in.
+CREATE TABLE users (
+	id				bigint PRIMARY KEY,
+	email			text NOT NULL UNIQUE,
+	password_hash	text NOT NULL,
+	created_at		timestamptz NOT NULL,
+	last_login		timestamptz
+);
+INSERT INTO users (id, email, password_hash, created_at, last_login)
+SELECT g,
+	   format('User.%s@Example.com', g),
+	   app_password_hash(substr(md5('salt' || g), 1, 8), 'pw-' || g),
+	   timestamptz '2020-01-01 00:00+00' + g * interval '17 minutes',
+	   CASE WHEN g % 20 >= 3
+			THEN timestamptz '2026-11-01 00:00+00' + (g % 1000) * interval '1 minute'
+	   END
+  FROM generate_series(1, 100000) g;
+ANALYZE users;
+
+-- The login probe the on-call engineer watches: the share of users whose
+-- known password still matches their stored hash, i.e. who can log in.
+CREATE FUNCTION login_probe()
+RETURNS numeric LANGUAGE sql STABLE
+RETURN (SELECT round(100.0 * count(*) FILTER (
+							WHERE u.password_hash = app_password_hash(
+								split_part(u.password_hash, '$', 2), 'pw-' || u.id))
+					 / count(*), 1)
+		  FROM users u);
+
+SELECT count(*) AS users,
+	   count(last_login) AS users_who_logged_in,
+	   login_probe() AS "% users who can log in"
+  FROM users;
+SELECT id, email, password_hash, last_login FROM users ORDER BY id LIMIT 3;
+
+\echo
+\echo '=== 2. The DBA puts users under guard ==='
+\echo
+\set ECHO queries
+CREATE EXTENSION guard;
+SELECT guard.protect('users');
+\set ECHO none
+SELECT relation, capture, mode, min_rows, max_rows, max_fraction, require_where
+  FROM guard.policies;
+
+\echo
+\echo '=== 3. The deployment runs migration 2026_11_add_display_name ==='
+\echo '    (one transaction, as the migration tool runs it; the backfill meant'
+\echo '     "email = lower(email)" but wrote "password_hash = lower(email)")'
+\echo
+\set ECHO queries
+BEGIN;
+SELECT guard.label('2026_11_add_display_name') AS changeset_id;
+ALTER TABLE users ADD COLUMN display_name text;
+UPDATE users
+   SET display_name = initcap(replace(split_part(email, '@', 1), '.', ' ')),
+	   password_hash = lower(email)
+ WHERE last_login IS NOT NULL;
+COMMIT;
+\set ECHO none
+
+\echo
+\echo '=== 4. Minutes later: the login probe pages the on-call engineer ==='
+\echo
+SELECT login_probe() AS "% users who can log in";
+SELECT id, email, display_name, password_hash FROM users ORDER BY id LIMIT 5;
+
+\echo
+\echo '=== 5. What guard captured: the change set of the migration ==='
+\echo
+SELECT changeset_id, label, role, changes, rows,
+	   pg_size_pretty(snapshot_bytes) AS snapshot, relations
+  FROM guard.changesets
+ ORDER BY changeset_id;
+
+\echo
+\echo '--- its changes ---'
+SELECT change_id, relation, kind, rows,
+	   pg_size_pretty(snapshot_bytes) AS snapshot, state,
+	   regexp_replace(statement, '\s+', ' ', 'g') AS statement
+  FROM guard.changes
+ WHERE changeset_id = (SELECT changeset_id FROM guard.changesets
+						WHERE label = '2026_11_add_display_name')
+ ORDER BY change_id;
+
+\echo
+\echo '--- guard.diff of the UPDATE: the old password hashes are kept ---'
+SELECT change_id AS update_change_id
+  FROM guard.changes
+ WHERE kind = 'UPDATE' AND relation = 'public.users'
+ ORDER BY change_id DESC LIMIT 1 \gset
+SELECT key, "column", before, after
+  FROM guard.diff(:update_change_id)
+ WHERE "column" IN ('password_hash', 'display_name')
+ ORDER BY substring(key FROM '[0-9]+')::bigint, "column"
+ LIMIT 6;
+
+\echo
+\echo '--- every overwritten hash is in the snapshot, and still verifies ---'
+SELECT count(*) AS hashes_captured,
+	   count(*) FILTER (WHERE d.before = app_password_hash(
+								split_part(d.before, '$', 2), 'pw-' || u.id))
+		 AS would_log_in_again
+  FROM guard.diff(:update_change_id) d
+  JOIN users u ON d.key = format('(id)=(%s)', u.id)
+ WHERE d."column" = 'password_hash';
+
+-- ====================================================================
+-- RESTORE GOES HERE.  With guard.restore() (a later issue) the demo goes on:
+--   6. dry run:  SELECT * FROM guard.restore(<changeset>, dry_run => true);
+--   7. restore:  SELECT * FROM guard.restore(<changeset>);  the UPDATE is
+--      undone and ADD COLUMN dropped, newest first, keeping later writes;
+--      the login probe is back to 100%.
+--   8. prevention: guard.add_invariant('users', 'login_probe',
+--      query => 'SELECT login_probe() >= 99') stops the same migration at
+--      COMMIT in enforce mode.
+-- ====================================================================
+\echo
+\echo '=== 6. Restore: not in this version yet ==='
+\echo 'The restore step (guard.restore() of the change set above, with a dry run'
+\echo 'first), the login-probe invariant that stops this migration at COMMIT, and'
+\echo 'the undo of ADD COLUMN arrive with guard.restore() and guard.add_invariant().'
+\echo
