@@ -9,6 +9,7 @@ OBJS = \
 	src/shadow.o \
 	src/changes.o \
 	src/rows.o \
+	src/restore.o \
 	src/diff.o
 
 EXTENSION = guard
@@ -19,7 +20,8 @@ PGFILEDESC = "guard - capture, check and undo changes to protected tables"
 # shared_preload_libraries = 'guard' (test/guard.conf).
 REGRESS = setup policy_validation policy_permissions policy_view \
 	capture_kinds capture_values capture_partitions capture_atomicity \
-	capture_limits capture_privacy changes_records
+	capture_limits capture_privacy changes_records \
+	restore_basic restore_conflicts restore_to restore_permissions restore_verify
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
 ISOLATION = capture_epq

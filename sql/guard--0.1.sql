@@ -46,7 +46,8 @@ CREATE TABLE guard.changeset (
 	at				timestamptz NOT NULL,
 	label			text,
 	role			name NOT NULL,
-	application_name text
+	application_name text,
+	restore_of		bigint
 );
 
 -- Changes: one per statement and table.
@@ -66,10 +67,12 @@ CREATE TABLE guard.change (
 	attnames		text[] NOT NULL,
 	atttypes		oid[] NOT NULL,
 	atttypmods		int4[] NOT NULL,
-	keyatts			int2[] NOT NULL
+	keyatts			int2[] NOT NULL,
+	restored_by		bigint
 );
 CREATE INDEX change_changeset_idx ON guard.change (changeset_id);
 CREATE INDEX change_relid_idx ON guard.change (relid, change_id);
+CREATE INDEX change_restored_by_idx ON guard.change (restored_by) WHERE restored_by IS NOT NULL;
 
 -- Snapshots: the captured rows of each change, packed into chunks.
 CREATE TABLE guard.snapshot (
@@ -158,7 +161,8 @@ SELECT c.change_id,
 	   COALESCE(s.rows, 0) AS rows,
 	   COALESCE(s.snapshot_bytes, 0) AS snapshot_bytes,
 	   c.statement,
-	   c.state
+	   c.state,
+	   c.restored_by
   FROM guard.change c
   LEFT JOIN LATERAL (SELECT pg_catalog.sum(n.nrows)::bigint AS rows,
 							pg_catalog.sum(pg_catalog.pg_column_size(n.data))::bigint AS snapshot_bytes
@@ -177,11 +181,41 @@ SELECT cs.changeset_id,
 	   pg_catalog.count(c.change_id) AS changes,
 	   COALESCE(pg_catalog.sum(c.rows), 0)::bigint AS rows,
 	   COALESCE(pg_catalog.sum(c.snapshot_bytes), 0)::bigint AS snapshot_bytes,
-	   pg_catalog.string_agg(DISTINCT c.relation, ', ') AS relations
+	   pg_catalog.string_agg(DISTINCT c.relation, ', ') AS relations,
+	   cs.restore_of
   FROM guard.changeset cs
   JOIN guard.changes c ON c.changeset_id = cs.changeset_id
  GROUP BY cs.changeset_id;
 GRANT SELECT ON guard.changesets TO PUBLIC;
+
+-- Restore
+CREATE FUNCTION guard.restore(changeset_id bigint, dry_run bool DEFAULT false,
+							  on_conflict text DEFAULT 'abort')
+RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
+			   rows_restored bigint, rows_skipped bigint, conflicts bigint)
+AS 'MODULE_PATHNAME', 'guard_restore'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION guard.restore_change(change_id bigint, dry_run bool DEFAULT false,
+									 on_conflict text DEFAULT 'abort')
+RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
+			   rows_restored bigint, rows_skipped bigint, conflicts bigint)
+AS 'MODULE_PATHNAME', 'guard_restore_change'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION guard.restore_to(rel pg_catalog.regclass, at timestamptz,
+								 dry_run bool DEFAULT false,
+								 on_conflict text DEFAULT 'abort')
+RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
+			   rows_restored bigint, rows_skipped bigint, conflicts bigint)
+AS 'MODULE_PATHNAME', 'guard_restore_to'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION guard.verify_restore(changeset_id bigint)
+RETURNS TABLE (change_id bigint, relation text, rows_checked bigint,
+			   rows_matching bigint, ok bool)
+AS 'MODULE_PATHNAME', 'guard_verify_restore'
+LANGUAGE C STRICT VOLATILE;
 
 -- Partitions created or attached under a protected table get its triggers.
 CREATE FUNCTION guard._sync_triggers(rel pg_catalog.regclass)

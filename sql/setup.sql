@@ -9,20 +9,23 @@ SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = 'guard_admin';
 SET guard.enabeld = off;
 
 -- expect_error(sql): run a statement that must fail and show its SQLSTATE,
--- message and hint, so that the expected output pins them down.
+-- message, detail and hint, so that the expected output pins them down.
 CREATE FUNCTION public.expect_error(sql text) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
 	st text;
 	msg text;
+	detail text;
 	hint text;
 BEGIN
 	EXECUTE sql;
 	RETURN 'no error';
 EXCEPTION WHEN OTHERS THEN
 	GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
-		hint = PG_EXCEPTION_HINT;
-	RETURN st || ': ' || msg || CASE WHEN hint <> '' THEN E'\nHINT: ' || hint ELSE '' END;
+		detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+	RETURN st || ': ' || msg
+		|| CASE WHEN detail <> '' THEN E'\nDETAIL: ' || detail ELSE '' END
+		|| CASE WHEN hint <> '' THEN E'\nHINT: ' || hint ELSE '' END;
 END
 $$;
 

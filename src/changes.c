@@ -118,9 +118,9 @@ guard_changes_init(void)
  * or permission checks: callers have done theirs.
  */
 static void
-insert_row(const char *relname, Datum *values, bool *nulls)
+insert_row(const char *relname, int natts, Datum *values, bool *nulls)
 {
-	Relation	rel = table_open(guard_relid(relname), RowExclusiveLock);
+	Relation	rel = guard_open(relname, RowExclusiveLock, natts);
 	HeapTuple	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
 
 	CatalogTupleInsert(rel, tuple);
@@ -140,8 +140,8 @@ name_datum(const char *s)
 static int64
 changeset_create(const char *label)
 {
-	Datum		values[6];
-	bool		nulls[6] = {false, false, false, false, false, false};
+	Datum		values[Natts_guard_changeset];
+	bool		nulls[Natts_guard_changeset] = {false, false, false, false, false, false, true};
 	int64		id;
 
 	id = nextval_internal(guard_relid("changeset_id_seq"), false);
@@ -157,7 +157,7 @@ changeset_create(const char *label)
 		values[5] = CStringGetTextDatum(application_name);
 	else
 		nulls[5] = true;
-	insert_row("changeset", values, nulls);
+	insert_row("changeset", Natts_guard_changeset, values, nulls);
 
 	cur_changeset = id;
 	cur_changeset_subid = GetCurrentSubTransactionId();
@@ -219,8 +219,8 @@ guard_change_for_statement(Relation rel, const char *kind)
 	CommandId	cid = GetCurrentCommandId(false);
 	TupleDesc	desc = RelationGetDescr(rel);
 	const GuardStatement *stmt = guard_current_statement();
-	Datum		values[14];
-	bool		nulls[14];
+	Datum		values[Natts_guard_change];
+	bool		nulls[Natts_guard_change];
 	Datum	   *names;
 	bool	   *namenulls;
 	Datum	   *types;
@@ -302,7 +302,8 @@ guard_change_for_statement(Relation rel, const char *kind)
 		keydatums[i] = Int16GetDatum(keys[i]);
 	values[13] = PointerGetDatum(construct_array(keydatums, nkeys, INT2OID,
 												 sizeof(int16), true, TYPALIGN_SHORT));
-	insert_row("change", values, nulls);
+	nulls[14] = true;			/* restored_by */
+	insert_row("change", Natts_guard_change, values, nulls);
 
 	last_change.change_id = id;
 	last_change.cid = cid;
@@ -343,7 +344,7 @@ guard_label(PG_FUNCTION_ARGS)
 		id = changeset_create(label);
 	else
 	{
-		Relation	rel = table_open(guard_relid("changeset"), RowExclusiveLock);
+		Relation	rel = guard_open("changeset", RowExclusiveLock, Natts_guard_changeset);
 		ScanKeyData key;
 		SysScanDesc scan;
 		HeapTuple	tuple;
@@ -357,9 +358,9 @@ guard_label(PG_FUNCTION_ARGS)
 		tuple = systable_getnext(scan);
 		if (HeapTupleIsValid(tuple))
 		{
-			Datum		values[6];
-			bool		nulls[6] = {false, false, false, false, false, false};
-			bool		replace[6] = {false, false, false, true, false, false};
+			Datum		values[7];
+			bool		nulls[7] = {false, false, false, false, false, false, false};
+			bool		replace[7] = {false, false, false, true, false, false, false};
 			HeapTuple	newtuple;
 
 			values[3] = CStringGetTextDatum(label);
@@ -381,7 +382,7 @@ guard_label(PG_FUNCTION_ARGS)
 bool
 guard_change_read(int64 change_id, GuardChange *change)
 {
-	Relation	rel = table_open(guard_relid("change"), AccessShareLock);
+	Relation	rel = guard_open("change", AccessShareLock, Natts_guard_change);
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tuple;
@@ -394,8 +395,8 @@ guard_change_read(int64 change_id, GuardChange *change)
 	tuple = systable_getnext(scan);
 	if (HeapTupleIsValid(tuple))
 	{
-		Datum		values[14];
-		bool		nulls[14];
+		Datum		values[Natts_guard_change];
+		bool		nulls[Natts_guard_change];
 		Datum	   *elems;
 		bool	   *elemnulls;
 		int			n;
@@ -404,25 +405,25 @@ guard_change_read(int64 change_id, GuardChange *change)
 		found = true;
 		change->change_id = change_id;
 		change->changeset_id = DatumGetInt64(values[1]);
-		change->relid = DatumGetObjectId(values[5]);
-		change->relation = TextDatumGetCString(values[6]);
-		change->kind = TextDatumGetCString(values[7]);
-		change->state = TextDatumGetCString(values[9]);
+		change->relid = DatumGetObjectId(values[Anum_change_relid - 1]);
+		change->relation = TextDatumGetCString(values[Anum_change_relation - 1]);
+		change->kind = TextDatumGetCString(values[Anum_change_kind - 1]);
+		change->state = TextDatumGetCString(values[Anum_change_state - 1]);
 
-		deconstruct_array(DatumGetArrayTypeP(values[10]), TEXTOID, -1, false,
+		deconstruct_array(DatumGetArrayTypeP(values[Anum_change_attnames - 1]), TEXTOID, -1, false,
 						  TYPALIGN_INT, &elems, &elemnulls, &n);
 		change->natts = n;
 		change->attnames = palloc0(sizeof(char *) * Max(n, 1));
 		for (int i = 0; i < n; i++)
 			change->attnames[i] = elemnulls[i] ? NULL : TextDatumGetCString(elems[i]);
 
-		deconstruct_array(DatumGetArrayTypeP(values[11]), OIDOID, sizeof(Oid),
+		deconstruct_array(DatumGetArrayTypeP(values[Anum_change_atttypes - 1]), OIDOID, sizeof(Oid),
 						  true, TYPALIGN_INT, &elems, &elemnulls, &n);
 		change->atttypes = palloc0(sizeof(Oid) * Max(n, 1));
 		for (int i = 0; i < n && i < change->natts; i++)
 			change->atttypes[i] = DatumGetObjectId(elems[i]);
 
-		deconstruct_array(DatumGetArrayTypeP(values[13]), INT2OID, sizeof(int16),
+		deconstruct_array(DatumGetArrayTypeP(values[Anum_change_keyatts - 1]), INT2OID, sizeof(int16),
 						  true, TYPALIGN_SHORT, &elems, &elemnulls, &n);
 		change->nkeys = n;
 		for (int i = 0; i < n && i < INDEX_MAX_KEYS; i++)
@@ -431,4 +432,66 @@ guard_change_read(int64 change_id, GuardChange *change)
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);
 	return found;
+}
+
+/*
+ * Make the current transaction's change set the record of a restore: label
+ * it (unless labelled already) and note which change set it undoes.
+ */
+void
+guard_changeset_begin_restore(int64 restore_of, List *changes)
+{
+	int64		id = guard_changeset_current(true);
+	GuardAsRole owner;
+	StringInfoData label;
+	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', ' '};
+
+	initStringInfo(&label);
+	if (restore_of != 0)
+		appendStringInfo(&label, "restore of change set " INT64_FORMAT, restore_of);
+	else
+	{
+		ListCell   *lc;
+
+		appendStringInfoString(&label, list_length(changes) > 1 ?
+							   "restore of changes " : "restore of change ");
+		foreach(lc, changes)
+			appendStringInfo(&label, "%s" INT64_FORMAT,
+							 foreach_current_index(lc) ? ", " : "",
+							 ((GuardChange *) lfirst(lc))->change_id);
+	}
+
+	values[0] = Int64GetDatum(id);
+	values[1] = Int64GetDatum(restore_of);
+	nulls[1] = restore_of != 0 ? ' ' : 'n';
+	values[2] = CStringGetTextDatum(label.data);
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("UPDATE guard.changeset SET label = coalesce(label, $3),"
+				  " restore_of = coalesce($2, restore_of) WHERE changeset_id = $1",
+				  3, types, values, nulls);
+	guard_as_role_end(&owner);
+
+	/*
+	 * Undoing a restore redoes the changes it undid: they are in effect, and
+	 * restorable, again.
+	 */
+	{
+		ListCell   *lc;
+		Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(changes), 1));
+		int			n = 0;
+		Oid			atypes[1] = {INT8ARRAYOID};
+		Datum		avalues[1];
+
+		foreach(lc, changes)
+			elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->changeset_id);
+		avalues[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+													 true, TYPALIGN_DOUBLE));
+		guard_as_role_begin(&owner, InvalidOid);
+		guard_run_sql("UPDATE guard.change SET state = 'active', restored_by = NULL"
+					  " WHERE state = 'restored' AND restored_by = ANY ($1)",
+					  1, atypes, avalues, NULL);
+		guard_as_role_end(&owner);
+	}
 }

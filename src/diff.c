@@ -19,6 +19,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
 #include "guard.h"
@@ -38,8 +39,8 @@ value_text(Datum value, Oid type)
 /*
  * The key as PostgreSQL prints it in errors: (a, b)=(1, x).
  */
-static char *
-key_text(const GuardChange *change, Datum *keyvalues)
+char *
+guard_key_text(const GuardChange *change, Datum *keyvalues)
 {
 	StringInfoData buf;
 
@@ -147,8 +148,9 @@ guard_diff(PG_FUNCTION_ARGS)
 						 change.keys, change.nkeys);
 	while (shadow_next(reader, &row))
 	{
-		char	   *key = key_text(&change, row.keyvalues);
-		bool		live = have_keyscan && guard_keyscan_fetch(&ks, row.keyvalues);
+		char	   *key = guard_key_text(&change, row.keyvalues);
+		bool		live = have_keyscan && guard_keyscan_fetch(&ks, row.keyvalues,
+																 GetActiveSnapshot());
 
 		if (row.op == GUARD_OP_INSERT)
 		{

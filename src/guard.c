@@ -12,11 +12,13 @@
  */
 #include "postgres.h"
 
+#include "access/table.h"
 #include "catalog/namespace.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/rel.h"
 
 #include "guard.h"
 
@@ -162,4 +164,22 @@ guard_relid(const char *relname)
 	if (!OidIsValid(relid))
 		elog(ERROR, "guard relation \"%s\" is missing", relname);
 	return relid;
+}
+
+/*
+ * Open one of guard's own tables, checking that it has the layout this
+ * library was built for.
+ */
+Relation
+guard_open(const char *relname, LOCKMODE lockmode, int natts)
+{
+	Relation	rel = table_open(guard_relid(relname), lockmode);
+
+	if (RelationGetDescr(rel)->natts != natts)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table guard.%s does not have the layout this guard library expects",
+						relname),
+				 errhint("Run ALTER EXTENSION guard UPDATE, or install the library matching the extension.")));
+	return rel;
 }

@@ -18,11 +18,14 @@
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "nodes/nodes.h"
+#include "storage/lockdefs.h"
 #include "utils/relcache.h"
+#include "utils/snapshot.h"
 
 /* guard's own error codes, class GU (documented in README.md) */
 #define ERRCODE_GUARD_NOT_PRELOADED		ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
 #define ERRCODE_GUARD_SNAPSHOT_TOO_LARGE	MAKE_SQLSTATE('G','U','0','0','1')
+#define ERRCODE_GUARD_RESTORE_CONFLICT	MAKE_SQLSTATE('G','U','0','0','2')
 
 /* GUCs (guard.c) */
 typedef enum GuardMode
@@ -80,8 +83,44 @@ typedef struct GuardPolicy
 extern const GuardPolicy *guard_policy_lookup(Relation rel);
 extern int	guard_policy_mode(const GuardPolicy *policy);
 extern bool guard_may_read_relation(Oid relid);
+extern bool guard_may_manage(Oid relid);
+
+/* running guard's own SQL as another role, search_path pinned, SPI open */
+typedef struct GuardAsRole
+{
+	Oid			save_userid;
+	int			save_sec_context;
+	int			save_nestlevel;
+} GuardAsRole;
+
+extern void guard_as_role_begin(GuardAsRole *s, Oid role);
+extern void guard_as_role_end(GuardAsRole *s);
+extern void guard_run_sql(const char *sql, int nargs, Oid *types,
+						  Datum *values, const char *nulls);
 extern void guard_sync_relation(Oid relid);
 extern int	guard_key_attnums(Relation rel, AttrNumber *keys);
+
+/*
+ * Column numbers of guard's own tables (sql/guard--0.1.sql); guard_open()
+ * checks the count, so that a library and a script of different versions
+ * fail cleanly instead of misreading rows.
+ */
+#define Natts_guard_policy			9
+#define Natts_guard_changeset		7
+#define Anum_changeset_label		4
+#define Natts_guard_change			15
+#define Anum_change_relid			6
+#define Anum_change_relation		7
+#define Anum_change_kind			8
+#define Anum_change_statement		9
+#define Anum_change_state			10
+#define Anum_change_attnames		11
+#define Anum_change_atttypes		12
+#define Anum_change_atttypmods		13
+#define Anum_change_keyatts			14
+#define Natts_guard_snapshot		4
+
+extern Relation guard_open(const char *relname, LOCKMODE lockmode, int natts);
 
 /* changes.c: change sets and change records */
 typedef struct GuardChange
@@ -100,6 +139,7 @@ typedef struct GuardChange
 } GuardChange;
 
 extern bool guard_change_read(int64 change_id, GuardChange *change);
+extern void guard_changeset_begin_restore(int64 restore_of, List *changes);
 extern int64 guard_changeset_current(bool create);
 extern int64 guard_change_for_statement(Relation rel, const char *kind);
 extern void guard_changes_init(void);
@@ -127,7 +167,9 @@ typedef struct GuardKeyScan
 
 extern bool guard_keyscan_begin(GuardKeyScan *ks, Relation rel,
 								const GuardChange *change);
-extern bool guard_keyscan_fetch(GuardKeyScan *ks, Datum *keyvalues);
+extern bool guard_keyscan_fetch(GuardKeyScan *ks, Datum *keyvalues,
+								Snapshot snapshot);
+extern char *guard_key_text(const GuardChange *change, Datum *keyvalues);
 extern void guard_keyscan_end(GuardKeyScan *ks);
 
 /* shadow.c: packed before-images */
@@ -163,7 +205,8 @@ typedef struct ShadowRow
 typedef struct ShadowReader ShadowReader;
 
 extern ShadowReader *shadow_open(int64 change_id, int natts,
-								 const Oid *types, AttrNumber *keys, int nkeys);
+								 const Oid *types, const AttrNumber *keys,
+								 int nkeys);
 extern bool shadow_next(ShadowReader *r, ShadowRow *row);
 extern void shadow_close(ShadowReader *r);
 extern uint32 shadow_hash_value(Datum value, bool isnull, int16 typlen,

@@ -101,7 +101,7 @@ policy_read(Oid relid, GuardPolicy *policy)
 	HeapTuple	tuple;
 	bool		found = false;
 
-	prel = table_open(guard_relid("policy"), AccessShareLock);
+	prel = guard_open("policy", AccessShareLock, Natts_guard_policy);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(relid));
 	scan = systable_beginscan(prel, guard_relid("policy_pkey"), true,
@@ -110,8 +110,8 @@ policy_read(Oid relid, GuardPolicy *policy)
 	if (HeapTupleIsValid(tuple))
 	{
 		TupleDesc	desc = RelationGetDescr(prel);
-		Datum		values[9];
-		bool		nulls[9];
+		Datum		values[Natts_guard_policy];
+		bool		nulls[Natts_guard_policy];
 		char	   *capture;
 
 		heap_deform_tuple(tuple, desc, values, nulls);
@@ -244,8 +244,8 @@ guard_key_attnums(Relation rel, AttrNumber *keys)
  * May the current user manage guard for this table: its owner, or a member
  * of guard_admin?
  */
-static bool
-may_manage(Oid relid)
+bool
+guard_may_manage(Oid relid)
 {
 	Oid			admin = get_role_oid("guard_admin", true);
 
@@ -306,18 +306,11 @@ extension_owner(void)
  * State saved while guard runs its own SQL as the extension owner with a
  * pinned search_path.
  */
-typedef struct AsOwner
-{
-	Oid			save_userid;
-	int			save_sec_context;
-	int			save_nestlevel;
-} AsOwner;
-
-static void
-as_owner_begin(AsOwner *s)
+void
+guard_as_role_begin(GuardAsRole *s, Oid role)
 {
 	GetUserIdAndSecContext(&s->save_userid, &s->save_sec_context);
-	SetUserIdAndSecContext(extension_owner(),
+	SetUserIdAndSecContext(OidIsValid(role) ? role : extension_owner(),
 						   s->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
 	s->save_nestlevel = NewGUCNestLevel();
@@ -328,8 +321,8 @@ as_owner_begin(AsOwner *s)
 		elog(ERROR, "SPI_connect failed");
 }
 
-static void
-as_owner_end(AsOwner *s)
+void
+guard_as_role_end(GuardAsRole *s)
 {
 	SPI_finish();
 	AtEOXact_GUC(true, s->save_nestlevel);
@@ -339,8 +332,8 @@ as_owner_end(AsOwner *s)
 /*
  * Run one statement of guard's own; an ERROR if it fails.
  */
-static void
-run_sql(const char *sql, int nargs, Oid *types, Datum *values,
+void
+guard_run_sql(const char *sql, int nargs, Oid *types, Datum *values,
 		const char *nulls)
 {
 	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls,
@@ -383,7 +376,7 @@ qualified_name(Oid relid)
 
 /*
  * Give relation "relid" guard's capture triggers (want) or take them away
- * (!want).  Runs inside as_owner_begin().
+ * (!want).  Runs inside guard_as_role_begin().
  */
 static void
 set_capture_triggers(Oid relid, bool want)
@@ -415,7 +408,7 @@ set_capture_triggers(Oid relid, bool want)
 			guard_internal_ddl = true;
 			PG_TRY();
 			{
-				run_sql(sql.data, 0, NULL, NULL, NULL);
+				guard_run_sql(sql.data, 0, NULL, NULL, NULL);
 			}
 			PG_FINALLY();
 			{
@@ -478,7 +471,7 @@ open_table_to_manage(Oid relid, const char *action)
 				 errmsg("cannot %s table \"%s\"", action,
 						RelationGetRelationName(rel)),
 				 errdetail("System catalogs and guard's own tables cannot be protected.")));
-	if (!may_manage(relid))
+	if (!guard_may_manage(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("permission denied to %s table \"%s\"", action,
@@ -500,7 +493,7 @@ guard_protect(PG_FUNCTION_ARGS)
 	char	   *mode = NULL;
 	int64		min_rows;
 	Relation	rel;
-	AsOwner		owner;
+	GuardAsRole owner;
 	Oid			argtypes[7] = {OIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID,
 	FLOAT8OID, BOOLOID};
 	Datum		values[7];
@@ -609,8 +602,8 @@ guard_protect(PG_FUNCTION_ARGS)
 	nulls[5] = PG_ARGISNULL(5) ? 'n' : ' ';
 	values[6] = PG_GETARG_DATUM(6);
 
-	as_owner_begin(&owner);
-	run_sql("INSERT INTO guard.policy AS p (relid, capture, mode, min_rows, max_rows,"
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("INSERT INTO guard.policy AS p (relid, capture, mode, min_rows, max_rows,"
 			" max_fraction, require_where, created_at, created_by)"
 			" VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, $6, $7, pg_catalog.now(), session_user)"
 			" ON CONFLICT (relid) DO UPDATE SET capture = excluded.capture,"
@@ -619,7 +612,7 @@ guard_protect(PG_FUNCTION_ARGS)
 			" require_where = excluded.require_where",
 			7, argtypes, values, nulls);
 	set_capture_triggers_tree(relid, capture_has_dml(capture));
-	as_owner_end(&owner);
+	guard_as_role_end(&owner);
 
 	table_close(rel, NoLock);
 	PG_RETURN_VOID();
@@ -633,7 +626,7 @@ guard_unprotect(PG_FUNCTION_ARGS)
 {
 	Oid			relid = PG_GETARG_OID(0);
 	Relation	rel;
-	AsOwner		owner;
+	GuardAsRole owner;
 	GuardPolicy dummy;
 	Oid			argtypes[1] = {OIDOID};
 	Datum		values[1];
@@ -647,11 +640,11 @@ guard_unprotect(PG_FUNCTION_ARGS)
 						RelationGetRelationName(rel))));
 
 	values[0] = ObjectIdGetDatum(relid);
-	as_owner_begin(&owner);
-	run_sql("DELETE FROM guard.policy WHERE relid = $1::pg_catalog.regclass",
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("DELETE FROM guard.policy WHERE relid = $1::pg_catalog.regclass",
 			1, argtypes, values, NULL);
 	set_capture_triggers_tree(relid, false);
-	as_owner_end(&owner);
+	guard_as_role_end(&owner);
 
 	table_close(rel, NoLock);
 	PG_RETURN_VOID();
@@ -670,7 +663,7 @@ guard_sync_relation(Oid relid)
 	bool		want;
 	bool		has;
 	bool		partitioned;
-	AsOwner		owner;
+	GuardAsRole owner;
 
 	rel = try_table_open(relid, AccessShareLock);
 	if (rel == NULL)
@@ -692,9 +685,9 @@ guard_sync_relation(Oid relid)
 	/* a partitioned table may have gained a partition without triggers */
 	if (want != has || (want && partitioned))
 	{
-		as_owner_begin(&owner);
+		guard_as_role_begin(&owner, InvalidOid);
 		set_capture_triggers_tree(relid, want);
-		as_owner_end(&owner);
+		guard_as_role_end(&owner);
 	}
 	table_close(rel, NoLock);
 }

@@ -134,11 +134,11 @@ guard_keyscan_begin(GuardKeyScan *ks, Relation rel, const GuardChange *change)
 }
 
 /*
- * Fetch the live row whose key is keyvalues[], under the active snapshot,
+ * Fetch the live row whose key is keyvalues[], under "snapshot",
  * into ks->slot (of table ks->found).  Returns false if there is none.
  */
 bool
-guard_keyscan_fetch(GuardKeyScan *ks, Datum *keyvalues)
+guard_keyscan_fetch(GuardKeyScan *ks, Datum *keyvalues, Snapshot snapshot)
 {
 	ks->found = NULL;
 	ks->slot = NULL;
@@ -153,7 +153,7 @@ guard_keyscan_fetch(GuardKeyScan *ks, Datum *keyvalues)
 			ScanKeyEntryInitialize(&skeys[k], 0, k + 1, BTEqualStrategyNumber,
 								   InvalidOid, leaf->collation[k],
 								   leaf->eqproc[k], keyvalues[k]);
-		scan = index_beginscan(leaf->rel, leaf->index, GetActiveSnapshot(),
+		scan = index_beginscan(leaf->rel, leaf->index, snapshot,
 							   ks->nkeys, 0);
 		index_rescan(scan, skeys, ks->nkeys, NULL, 0);
 		found = index_getnext_slot(scan, ForwardScanDirection, leaf->slot);

@@ -265,7 +265,7 @@ shadow_begin(Relation rel, const char *kind, int64 limit, bool enforce)
 	w->limit = limit;
 	w->enforce = enforce;
 	w->relname = RelationGetRelationName(rel);
-	w->rel = table_open(guard_relid("snapshot"), RowExclusiveLock);
+	w->rel = guard_open("snapshot", RowExclusiveLock, Natts_guard_snapshot);
 	w->indstate = CatalogOpenIndexes(w->rel);
 	w->rowcxt = AllocSetContextCreate(CurrentMemoryContext,
 									  "guard capture row",
@@ -279,8 +279,8 @@ shadow_begin(Relation rel, const char *kind, int64 limit, bool enforce)
 static void
 shadow_flush(ShadowWriter *w)
 {
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	Datum		values[Natts_guard_snapshot];
+	bool		nulls[Natts_guard_snapshot] = {false, false, false, false};
 	HeapTuple	tuple;
 
 	if (w->nrows == 0)
@@ -536,8 +536,8 @@ shadow_end(ShadowWriter *w)
  * type of each attnum as recorded with the change (InvalidOid: dropped).
  */
 ShadowReader *
-shadow_open(int64 change_id, int natts, const Oid *types, AttrNumber *keys,
-			int nkeys)
+shadow_open(int64 change_id, int natts, const Oid *types,
+			const AttrNumber *keys, int nkeys)
 {
 	ShadowReader *r = palloc0(sizeof(ShadowReader));
 	ScanKeyData key;
@@ -560,7 +560,7 @@ shadow_open(int64 change_id, int natts, const Oid *types, AttrNumber *keys,
 									  ALLOCSET_DEFAULT_SIZES);
 
 	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
-	r->rel = table_open(guard_relid("snapshot"), AccessShareLock);
+	r->rel = guard_open("snapshot", AccessShareLock, Natts_guard_snapshot);
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ,
 				Int64GetDatum(change_id));
 	r->scan = systable_beginscan(r->rel, guard_relid("snapshot_pkey"), true,

@@ -1,0 +1,1186 @@
+/*-------------------------------------------------------------------------
+ *
+ * restore.c
+ *	  Undo recorded changes: guard.restore(), restore_change(), restore_to()
+ *	  and the verify_restore() drill.
+ *
+ * Changes are undone newest first, one at a time, each in three steps:
+ *
+ *	1. Lock the table in SHARE ROW EXCLUSIVE mode: concurrent writers wait
+ *	   for the restore to commit (and a second restore of the same table
+ *	   waits for the first), so what is checked in step 2 stays true.
+ *	2. Decode the snapshot and look at each row's live version: an UPDATE is
+ *	   undone column by column, the columns a later transaction wrote are
+ *	   conflicts; a DELETE conflicts if its key exists again; an INSERT if
+ *	   the row changed since.  "Wrote since" is read from the hash of the
+ *	   after-values kept at capture (equal: nothing touched it), and which
+ *	   columns from the later changes that captured the same key.
+ *	3. Put the rows to write back into a tuplestore and apply them with at
+ *	   most three set-based statements (UPDATE ... FROM, INSERT ... SELECT,
+ *	   DELETE ... USING) that read it as an ephemeral named relation.  Run as
+ *	   the table's owner, they check constraints, fire triggers and are
+ *	   captured by guard like any write: a restore is a change set, and can
+ *	   itself be restored.
+ *
+ * A dry run does the same inside a subtransaction that it rolls back, so
+ * that its report is exactly what the real call would do.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/partition.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/queryenvironment.h"
+#include "utils/rel.h"
+#include "utils/resowner.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+
+#include "guard.h"
+
+PG_FUNCTION_INFO_V1(guard_restore);
+PG_FUNCTION_INFO_V1(guard_restore_change);
+PG_FUNCTION_INFO_V1(guard_restore_to);
+PG_FUNCTION_INFO_V1(guard_verify_restore);
+
+#define MAX_SAMPLES		5
+#define ENR_NAME		"guard_restore_rows"
+
+typedef enum OnConflict
+{
+	ON_CONFLICT_ABORT,
+	ON_CONFLICT_SKIP,
+	ON_CONFLICT_OVERWRITE
+} OnConflict;
+
+/* one row of the report */
+typedef struct RestoreReport
+{
+	int64		change_id;
+	int64		changeset_id;
+	char	   *relation;
+	char	   *kind;
+	int64		restored;
+	int64		skipped;
+	int64		conflicts;
+} RestoreReport;
+
+/* what later changes wrote to one key */
+typedef struct LaterEntry
+{
+	char		key[NAMEDATALEN * 4];	/* hash key: the key as text */
+	List	   *columns;		/* column names written */
+	List	   *changesets;		/* change set ids that wrote them */
+} LaterEntry;
+
+/* one column of the change being undone, mapped to the live table */
+typedef struct RestoreColumn
+{
+	const char *name;
+	int			recorded;		/* attnum - 1 in the recorded layout */
+	int			live;			/* attnum - 1 in the live table */
+	bool		generated;
+	bool		used;			/* some row writes it back */
+	int16		typlen;
+	bool		typbyval;
+} RestoreColumn;
+
+static OnConflict
+parse_on_conflict(text *arg)
+{
+	char	   *s = text_to_cstring(arg);
+
+	if (strcmp(s, "abort") == 0)
+		return ON_CONFLICT_ABORT;
+	if (strcmp(s, "skip") == 0)
+		return ON_CONFLICT_SKIP;
+	if (strcmp(s, "overwrite") == 0)
+		return ON_CONFLICT_OVERWRITE;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid on_conflict \"%s\"", s),
+			 errhint("Valid values are \"abort\", \"skip\" and \"overwrite\".")));
+	return ON_CONFLICT_ABORT;	/* keep compiler quiet */
+}
+
+/*
+ * The relation and all its partitions and partition ancestors: a later
+ * write to the same rows may have been recorded on any of them.
+ */
+static Datum
+related_relids(Oid relid)
+{
+	List	   *rels = find_all_inheritors(relid, NoLock, NULL);
+	List	   *ancestors = get_partition_ancestors(relid);
+	ListCell   *lc;
+	Datum	   *elems;
+	int			n = 0;
+
+	rels = list_concat(rels, ancestors);
+	elems = palloc(sizeof(Datum) * list_length(rels));
+	foreach(lc, rels)
+		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	return PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid),
+										   true, TYPALIGN_INT));
+}
+
+/*
+ * Read what the changes recorded after "change" (outside the change sets
+ * being restored) wrote to the same table, by key.
+ */
+static HTAB *
+later_writes_build(const GuardChange *change, Datum exclude)
+{
+	HASHCTL		ctl;
+	HTAB	   *later;
+	GuardAsRole owner;
+	Oid			types[3] = {OIDARRAYOID, INT8OID, INT8ARRAYOID};
+	Datum		values[3];
+	List	   *ids = NIL;
+	ListCell   *lc;
+	MemoryContext outer = CurrentMemoryContext;
+
+	ctl.keysize = sizeof(((LaterEntry *) NULL)->key);
+	ctl.entrysize = sizeof(LaterEntry);
+	ctl.hcxt = outer;
+	later = hash_create("guard later writes", 256, &ctl,
+						HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+
+	values[0] = related_relids(change->relid);
+	values[1] = Int64GetDatum(change->change_id);
+	values[2] = exclude;
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("SELECT change_id FROM guard.change"
+				  " WHERE relid = ANY ($1) AND change_id > $2"
+				  " AND changeset_id <> ALL ($3) ORDER BY change_id",
+				  3, types, values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i],
+									  SPI_tuptable->tupdesc, 1, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(outer);
+
+		ids = lappend(ids, palloc(sizeof(int64)));
+		*(int64 *) llast(ids) = DatumGetInt64(d);
+		MemoryContextSwitchTo(old);
+	}
+	guard_as_role_end(&owner);
+
+	foreach(lc, ids)
+	{
+		GuardChange later_change;
+		ShadowReader *reader;
+		ShadowRow	row;
+
+		if (!guard_change_read(*(int64 *) lfirst(lc), &later_change))
+			continue;
+		reader = shadow_open(later_change.change_id, later_change.natts,
+							 later_change.atttypes, later_change.keys,
+							 later_change.nkeys);
+		while (shadow_next(reader, &row))
+		{
+			char	   *key = guard_key_text(&later_change, row.keyvalues);
+			LaterEntry *entry;
+			bool		found;
+			MemoryContext old;
+
+			if (strlen(key) >= sizeof(entry->key))
+				key[sizeof(entry->key) - 1] = '\0';
+			entry = hash_search(later, key, HASH_ENTER, &found);
+			old = MemoryContextSwitchTo(outer);
+			if (!found)
+			{
+				entry->columns = NIL;
+				entry->changesets = NIL;
+			}
+			for (int i = 0; i < row.natts; i++)
+			{
+				if ((row.captured[i] || row.op == GUARD_OP_INSERT) &&
+					later_change.attnames[i] != NULL)
+					entry->columns = lappend(entry->columns,
+											 pstrdup(later_change.attnames[i]));
+			}
+			if (list_length(entry->changesets) < 3 &&
+				!list_member_ptr(entry->changesets, NULL))
+			{
+				bool		have = false;
+				ListCell   *c;
+
+				foreach(c, entry->changesets)
+					have |= (*(int64 *) lfirst(c) == later_change.changeset_id);
+				if (!have)
+				{
+					int64	   *id = palloc(sizeof(int64));
+
+					*id = later_change.changeset_id;
+					entry->changesets = lappend(entry->changesets, id);
+				}
+			}
+			MemoryContextSwitchTo(old);
+		}
+		shadow_close(reader);
+	}
+	return later;
+}
+
+static bool
+later_wrote(LaterEntry *entry, const char *column)
+{
+	ListCell   *lc;
+
+	if (entry == NULL)
+		return false;
+	foreach(lc, entry->columns)
+	{
+		if (strcmp((char *) lfirst(lc), column) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The hash of the live row over the given recorded columns, as capture
+ * computed it over the after-values.
+ */
+static uint32
+live_hash(TupleTableSlot *slot, RestoreColumn *cols, int ncols,
+		  const bool *which)
+{
+	uint32		hash = 0;
+
+	for (int c = 0; c < ncols; c++)
+	{
+		if (!which[cols[c].recorded])
+			continue;
+		hash = shadow_hash_value(slot->tts_values[cols[c].live],
+								 slot->tts_isnull[cols[c].live],
+								 cols[c].typlen, cols[c].typbyval, hash);
+	}
+	return hash;
+}
+
+/*
+ * Build the statements that apply the rows, reading them from the
+ * ephemeral relation: k_N are the key columns, v_N / m_N the value and
+ * "write it back" flag of column N, op the row's operation.
+ */
+static char *
+build_sql(char op, const char *qualname, const GuardChange *change,
+		  RestoreColumn *cols, int ncols, OnConflict mode)
+{
+	StringInfoData sql;
+	StringInfoData keyjoin;
+	bool		first = true;
+
+	initStringInfo(&keyjoin);
+	for (int k = 0; k < change->nkeys; k++)
+		appendStringInfo(&keyjoin, " AND t.%s = r.k_%d",
+						 quote_identifier(change->attnames[change->keys[k] - 1]), k + 1);
+
+	initStringInfo(&sql);
+	switch (op)
+	{
+		case 'U':
+			appendStringInfo(&sql, "UPDATE %s AS t SET ", qualname);
+			for (int c = 0; c < ncols; c++)
+			{
+				const char *col = quote_identifier(cols[c].name);
+
+				if (!cols[c].used || cols[c].generated)
+					continue;
+				appendStringInfo(&sql, "%s%s = CASE WHEN r.m_%d THEN r.v_%d ELSE t.%s END",
+								 first ? "" : ", ", col, c, c, col);
+				first = false;
+			}
+			appendStringInfo(&sql, " FROM " ENR_NAME " r WHERE r.op = 'U'%s",
+							 keyjoin.data);
+			break;
+		case 'D':
+			appendStringInfo(&sql, "INSERT INTO %s AS t (", qualname);
+			for (int c = 0; c < ncols; c++)
+			{
+				if (cols[c].generated)
+					continue;
+				appendStringInfo(&sql, "%s%s", first ? "" : ", ",
+								 quote_identifier(cols[c].name));
+				first = false;
+			}
+			appendStringInfoString(&sql, ") OVERRIDING SYSTEM VALUE SELECT ");
+			first = true;
+			for (int c = 0; c < ncols; c++)
+			{
+				if (cols[c].generated)
+					continue;
+				appendStringInfo(&sql, "%sr.v_%d", first ? "" : ", ", c);
+				first = false;
+			}
+			appendStringInfoString(&sql, " FROM " ENR_NAME " r WHERE r.op = 'D'");
+			if (mode == ON_CONFLICT_OVERWRITE)
+			{
+				appendStringInfoString(&sql, " ON CONFLICT (");
+				for (int k = 0; k < change->nkeys; k++)
+					appendStringInfo(&sql, "%s%s", k ? ", " : "",
+									 quote_identifier(change->attnames[change->keys[k] - 1]));
+				appendStringInfoString(&sql, ") DO UPDATE SET ");
+				first = true;
+				for (int c = 0; c < ncols; c++)
+				{
+					if (cols[c].generated)
+						continue;
+					appendStringInfo(&sql, "%s%s = excluded.%s", first ? "" : ", ",
+									 quote_identifier(cols[c].name),
+									 quote_identifier(cols[c].name));
+					first = false;
+				}
+			}
+			break;
+		case 'I':
+			appendStringInfo(&sql, "DELETE FROM %s AS t USING " ENR_NAME " r WHERE r.op = 'I'%s",
+							 qualname, keyjoin.data);
+			break;
+	}
+	return sql.data;
+}
+
+/*
+ * Undo one change.  Fills *report.
+ */
+static void
+restore_one(const GuardChange *change, OnConflict mode, Datum exclude,
+			RestoreReport *report)
+{
+	Relation	rel;
+	TupleDesc	livedesc;
+	RestoreColumn *cols;
+	int			ncols = 0;
+	int		   *colindex;		/* recorded attnum - 1 -> index in cols */
+	GuardKeyScan ks;
+	ShadowReader *reader;
+	ShadowRow	row;
+	TupleDesc	enrdesc;
+	Tuplestorestate *rows;
+	HTAB	   *later = NULL;
+	Snapshot	snapshot;
+	int			nsamples = 0;
+	char	   *samples[MAX_SAMPLES];
+	List	   *sample_changesets = NIL;
+	int64		conflicts = 0;
+	int64		skipped = 0;
+	int64		napply[3] = {0, 0, 0};
+	Datum	   *values;
+	bool	   *nulls;
+	int			enr_natts;
+	char	   *qualname;
+	bool		keys_usable;
+
+	report->change_id = change->change_id;
+	report->changeset_id = change->changeset_id;
+	report->relation = pstrdup(change->relation);
+	report->kind = pstrdup(change->kind);
+
+	rel = try_table_open(change->relid, ShareRowExclusiveLock);
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot restore change " INT64_FORMAT ": table %s no longer exists",
+						change->change_id, change->relation)));
+	livedesc = RelationGetDescr(rel);
+	qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										  RelationGetRelationName(rel));
+
+	/* map the recorded columns to the live table by name */
+	cols = palloc0(sizeof(RestoreColumn) * Max(change->natts, 1));
+	colindex = palloc(sizeof(int) * Max(change->natts, 1));
+	for (int i = 0; i < change->natts; i++)
+	{
+		AttrNumber	live;
+		Form_pg_attribute att;
+
+		colindex[i] = -1;
+		if (change->attnames[i] == NULL)
+			continue;
+		live = get_attnum(RelationGetRelid(rel), change->attnames[i]);
+		if (live <= 0 ||
+			TupleDescAttr(livedesc, live - 1)->atttypid != change->atttypes[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot restore change " INT64_FORMAT ": column \"%s\" of table %s was dropped or changed type since",
+							change->change_id, change->attnames[i], change->relation),
+					 errhint("Restore the later change set that altered the table first.")));
+		att = TupleDescAttr(livedesc, live - 1);
+		cols[ncols].name = change->attnames[i];
+		cols[ncols].recorded = i;
+		cols[ncols].live = live - 1;
+		cols[ncols].generated = att->attgenerated != '\0';
+		cols[ncols].typlen = att->attlen;
+		cols[ncols].typbyval = att->attbyval;
+		colindex[i] = ncols++;
+	}
+
+	keys_usable = guard_keyscan_begin(&ks, rel, change);
+	if (!keys_usable)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot restore change " INT64_FORMAT ": table %s no longer has the key it was captured with",
+						change->change_id, change->relation),
+				 errhint("Restore the later change set that altered the table first.")));
+
+	/* the rows to write back: k_1.., op, then v_N, m_N per column */
+	enr_natts = change->nkeys + 1 + 2 * ncols;
+	enrdesc = CreateTemplateTupleDesc(enr_natts);
+	for (int k = 0; k < change->nkeys; k++)
+	{
+		char		name[NAMEDATALEN];
+
+		snprintf(name, sizeof(name), "k_%d", k + 1);
+		TupleDescInitEntry(enrdesc, k + 1, name,
+						   change->atttypes[change->keys[k] - 1], -1, 0);
+	}
+	TupleDescInitEntry(enrdesc, change->nkeys + 1, "op", CHAROID, -1, 0);
+	for (int c = 0; c < ncols; c++)
+	{
+		char		name[NAMEDATALEN];
+		Form_pg_attribute att = TupleDescAttr(livedesc, cols[c].live);
+
+		snprintf(name, sizeof(name), "v_%d", c);
+		TupleDescInitEntry(enrdesc, change->nkeys + 2 + 2 * c, name,
+						   att->atttypid, att->atttypmod, 0);
+		TupleDescInitEntryCollation(enrdesc, change->nkeys + 2 + 2 * c,
+									att->attcollation);
+		snprintf(name, sizeof(name), "m_%d", c);
+		TupleDescInitEntry(enrdesc, change->nkeys + 3 + 2 * c, name,
+						   BOOLOID, -1, 0);
+	}
+	rows = tuplestore_begin_heap(false, false, work_mem);
+	values = palloc(sizeof(Datum) * enr_natts);
+	nulls = palloc(sizeof(bool) * enr_natts);
+
+	/* see every commit made before the lock was granted */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+
+	reader = shadow_open(change->change_id, change->natts, change->atttypes,
+						 change->keys, change->nkeys);
+	while (shadow_next(reader, &row))
+	{
+		bool		live = guard_keyscan_fetch(&ks, row.keyvalues, snapshot);
+		bool		apply = true;
+		bool		conflict = false;
+		bool	   *write = palloc0(sizeof(bool) * Max(ncols, 1));
+
+		CHECK_FOR_INTERRUPTS();
+
+		switch (row.op)
+		{
+			case GUARD_OP_UPDATE:
+				for (int c = 0; c < ncols; c++)
+					write[c] = row.captured[cols[c].recorded];
+				if (!live)
+				{
+					/* deleted since: nothing to write the columns into */
+					conflict = true;
+					apply = false;
+				}
+				else if (live_hash(ks.slot, cols, ncols, row.captured) != row.hash)
+				{
+					char	   *key = guard_key_text(change, row.keyvalues);
+					LaterEntry *entry;
+					bool		any = false;
+
+					if (later == NULL)
+						later = later_writes_build(change, exclude);
+					if (strlen(key) >= sizeof(entry->key))
+						key[sizeof(entry->key) - 1] = '\0';
+					entry = hash_search(later, key, HASH_FIND, NULL);
+					conflict = true;
+					for (int c = 0; c < ncols; c++)
+					{
+						if (write[c] && later_wrote(entry, cols[c].name))
+						{
+							any = true;
+							if (mode != ON_CONFLICT_OVERWRITE)
+								write[c] = false;
+						}
+					}
+					if (!any && mode != ON_CONFLICT_OVERWRITE)
+					{
+						/* written outside guard: every column is suspect */
+						for (int c = 0; c < ncols; c++)
+							write[c] = false;
+					}
+					apply = false;
+					for (int c = 0; c < ncols; c++)
+						apply |= write[c];
+				}
+				break;
+			case GUARD_OP_DELETE:
+				for (int c = 0; c < ncols; c++)
+					write[c] = true;
+				if (live)
+				{
+					conflict = true;
+					apply = (mode == ON_CONFLICT_OVERWRITE);
+				}
+				break;
+			case GUARD_OP_INSERT:
+				if (!live)
+					apply = false;	/* deleted since: nothing to undo */
+				else
+				{
+					bool	   *all = palloc(sizeof(bool) * Max(change->natts, 1));
+
+					for (int i = 0; i < change->natts; i++)
+						all[i] = change->attnames[i] != NULL && colindex[i] >= 0 &&
+							!cols[colindex[i]].generated;
+					if (live_hash(ks.slot, cols, ncols, all) != row.hash)
+					{
+						conflict = true;
+						apply = (mode == ON_CONFLICT_OVERWRITE);
+					}
+				}
+				break;
+		}
+
+		if (conflict)
+		{
+			conflicts++;
+			if (mode == ON_CONFLICT_ABORT)
+			{
+				if (nsamples < MAX_SAMPLES)
+				{
+					LaterEntry *entry = NULL;
+					char	   *key = guard_key_text(change, row.keyvalues);
+
+					samples[nsamples++] = key;
+					if (later == NULL)
+						later = later_writes_build(change, exclude);
+					if (strlen(key) < sizeof(entry->key))
+						entry = hash_search(later, key, HASH_FIND, NULL);
+					if (entry)
+						sample_changesets = list_concat(sample_changesets,
+														entry->changesets);
+				}
+				continue;
+			}
+		}
+		if (!apply)
+		{
+			skipped++;
+			continue;
+		}
+
+		memset(nulls, true, sizeof(bool) * enr_natts);
+		for (int k = 0; k < change->nkeys; k++)
+		{
+			values[k] = row.keyvalues[k];
+			nulls[k] = false;
+		}
+		values[change->nkeys] = CharGetDatum(row.op == GUARD_OP_UPDATE ? 'U' :
+											 row.op == GUARD_OP_DELETE ? 'D' : 'I');
+		nulls[change->nkeys] = false;
+		for (int c = 0; c < ncols && row.op != GUARD_OP_INSERT; c++)
+		{
+			int			i = cols[c].recorded;
+			int			v = change->nkeys + 1 + 2 * c;
+
+			if (row.captured[i] && !row.nulls[i])
+			{
+				values[v] = row.values[i];
+				nulls[v] = false;
+			}
+			values[v + 1] = BoolGetDatum(write[c]);
+			nulls[v + 1] = false;
+			if (write[c])
+				cols[c].used = true;
+		}
+		tuplestore_putvalues(rows, enrdesc, values, nulls);
+		napply[row.op - 1]++;
+	}
+	shadow_close(reader);
+	guard_keyscan_end(&ks);
+	UnregisterSnapshot(snapshot);
+
+	if (mode == ON_CONFLICT_ABORT && conflicts > 0)
+	{
+		StringInfoData keys;
+		StringInfoData sets;
+		ListCell   *lc;
+
+		initStringInfo(&keys);
+		for (int i = 0; i < nsamples; i++)
+			appendStringInfo(&keys, "%s%s", i ? ", " : "", samples[i]);
+		initStringInfo(&sets);
+		foreach(lc, sample_changesets)
+		{
+			char		buf[32];
+
+			snprintf(buf, sizeof(buf), INT64_FORMAT, *(int64 *) lfirst(lc));
+			if (strstr(sets.data, buf) == NULL)
+				appendStringInfo(&sets, "%s%s", sets.len ? ", " : "", buf);
+		}
+		ereport(ERROR,
+				(errcode(ERRCODE_GUARD_RESTORE_CONFLICT),
+				 errmsg_plural("cannot restore change " INT64_FORMAT " of table %s: " INT64_FORMAT " row was changed since",
+							   "cannot restore change " INT64_FORMAT " of table %s: " INT64_FORMAT " rows were changed since",
+							   conflicts,
+							   change->change_id, change->relation, conflicts),
+				 sets.len ?
+				 errdetail("Sample keys: %s. Written since by change sets %s.",
+						   keys.data, sets.data) :
+				 errdetail("Sample keys: %s.", keys.data),
+				 errhint("Run a dry run, then restore with on_conflict => 'skip' to keep the later values, or 'overwrite' to replace them.")));
+	}
+
+	/* apply, as the table's owner */
+	if (napply[0] + napply[1] + napply[2] > 0)
+	{
+		GuardAsRole as;
+		EphemeralNamedRelation enr = palloc0(sizeof(EphemeralNamedRelationData));
+		const char ops[3] = {'I', 'U', 'D'};
+
+		enr->md.name = ENR_NAME;
+		enr->md.reliddesc = InvalidOid;
+		enr->md.tupdesc = enrdesc;
+		enr->md.enrtype = ENR_NAMED_TUPLESTORE;
+		enr->md.enrtuples = napply[0] + napply[1] + napply[2];
+		enr->reldata = rows;
+
+		guard_as_role_begin(&as, rel->rd_rel->relowner);
+		if (SPI_register_relation(enr) != SPI_OK_REL_REGISTER)
+			elog(ERROR, "guard: could not register the rows to restore");
+		for (int o = 0; o < 3; o++)
+		{
+			int64		n = napply[ops[o] == 'I' ? GUARD_OP_INSERT - 1 :
+								   ops[o] == 'U' ? GUARD_OP_UPDATE - 1 : GUARD_OP_DELETE - 1];
+			int			rc;
+
+			if (n == 0)
+				continue;
+			rc = SPI_execute(build_sql(ops[o], qualname, change, cols, ncols, mode),
+							 false, 0);
+			if (rc < 0)
+				elog(ERROR, "guard: restore statement failed (%d)", rc);
+			report->restored += SPI_processed;
+			/* rows the statement did not reach were skipped */
+			if ((int64) SPI_processed < n)
+				skipped += n - SPI_processed;
+			tuplestore_rescan(rows);
+		}
+		guard_as_role_end(&as);
+	}
+	tuplestore_end(rows);
+
+	report->skipped = skipped;
+	report->conflicts = conflicts;
+	table_close(rel, NoLock);
+}
+
+/*
+ * Read, check and return (newest first) the changes to undo.
+ */
+static List *
+load_changes(List *ids)
+{
+	List	   *changes = NIL;
+	ListCell   *lc;
+
+	foreach(lc, ids)
+	{
+		int64		id = *(int64 *) lfirst(lc);
+		GuardChange *change = palloc(sizeof(GuardChange));
+
+		if (!guard_change_read(id, change))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("change " INT64_FORMAT " does not exist", id)));
+		if (strcmp(change->state, "active") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("change " INT64_FORMAT " of change set " INT64_FORMAT " was already %s",
+							id, change->changeset_id, change->state),
+					 errhint("A restore is a change set of its own: restore it to redo the change.")));
+		if (get_rel_name(change->relid) != NULL && !guard_may_manage(change->relid))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to restore table %s", change->relation),
+					 errdetail("Only the table's owner or a member of guard_admin may restore it.")));
+		changes = lappend(changes, change);
+	}
+	return changes;
+}
+
+/*
+ * The ids, newest first, that a query of guard's returns.
+ */
+static List *
+select_ids(const char *sql, int nargs, Oid *types, Datum *values)
+{
+	GuardAsRole owner;
+	List	   *ids = NIL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql(sql, nargs, types, values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i],
+									  SPI_tuptable->tupdesc, 1, &isnull);
+		MemoryContext old = MemoryContextSwitchTo(outer);
+		int64	   *id = palloc(sizeof(int64));
+
+		*id = DatumGetInt64(d);
+		ids = lappend(ids, id);
+		MemoryContextSwitchTo(old);
+	}
+	guard_as_role_end(&owner);
+	return ids;
+}
+
+/*
+ * Undo the changes (newest first), record the restore, and return the
+ * report rows.  With dry_run, all of it happens in a subtransaction that is
+ * rolled back.
+ */
+static List *
+restore_changes(List *ids, OnConflict mode, bool dry_run, int64 restore_of,
+				MemoryContext reportcxt)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	List	   *reports = NIL;
+
+	if (dry_run)
+	{
+		BeginInternalSubTransaction(NULL);
+		MemoryContextSwitchTo(oldcxt);
+	}
+
+	PG_TRY();
+	{
+		List	   *changes = load_changes(ids);
+		List	   *changesets = NIL;
+		Datum	   *elems;
+		int			n = 0;
+		Datum		exclude;
+		ListCell   *lc;
+		Datum		args[1];
+
+		/* the change sets being undone: their own later writes are expected */
+		foreach(lc, changes)
+			changesets = lappend(changesets, &((GuardChange *) lfirst(lc))->changeset_id);
+		elems = palloc(sizeof(Datum) * (list_length(changesets) + 1));
+		foreach(lc, changesets)
+			elems[n++] = Int64GetDatum(*(int64 *) lfirst(lc));
+		exclude = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+												  true, TYPALIGN_DOUBLE));
+
+		guard_changeset_begin_restore(restore_of, changes);
+
+		foreach(lc, changes)
+		{
+			MemoryContext old = MemoryContextSwitchTo(reportcxt);
+			RestoreReport *report = palloc0(sizeof(RestoreReport));
+
+			MemoryContextSwitchTo(old);
+			restore_one((GuardChange *) lfirst(lc), mode, exclude, report);
+			old = MemoryContextSwitchTo(reportcxt);
+			report->relation = pstrdup(report->relation);
+			report->kind = pstrdup(report->kind);
+			reports = lappend(reports, report);
+			MemoryContextSwitchTo(old);
+		}
+
+		/* mark the undone changes */
+		n = 0;
+		foreach(lc, changes)
+			elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->change_id);
+		args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+												  true, TYPALIGN_DOUBLE));
+		{
+			GuardAsRole owner;
+			Oid			types[2] = {INT8ARRAYOID, INT8OID};
+			Datum		vals[2];
+
+			vals[0] = args[0];
+			vals[1] = Int64GetDatum(guard_changeset_current(true));
+			guard_as_role_begin(&owner, InvalidOid);
+			guard_run_sql("UPDATE guard.change SET state = 'restored', restored_by = $2"
+						  " WHERE change_id = ANY ($1)", 2, types, vals, NULL);
+			guard_as_role_end(&owner);
+		}
+	}
+	PG_CATCH();
+	{
+		if (dry_run)
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(oldcxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			RollbackAndReleaseCurrentSubTransaction();
+			MemoryContextSwitchTo(oldcxt);
+			CurrentResourceOwner = oldowner;
+			ReThrowError(edata);
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	if (dry_run)
+	{
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	return reports;
+}
+
+/*
+ * Emit the report rows.
+ */
+static void
+put_reports(FunctionCallInfo fcinfo, List *reports)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ListCell   *lc;
+
+	foreach(lc, reports)
+	{
+		RestoreReport *r = lfirst(lc);
+		Datum		values[7];
+		bool		nulls[7] = {false, false, false, false, false, false, false};
+
+		values[0] = Int64GetDatum(r->change_id);
+		values[1] = Int64GetDatum(r->changeset_id);
+		values[2] = CStringGetTextDatum(r->relation);
+		values[3] = CStringGetTextDatum(r->kind);
+		values[4] = Int64GetDatum(r->restored);
+		values[5] = Int64GetDatum(r->skipped);
+		values[6] = Int64GetDatum(r->conflicts);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+}
+
+static void
+check_args(FunctionCallInfo fcinfo)
+{
+	guard_require_preload();
+	for (int i = 0; i < PG_NARGS(); i++)
+	{
+		if (PG_ARGISNULL(i))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("argument %d must not be null", i + 1)));
+	}
+}
+
+/*
+ * guard.restore(changeset_id, dry_run, on_conflict)
+ */
+Datum
+guard_restore(PG_FUNCTION_ARGS)
+{
+	int64		changeset_id;
+	bool		dry_run;
+	OnConflict	mode;
+	List	   *ids;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	MemoryContext reportcxt;
+
+	check_args(fcinfo);
+	changeset_id = PG_GETARG_INT64(0);
+	dry_run = PG_GETARG_BOOL(1);
+	mode = parse_on_conflict(PG_GETARG_TEXT_PP(2));
+	InitMaterializedSRF(fcinfo, 0);
+	reportcxt = ((ReturnSetInfo *) fcinfo->resultinfo)->econtext->ecxt_per_query_memory;
+
+	values[0] = Int64GetDatum(changeset_id);
+	ids = select_ids("SELECT changeset_id FROM guard.changeset WHERE changeset_id = $1",
+					 1, types, values);
+	if (ids == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("change set " INT64_FORMAT " does not exist", changeset_id)));
+	ids = select_ids("SELECT change_id FROM guard.change WHERE changeset_id = $1"
+					 " ORDER BY change_id DESC", 1, types, values);
+	if (ids == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("change set " INT64_FORMAT " has no changes to restore", changeset_id)));
+
+	put_reports(fcinfo, restore_changes(ids, mode, dry_run, changeset_id, reportcxt));
+	return (Datum) 0;
+}
+
+/*
+ * guard.restore_change(change_id, dry_run, on_conflict)
+ */
+Datum
+guard_restore_change(PG_FUNCTION_ARGS)
+{
+	int64	   *id = palloc(sizeof(int64));
+	bool		dry_run;
+	OnConflict	mode;
+	MemoryContext reportcxt;
+
+	check_args(fcinfo);
+	*id = PG_GETARG_INT64(0);
+	dry_run = PG_GETARG_BOOL(1);
+	mode = parse_on_conflict(PG_GETARG_TEXT_PP(2));
+	InitMaterializedSRF(fcinfo, 0);
+	reportcxt = ((ReturnSetInfo *) fcinfo->resultinfo)->econtext->ecxt_per_query_memory;
+
+	put_reports(fcinfo, restore_changes(list_make1(id), mode, dry_run, 0, reportcxt));
+	return (Datum) 0;
+}
+
+/*
+ * guard.restore_to(rel, at, dry_run, on_conflict): undo every change to the
+ * table recorded after "at".
+ */
+Datum
+guard_restore_to(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	bool		dry_run;
+	OnConflict	mode;
+	List	   *ids;
+	Oid			types[2] = {OIDARRAYOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	MemoryContext reportcxt;
+
+	check_args(fcinfo);
+	relid = PG_GETARG_OID(0);
+	dry_run = PG_GETARG_BOOL(2);
+	mode = parse_on_conflict(PG_GETARG_TEXT_PP(3));
+	InitMaterializedSRF(fcinfo, 0);
+	reportcxt = ((ReturnSetInfo *) fcinfo->resultinfo)->econtext->ecxt_per_query_memory;
+
+	if (get_rel_name(relid) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	values[0] = related_relids(relid);
+	values[1] = PG_GETARG_DATUM(1);
+	/*
+	 * Every change after "at" still in effect; a restore made after "at" of
+	 * changes all made after "at" cancels out with them and is left alone.
+	 */
+	ids = select_ids("SELECT change_id FROM guard.change c WHERE relid = ANY ($1)"
+					 " AND at > $2 AND state = 'active'"
+					 " AND changeset_id NOT IN (SELECT restored_by FROM guard.change"
+					 "   WHERE restored_by IS NOT NULL GROUP BY restored_by"
+					 "   HAVING pg_catalog.min(at) > $2)"
+					 " ORDER BY change_id DESC",
+					 2, types, values);
+	if (ids != NIL)
+		put_reports(fcinfo, restore_changes(ids, mode, dry_run, 0, reportcxt));
+	return (Datum) 0;
+}
+
+/*
+ * guard.verify_restore(changeset_id): the drill.  Restores the change set in
+ * a subtransaction, checks that every captured row is back to its
+ * before-image, rolls back, and reports per change.
+ */
+Datum
+guard_verify_restore(PG_FUNCTION_ARGS)
+{
+	int64		changeset_id;
+	List	   *ids;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	ReturnSetInfo *rsinfo;
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	List	   *results = NIL;
+	ListCell   *lc;
+
+	check_args(fcinfo);
+	changeset_id = PG_GETARG_INT64(0);
+	InitMaterializedSRF(fcinfo, 0);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	values[0] = Int64GetDatum(changeset_id);
+	ids = select_ids("SELECT change_id FROM guard.change WHERE changeset_id = $1"
+					 " ORDER BY change_id DESC", 1, types, values);
+	if (ids == NIL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("change set " INT64_FORMAT " does not exist or has no changes",
+						changeset_id)));
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		List	   *reports = restore_changes(ids, ON_CONFLICT_SKIP, false,
+											  changeset_id, oldcxt);
+		HTAB	   *seen;
+		HASHCTL		ctl;
+
+		ctl.keysize = NAMEDATALEN * 8;
+		ctl.entrysize = NAMEDATALEN * 8;
+		seen = hash_create("guard verified keys", 256, &ctl,
+						   HASH_ELEM | HASH_STRINGS);
+
+		CommandCounterIncrement();
+
+		/*
+		 * Compare, oldest change first: a row changed twice in the change set
+		 * must be back at the first change's before-image, so each key's
+		 * presence, and each of its columns, is checked against the oldest
+		 * change that captured it.
+		 */
+		for (int ri = list_length(reports) - 1; ri >= 0; ri--)
+		{
+			RestoreReport *r = list_nth(reports, ri);
+			GuardChange change;
+			Relation	rel;
+			GuardKeyScan ks;
+			ShadowReader *reader;
+			ShadowRow	row;
+			int64		checked = 0;
+			int64		matching = 0;
+			Datum	   *res = MemoryContextAlloc(oldcxt, sizeof(Datum) * 5);
+
+			if (!guard_change_read(r->change_id, &change))
+				continue;
+			rel = table_open(change.relid, AccessShareLock);
+			if (!guard_keyscan_begin(&ks, rel, &change))
+				elog(ERROR, "guard: table %s has no usable key", change.relation);
+			reader = shadow_open(change.change_id, change.natts, change.atttypes,
+								 change.keys, change.nkeys);
+			while (shadow_next(reader, &row))
+			{
+				Datum	   *key = row.keyvalues;
+				bool		live;
+				bool		ok = true;
+				bool		found;
+				bool		compared = false;
+				char	   *keytext;
+				char		seenkey[NAMEDATALEN * 8];
+
+				/* after undo, an UPDATE's row is found by its old key */
+				if (row.op == GUARD_OP_UPDATE)
+				{
+					key = palloc(sizeof(Datum) * change.nkeys);
+					for (int k = 0; k < change.nkeys; k++)
+					{
+						int			i = change.keys[k] - 1;
+
+						key[k] = row.captured[i] ? row.values[i] : row.keyvalues[k];
+					}
+				}
+				keytext = guard_key_text(&change, key);
+				live = guard_keyscan_fetch(&ks, key, GetLatestSnapshot());
+
+				/* presence: the oldest change of a key says if it must exist */
+				snprintf(seenkey, sizeof(seenkey), "%u %s", change.relid, keytext);
+				hash_search(seen, seenkey, HASH_ENTER, &found);
+				if (!found)
+				{
+					compared = true;
+					ok = (row.op == GUARD_OP_INSERT) ? !live : live;
+				}
+
+				/* values: each column against its oldest before-image */
+				for (int i = 0; i < row.natts && ok && live; i++)
+				{
+					AttrNumber	attnum;
+					Form_pg_attribute att;
+					TupleDesc	desc = RelationGetDescr(ks.found);
+
+					if (!row.captured[i] || change.attnames[i] == NULL)
+						continue;
+					snprintf(seenkey, sizeof(seenkey), "%u %s %s", change.relid,
+							 keytext, change.attnames[i]);
+					hash_search(seen, seenkey, HASH_ENTER, &found);
+					if (found)
+						continue;
+					compared = true;
+					attnum = get_attnum(RelationGetRelid(ks.found), change.attnames[i]);
+					if (attnum <= 0)
+					{
+						ok = false;
+						break;
+					}
+					att = TupleDescAttr(desc, attnum - 1);
+					if (row.nulls[i] || ks.slot->tts_isnull[attnum - 1])
+						ok = row.nulls[i] && ks.slot->tts_isnull[attnum - 1];
+					else
+						ok = datum_image_eq(row.values[i], ks.slot->tts_values[attnum - 1],
+											att->attbyval, att->attlen);
+				}
+				if (!compared)
+					continue;
+				checked++;
+				if (ok)
+					matching++;
+			}
+			shadow_close(reader);
+			guard_keyscan_end(&ks);
+			table_close(rel, AccessShareLock);
+
+			res[0] = Int64GetDatum(r->change_id);
+			res[1] = PointerGetDatum(MemoryContextStrdup(oldcxt, r->relation));
+			res[2] = Int64GetDatum(checked);
+			res[3] = Int64GetDatum(matching);
+			res[4] = BoolGetDatum(checked == matching);
+			{
+				MemoryContext old = MemoryContextSwitchTo(oldcxt);
+
+				results = lappend(results, res);
+				MemoryContextSwitchTo(old);
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+
+	foreach(lc, results)
+	{
+		Datum	   *res = lfirst(lc);
+		Datum		out[5];
+		bool		nulls[5] = {false, false, false, false, false};
+
+		out[0] = res[0];
+		out[1] = CStringGetTextDatum(DatumGetCString(res[1]));
+		out[2] = res[2];
+		out[3] = res[3];
+		out[4] = res[4];
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
+	}
+	return (Datum) 0;
+}
