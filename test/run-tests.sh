@@ -5,7 +5,13 @@
 #  2. Copy the working tree into a temp dir owned by the postgres OS user:
 #     CI may clone into a folder that user cannot enter (e.g. under /root),
 #     and the server refuses to run as root.
-#  3. As postgres, from the copy's top directory:
+#  3. Make a private copy of PostgreSQL 15's installation in the temp dir and
+#     install guard into it (make install DESTDIR=...).  PostgreSQL finds its
+#     share and lib directories relative to its binaries, so the suites test
+#     the guard just built even if someone runs `make install` from another
+#     tree while they run (this happens when several people share a machine).
+#  4. As postgres, with the private installation first in PATH, from the
+#     copy's top directory:
 #     - pg_regress over the Makefile's REGRESS list (sql/, expected/) in a
 #       temporary instance, with the Makefile's REGRESS_OPTS (test/guard.conf
 #       preloads guard, --load-extension=guard);
@@ -16,7 +22,7 @@
 #       top directory as its working directory and TESTDIR, so it can read
 #       test/guard.conf; its clusters do not preload guard unless the test
 #       says so (as with PGXS's `make installcheck`).
-#  4. Print the diffs and logs of whatever failed, and end with exactly one
+#  5. Print the diffs and logs of whatever failed, and end with exactly one
 #     line "N passed, M failed".
 #
 # How the summary counts: one unit per test file.  A pg_regress test
@@ -45,6 +51,7 @@ readonly TAP_TIMEOUT="${GUARD_TAP_TIMEOUT:-300}"
 readonly RUN_USER=postgres
 
 WORK=""            # temp dir: copy of the repo, outputs, temp instances
+INST_BIN=""        # bin dir of the private installation in $WORK/install
 SRC=""             # $WORK/src: the copy the suites run from
 PGXS_DIR=""        # .../lib/pgxs, where pg_regress and the perl modules live
 SETUP_OK=1
@@ -94,7 +101,7 @@ as_pg()
 		-u PGPASSWORD -u PGSERVICE -u PGSERVICEFILE -u PGOPTIONS
 		-u PGDATA -u PGSSLMODE
 		HOME="$WORK" TMPDIR="$WORK/tmp" LC_ALL=C.UTF-8
-		PATH="$PG_BIN:$PATH"
+		PATH="${INST_BIN:-$PG_BIN}:$PATH"
 	)
 	if [[ $EUID -eq 0 ]]; then
 		runuser -u "$RUN_USER" -- env "${envargs[@]}" "$@"
@@ -171,8 +178,38 @@ copy_tree()
 		--exclude=./regression.diffs --exclude=./regression.out . |
 		tar -C "$SRC" -xf -
 	if [[ $EUID -eq 0 ]]; then
-		chown -R "$RUN_USER:" "$WORK"
+		# Not $WORK/install: it holds root's copy of PostgreSQL.
+		chown "$RUN_USER:" "$WORK"
+		chown -R "$RUN_USER:" "$SRC" "$WORK/tmp" "$WORK/out"
 	fi
+}
+
+# Copy PostgreSQL 15's installation into $WORK/install, with its directory
+# layout, and install guard from the tree just built into it.  The copy is
+# root's and read-only to the suites: nothing of it is chowned.
+make_private_install()
+{
+	local inst="$WORK/install"
+	local bindir sharedir pkglibdir
+	bindir="$("$PG_CONFIG" --bindir)"
+	sharedir="$("$PG_CONFIG" --sharedir)"
+	pkglibdir="$("$PG_CONFIG" --pkglibdir)"
+	# (Called in a condition, where set -e does not apply: hence || return.)
+	mkdir -p "$inst$(dirname "$bindir")" "$inst$(dirname "$sharedir")" || return 1
+	cp -a "$(dirname "$bindir")/." "$inst$(dirname "$bindir")/" || return 1
+	cp -a "$sharedir" "$inst$(dirname "$sharedir")/" || return 1
+	# Drop the system's guard files first, so none of them survives if
+	# this tree no longer installs it.
+	rm -rf "$inst$pkglibdir"/guard.so "$inst$pkglibdir"/bitcode/guard* \
+		"$inst$sharedir"/extension/guard[.-]* || return 1
+	make -C "$REPO_DIR" -s install PG_CONFIG="$PG_CONFIG" DESTDIR="$inst" || return 1
+	INST_BIN="$inst$bindir"
+	# The relocated binaries must find the relocated guard.
+	if [[ "$("$INST_BIN/pg_config" --pkglibdir)" != "$inst$pkglibdir" ]]; then
+		echo "the copy of PostgreSQL in $inst does not relocate" >&2
+		return 1
+	fi
+	echo "guard installed into the private installation under $inst"
 }
 
 # Run pg_regress or pg_isolation_regress over a list of tests in a temporary
@@ -220,7 +257,7 @@ run_regress_suite()
 		"${opts[@]}" \
 		--temp-instance="$out/instance" \
 		--outputdir="$out" \
-		--bindir="$PG_BIN" \
+		--bindir="$INST_BIN" \
 		--no-locale --encoding=UTF8 \
 		"${tests[@]}" 2>&1 | tee "$log" || rc=$?	# pipefail: the driver's status
 
@@ -322,6 +359,11 @@ main()
 	WORK="$(mktemp -d /tmp/guard-test.XXXXXX)"
 	SRC="$WORK/src"
 	copy_tree
+	say "private installation"
+	if [[ $SETUP_OK -eq 1 ]] && ! make_private_install; then
+		echo "could not make the private installation: the suites will not run" >&2
+		SETUP_OK=0
+	fi
 	PGXS_DIR="$(dirname "$(dirname "$(dirname "$("$PG_CONFIG" --pgxs)")")")"
 
 	run_regress_suite regress \
