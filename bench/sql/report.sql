@@ -1,0 +1,100 @@
+-- bench/sql/report.sql: Markdown tables from bench.results (medians).
+-- psql -At prints each SELECT's single text value as-is.
+\pset footer off
+
+CREATE TEMP TABLE med AS
+SELECT workload, variant, count(*) AS n,
+	   percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS ms,
+	   percentile_cont(0.5) WITHIN GROUP (ORDER BY tps) AS tps,
+	   min(ms) AS ms_min, max(ms) AS ms_max,
+	   percentile_cont(0.5) WITHIN GROUP (ORDER BY wal_bytes) AS wal,
+	   percentile_cont(0.5) WITHIN GROUP (ORDER BY snap_bytes) AS snap,
+	   percentile_cont(0.5) WITHIN GROUP (ORDER BY snap_rows) AS snap_rows,
+	   percentile_cont(0.5) WITHIN GROUP (ORDER BY overwritten_bytes) AS overwritten,
+	   percentile_cont(0.5) WITHIN GROUP (ORDER BY storage_bytes) AS storage,
+	   max(peak_anon_kb) AS peak_kb, min(base_anon_kb) AS base_kb
+  FROM bench.results WHERE rep > 0 GROUP BY 1, 2;
+
+CREATE FUNCTION pg_temp.ratio(w text, v text) RETURNS float8 LANGUAGE sql AS
+$$ SELECT m.ms / nullif(b.ms, 0) FROM med m, med b
+	WHERE m.workload = w AND m.variant = v AND b.workload = w AND b.variant = 'none' $$;
+CREATE FUNCTION pg_temp.cell(w text, v text) RETURNS text LANGUAGE sql AS
+$$ SELECT COALESCE((SELECT format('%sx (%s ms)', round(pg_temp.ratio(w, v)::numeric, 2), round(ms::numeric, 1))
+					  FROM med WHERE workload = w AND variant = v), '-') $$;
+
+CREATE TEMP TABLE target(workload text, what text, target float8);
+INSERT INTO target VALUES ('W1', 'UPDATE 1M rows (pgbench_accounts, scale 10)', 1.3),
+	('W2', 'UPDATE one text column of 200k rows x 10 cols', 1.3),
+	('W3', 'DELETE 10% of pgbench_accounts (100k rows)', 1.3),
+	('W5', '10,000 one-row UPDATEs in one transaction', 1.1),
+	('W6', 'UPDATE every row of pgbench_accounts, large scale', NULL);
+
+-- Timed statements: median ms and ratio to `none`.
+SELECT E'### Timed statements (median ms of n runs; ratio to `none`)\n\n'
+	|| E'| workload | none | guard | row_trigger | transition | tablelog | guard target | guard meets target | guard faster than every peer |\n'
+	|| E'|---|---:|---:|---:|---:|---:|---:|:---:|:---:|\n'
+	|| string_agg(format('| %s: %s | %s | %s | %s | %s | %s | %s | %s | %s |',
+		 t.workload, t.what,
+		 (SELECT format('%s ms (n=%s)', round(ms::numeric, 1), n) FROM med WHERE workload = t.workload AND variant = 'none'),
+		 pg_temp.cell(t.workload, 'guard'), pg_temp.cell(t.workload, 'row_trigger'),
+		 pg_temp.cell(t.workload, 'transition'), pg_temp.cell(t.workload, 'tablelog'),
+		 COALESCE('<= ' || t.target || 'x', '-'),
+		 CASE WHEN t.target IS NULL OR pg_temp.ratio(t.workload, 'guard') IS NULL THEN '-'
+			  WHEN pg_temp.ratio(t.workload, 'guard') <= t.target THEN 'yes' ELSE '**no**' END,
+		 CASE WHEN pg_temp.ratio(t.workload, 'guard') IS NULL
+				   OR NOT EXISTS (SELECT FROM med WHERE workload = t.workload AND variant NOT IN ('none', 'guard')) THEN '-'
+			  WHEN (SELECT bool_and(m.ms > g.ms) FROM med m, med g
+					 WHERE m.workload = t.workload AND g.workload = t.workload
+					   AND g.variant = 'guard' AND m.variant NOT IN ('none', 'guard')) THEN 'yes'
+			  ELSE '**no**' END),
+		 E'\n' ORDER BY t.workload) || E'\n'
+  FROM target t
+ WHERE EXISTS (SELECT FROM med WHERE workload = t.workload);
+
+-- W4: pgbench TPS.
+SELECT E'### W4: pgbench TPC-B, scale 10, 2 clients, -M prepared (median TPS)\n\n'
+	|| E'| variant | TPS | ratio to not loaded | ratio to loaded, unprotected | target |\n'
+	|| E'|---|---:|---:|---:|---|\n'
+	|| string_agg(format('| %s | %s (n=%s) | %s | %s | %s |', m.variant, round(m.tps::numeric, 1), m.n,
+		 round((m.tps / nl.tps)::numeric, 3), round((m.tps / lo.tps)::numeric, 3),
+		 CASE m.variant
+			 WHEN 'loaded_unprotected' THEN format('>= 0.99 of not loaded: %s',
+				  CASE WHEN m.tps / nl.tps >= 0.99 THEN 'yes' ELSE '**no**' END)
+			 WHEN 'protected' THEN format('>= 0.97 of unprotected: %s',
+				  CASE WHEN m.tps / lo.tps >= 0.97 THEN 'yes' ELSE '**no**' END)
+			 ELSE 'baseline' END),
+		 E'\n' ORDER BY CASE m.variant WHEN 'not_loaded' THEN 1 WHEN 'loaded_unprotected' THEN 2 ELSE 3 END)
+	|| E'\n'
+  FROM med m
+  JOIN med nl ON nl.workload = 'W4' AND nl.variant = 'not_loaded'
+  JOIN med lo ON lo.workload = 'W4' AND lo.variant = 'loaded_unprotected'
+ WHERE m.workload = 'W4';
+
+-- Snapshot bytes of guard vs overwritten columns + keys.
+SELECT E'### Snapshot bytes (guard): sum(snapshot_bytes) of guard.changes vs bytes of overwritten columns + keys before the change\n\n'
+	|| E'| workload | rows captured | snapshot_bytes | overwritten cols + keys | ratio | bytes/row | target | meets |\n'
+	|| E'|---|---:|---:|---:|---:|---:|---|:---:|\n'
+	|| string_agg(format('| %s | %s | %s | %s | %s | %s | <= 1.2x | %s |', workload, snap_rows::bigint,
+		 snap::bigint, overwritten::bigint, round((snap / nullif(overwritten, 0))::numeric, 2),
+		 round((snap / nullif(snap_rows, 0))::numeric, 1),
+		 CASE WHEN snap / nullif(overwritten, 0) <= 1.2 THEN 'yes' ELSE '**no**' END),
+		 E'\n' ORDER BY workload) || E'\n'
+  FROM med WHERE variant = 'guard' AND workload <> 'W4';
+
+-- Peak private memory of the backend.
+SELECT E'### Backend memory (peak RssAnon sampled every 50 ms during the timed session; max over runs)\n\n'
+	|| E'| workload | variant | RssAnon at start | peak RssAnon | growth |\n|---|---|---:|---:|---:|\n'
+	|| string_agg(format('| %s | %s | %s MB | %s MB | %s MB |', workload, variant,
+		 round(base_kb / 1024.0, 1), round(peak_kb / 1024.0, 1), round((peak_kb - base_kb) / 1024.0, 1)),
+		 E'\n' ORDER BY workload, variant) || E'\n'
+  FROM med WHERE peak_kb IS NOT NULL;
+
+-- WAL written by the statement and capture storage left behind.
+SELECT E'### WAL written by the timed statement, and capture storage (guard: guard.snapshot + guard.change; peers: their log table), median MB\n\n'
+	|| E'| workload | variant | WAL MB | WAL ratio | capture storage MB |\n|---|---|---:|---:|---:|\n'
+	|| string_agg(format('| %s | %s | %s | %s | %s |', m.workload, m.variant,
+		 round((m.wal / 1048576.0)::numeric, 1), round((m.wal / nullif(b.wal, 0))::numeric, 2),
+		 round((m.storage / 1048576.0)::numeric, 1)),
+		 E'\n' ORDER BY m.workload, CASE m.variant WHEN 'none' THEN 0 WHEN 'guard' THEN 1 ELSE 2 END, m.variant) || E'\n'
+  FROM med m LEFT JOIN med b ON b.workload = m.workload AND b.variant = 'none'
+ WHERE m.workload <> 'W4';
