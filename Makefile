@@ -24,7 +24,7 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	restore_basic restore_conflicts restore_to restore_permissions restore_verify
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
-ISOLATION = capture_epq
+ISOLATION = capture_epq restore_concurrency
 ISOLATION_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard \
 	--inputdir=$(srcdir)/test --outputdir=output_iso
 

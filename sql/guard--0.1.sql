@@ -217,35 +217,6 @@ RETURNS TABLE (change_id bigint, relation text, rows_checked bigint,
 AS 'MODULE_PATHNAME', 'guard_verify_restore'
 LANGUAGE C STRICT VOLATILE;
 
--- Partitions created or attached under a protected table get its triggers.
-CREATE FUNCTION guard._sync_triggers(rel pg_catalog.regclass)
-RETURNS void
-AS 'MODULE_PATHNAME', 'guard_sync_triggers'
-LANGUAGE C STRICT VOLATILE;
-REVOKE ALL ON FUNCTION guard._sync_triggers(pg_catalog.regclass) FROM PUBLIC;
-
-CREATE FUNCTION guard._on_ddl_end()
-RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	r record;
-BEGIN
-	FOR r IN SELECT DISTINCT c.objid
-			   FROM pg_catalog.pg_event_trigger_ddl_commands() c
-			  WHERE c.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-				AND c.object_type = 'table'
-	LOOP
-		PERFORM guard._sync_triggers(r.objid::pg_catalog.regclass);
-	END LOOP;
-END
-$$;
-
-CREATE EVENT TRIGGER guard_ddl_end ON ddl_command_end
-	WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
-	EXECUTE FUNCTION guard._on_ddl_end();
-
 -- A dropped table takes its policy with it.
 CREATE FUNCTION guard._on_sql_drop()
 RETURNS event_trigger
@@ -264,4 +235,4 @@ $$;
 CREATE EVENT TRIGGER guard_sql_drop ON sql_drop
 	EXECUTE FUNCTION guard._on_sql_drop();
 
-REVOKE ALL ON FUNCTION guard._on_ddl_end(), guard._on_sql_drop() FROM PUBLIC;
+REVOKE ALL ON FUNCTION guard._on_sql_drop() FROM PUBLIC;

@@ -64,7 +64,6 @@ SELECT expect_error($$SELECT * FROM guard.policy$$);
 SELECT expect_error($$SELECT * FROM guard.snapshot$$);
 SELECT expect_error($$SELECT * FROM guard.change$$);
 SELECT expect_error($$INSERT INTO guard.policy VALUES ('owned', 'none', NULL, 1, NULL, NULL, false, now(), 'x')$$);
-SELECT expect_error($$SELECT guard._sync_triggers('owned')$$);
 RESET ROLE;
 
 DROP TABLE owned;

@@ -6,8 +6,8 @@
  * The executor hook remembers which statement is finishing, so that the
  * capture trigger, which fires inside ExecutorFinish, can record the
  * statement's own text and command type.  The utility hook does the same for
- * COPY, and keeps guard's triggers from being dropped or disabled by anyone
- * but a superuser (who is logged).
+ * COPY, keeps guard's triggers from being dropped or disabled by anyone but
+ * a superuser (who is logged), and gives them to new partitions.
  *
  *-------------------------------------------------------------------------
  */
@@ -278,26 +278,36 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	Node	   *parsetree = pstmt->utilityStmt;
 	const GuardStatement *save = current_statement;
 	GuardStatement stmt;
-	List	   *detached = NIL;
+	List	   *partitions = NIL;
+	RangeVar   *created = NULL;
 	ListCell   *lc;
 
 	check_utility(parsetree);
 
-	/* a partition detached from a protected table loses guard's triggers */
-	if (IsA(parsetree, AlterTableStmt))
+	/*
+	 * A partition created under, attached to or detached from a protected
+	 * table gains or loses guard's triggers.  Only these commands: an event
+	 * trigger on every ALTER TABLE would also fire during pg_restore's
+	 * post-data steps and create the triggers that the dump is about to.
+	 */
+	if (IsA(parsetree, CreateStmt) && ((CreateStmt *) parsetree)->partbound)
+		created = ((CreateStmt *) parsetree)->relation;
+	else if (IsA(parsetree, AlterTableStmt) &&
+			 ((AlterTableStmt *) parsetree)->objtype == OBJECT_TABLE)
 	{
 		foreach(lc, ((AlterTableStmt *) parsetree)->cmds)
 		{
 			AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
 
-			if (cmd->subtype == AT_DetachPartition &&
+			if ((cmd->subtype == AT_AttachPartition ||
+				 cmd->subtype == AT_DetachPartition) &&
 				!((PartitionCmd *) cmd->def)->concurrent)
 			{
 				Oid			relid = RangeVarGetRelid(((PartitionCmd *) cmd->def)->name,
 													 NoLock, true);
 
 				if (OidIsValid(relid))
-					detached = lappend_oid(detached, relid);
+					partitions = lappend_oid(partitions, relid);
 			}
 		}
 	}
@@ -326,6 +336,13 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	PG_END_TRY();
 
-	foreach(lc, detached)
+	if (created)
+	{
+		Oid			relid = RangeVarGetRelid(created, NoLock, true);
+
+		if (OidIsValid(relid))
+			partitions = lappend_oid(partitions, relid);
+	}
+	foreach(lc, partitions)
 		guard_sync_relation(lfirst_oid(lc));
 }

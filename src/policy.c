@@ -50,7 +50,6 @@
 
 PG_FUNCTION_INFO_V1(guard_protect);
 PG_FUNCTION_INFO_V1(guard_unprotect);
-PG_FUNCTION_INFO_V1(guard_sync_triggers);
 PG_FUNCTION_INFO_V1(guard_may_read);
 
 typedef struct PolicyCacheEntry
@@ -664,7 +663,13 @@ guard_sync_relation(Oid relid)
 	bool		has;
 	bool		partitioned;
 	GuardAsRole owner;
+	char		relkind = get_rel_relkind(relid);
 
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+		return;
+	/* a database without the extension has nothing to sync */
+	if (!OidIsValid(get_extension_oid("guard", true)))
+		return;
 	rel = try_table_open(relid, AccessShareLock);
 	if (rel == NULL)
 		return;
@@ -690,15 +695,4 @@ guard_sync_relation(Oid relid)
 		guard_as_role_end(&owner);
 	}
 	table_close(rel, NoLock);
-}
-
-/*
- * guard._sync_triggers(rel): guard_sync_relation() for the event trigger
- * that follows CREATE TABLE and ALTER TABLE.
- */
-Datum
-guard_sync_triggers(PG_FUNCTION_ARGS)
-{
-	guard_sync_relation(PG_GETARG_OID(0));
-	PG_RETURN_VOID();
 }
