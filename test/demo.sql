@@ -129,19 +129,63 @@ SELECT count(*) AS hashes_captured,
   JOIN users u ON d.key = format('(id)=(%s)', u.id)
  WHERE d."column" = 'password_hash';
 
--- ====================================================================
--- RESTORE GOES HERE.  With guard.restore() (a later issue) the demo goes on:
---   6. dry run:  SELECT * FROM guard.restore(<changeset>, dry_run => true);
---   7. restore:  SELECT * FROM guard.restore(<changeset>);  the UPDATE is
---      undone and ADD COLUMN dropped, newest first, keeping later writes;
---      the login probe is back to 100%.
---   8. prevention: guard.add_invariant('users', 'login_probe',
---      query => 'SELECT login_probe() >= 99') stops the same migration at
---      COMMIT in enforce mode.
--- ====================================================================
 \echo
-\echo '=== 6. Restore: not in this version yet ==='
-\echo 'The restore step (guard.restore() of the change set above, with a dry run'
-\echo 'first), the login-probe invariant that stops this migration at COMMIT, and'
-\echo 'the undo of ADD COLUMN arrive with guard.restore() and guard.add_invariant().'
+\echo '=== 6. Meanwhile the application keeps writing ==='
+\echo '    (new sign-ups, logins of users the migration did not touch, and a'
+\echo '     user who fixes the display name the migration gave them)'
+\echo
+\set ECHO queries
+INSERT INTO users (id, email, password_hash, created_at)
+SELECT g, format('New.%s@Example.com', g),
+	   app_password_hash(substr(md5('salt' || g), 1, 8), 'pw-' || g), now()
+  FROM generate_series(100001, 100050) g;
+UPDATE users SET last_login = now() WHERE id IN (1, 2, 20, 40, 60);
+UPDATE users SET display_name = 'Ada L.' WHERE id = 43;
+\set ECHO none
+
+\echo
+\echo '=== 7. The on-call engineer: list, dry run, restore ==='
+\echo
+\echo '--- 7a. what changed recently ---'
+SELECT changeset_id, at::time(0) AS at, label, changes, rows, relations
+  FROM guard.changesets ORDER BY changeset_id DESC LIMIT 5;
+SELECT changeset_id AS bad_changeset FROM guard.changesets
+ WHERE label = '2026_11_add_display_name' \gset
+
+\echo
+\echo '--- 7b. dry run: what a restore would do (nothing is changed) ---'
+\set ECHO queries
+SELECT change_id, kind, rows_restored, rows_skipped, conflicts
+  FROM guard.restore(:bad_changeset, dry_run => true, on_conflict => 'skip');
+\set ECHO none
+\echo 'The one conflict is user 43, who changed display_name after the migration:'
+\echo 'on_conflict => skip keeps their edit and restores everything else.'
+
+\echo
+\echo '--- 7c. restore ---'
+SELECT clock_timestamp() AS restore_started \gset
+\set ECHO queries
+SELECT change_id, kind, rows_restored, rows_skipped, conflicts
+  FROM guard.restore(:bad_changeset, on_conflict => 'skip');
+\set ECHO none
+SELECT round(extract(epoch FROM clock_timestamp() - :'restore_started'::timestamptz), 2)
+	   AS "restore took (s)";
+
+\echo
+\echo '=== 8. After the restore ==='
+\echo
+SELECT login_probe() AS "% users who can log in";
+SELECT count(*) FILTER (WHERE id > 100000) AS new_signups_kept,
+	   count(*) FILTER (WHERE id IN (1, 2, 20, 40, 60) AND last_login > now() - interval '1 hour')
+		 AS recent_logins_kept,
+	   max(display_name) FILTER (WHERE id = 43) AS profile_edit_kept,
+	   count(display_name) AS display_names_left
+  FROM users;
+SELECT changeset_id, label, restore_of, changes, rows
+  FROM guard.changesets ORDER BY changeset_id DESC LIMIT 1;
+\echo 'The restore is a change set of its own: guard.restore() of it would redo'
+\echo 'the migration.  The display_name column added by the migration is still'
+\echo 'there (empty but for user 43): the undo of ADD COLUMN arrives with DDL'
+\echo 'capture, and an invariant on login_probe() that stops this migration at'
+\echo 'COMMIT arrives with guard.add_invariant().'
 \echo
