@@ -6,6 +6,8 @@ OBJS = \
 	src/hooks.o \
 	src/policy.o \
 	src/capture.o \
+	src/rails.o \
+	src/invariants.o \
 	src/shadow.o \
 	src/changes.o \
 	src/rows.o \
@@ -21,7 +23,8 @@ PGFILEDESC = "guard - capture, check and undo changes to protected tables"
 REGRESS = setup policy_validation policy_permissions policy_view \
 	capture_kinds capture_values capture_partitions capture_atomicity \
 	capture_limits capture_privacy changes_records \
-	restore_basic restore_conflicts restore_to restore_permissions restore_verify
+	restore_basic restore_conflicts restore_to restore_permissions restore_verify \
+	invariants_validation invariants_enforce invariants_warn rails
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
 ISOLATION = capture_epq restore_concurrency

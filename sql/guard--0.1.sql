@@ -38,6 +38,42 @@ CREATE TABLE guard.policy (
 );
 SELECT pg_catalog.pg_extension_config_dump('guard.policy', '');
 
+-- Invariants: facts about a table that every change must keep.  Dumped.
+CREATE TABLE guard.invariant (
+	relid			pg_catalog.regclass NOT NULL,
+	name			text NOT NULL CHECK (name <> ''),
+	row_check		text,
+	query			text,
+	deferred		bool NOT NULL,
+	created_at		timestamptz NOT NULL,
+	created_by		name NOT NULL,
+	search_path		text NOT NULL,
+	PRIMARY KEY (relid, name),
+	CHECK ((row_check IS NULL) <> (query IS NULL))
+);
+SELECT pg_catalog.pg_extension_config_dump('guard.invariant', '');
+
+-- Violations recorded in warn mode.
+CREATE SEQUENCE guard.violation_id_seq;
+CREATE TABLE guard.violation (
+	violation_id	bigint PRIMARY KEY DEFAULT pg_catalog.nextval('guard.violation_id_seq'),
+	at				timestamptz NOT NULL DEFAULT pg_catalog.now(),
+	relid			oid NOT NULL,
+	relation		text NOT NULL,
+	invariant		text NOT NULL,
+	changeset_id	bigint,
+	change_id		bigint,
+	rows			bigint,
+	sample_keys		text[],
+	role			name NOT NULL DEFAULT current_user
+);
+
+-- One row per transaction with deferred checks: its constraint trigger runs
+-- them at COMMIT (or PREPARE TRANSACTION).
+CREATE TABLE guard.pending (
+	xid				xid8 NOT NULL
+);
+
 -- Change sets: one per top-level transaction that changed a protected table.
 CREATE SEQUENCE guard.changeset_id_seq;
 CREATE TABLE guard.changeset (
@@ -85,7 +121,10 @@ CREATE TABLE guard.snapshot (
 
 /* Nobody reads guard's records directly; views and functions check rights. */
 REVOKE ALL ON guard.policy, guard.changeset, guard.change, guard.snapshot,
-	guard.changeset_id_seq, guard.change_id_seq FROM PUBLIC;
+	guard.changeset_id_seq, guard.change_id_seq, guard.invariant,
+	guard.violation, guard.violation_id_seq, guard.pending FROM PUBLIC;
+ALTER TABLE guard.violation ENABLE ROW LEVEL SECURITY;
+ALTER TABLE guard.violation FORCE ROW LEVEL SECURITY;
 ALTER TABLE guard.changeset ENABLE ROW LEVEL SECURITY;
 ALTER TABLE guard.changeset FORCE ROW LEVEL SECURITY;
 ALTER TABLE guard.change ENABLE ROW LEVEL SECURITY;
@@ -123,6 +162,42 @@ SELECT p.relid AS relation,
 	   p.created_by
   FROM guard.policy p;
 GRANT SELECT ON guard.policies TO PUBLIC;
+
+-- Invariants
+CREATE FUNCTION guard.add_invariant(rel pg_catalog.regclass, name text,
+									row_check text DEFAULT NULL,
+									query text DEFAULT NULL,
+									deferred bool DEFAULT true)
+RETURNS void
+AS 'MODULE_PATHNAME', 'guard_add_invariant'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE FUNCTION guard.drop_invariant(rel pg_catalog.regclass, name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'guard_drop_invariant'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE FUNCTION guard.check_invariants(rel pg_catalog.regclass DEFAULT NULL)
+RETURNS TABLE (relation pg_catalog.regclass, invariant text, kind text,
+			   ok bool, failing_rows bigint, sample_keys text[])
+AS 'MODULE_PATHNAME', 'guard_check_invariants'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE VIEW guard.invariants WITH (security_barrier) AS
+SELECT i.relid AS relation, i.name,
+	   CASE WHEN i.row_check IS NOT NULL THEN 'row' ELSE 'query' END AS kind,
+	   i.row_check, i.query, i.deferred, i.created_at, i.created_by
+  FROM guard.invariant i;
+GRANT SELECT ON guard.invariants TO PUBLIC;
+
+CREATE FUNCTION guard._check_deferred()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'guard_check_deferred'
+LANGUAGE C;
+
+CREATE CONSTRAINT TRIGGER guard_check_at_commit AFTER INSERT ON guard.pending
+	DEFERRABLE INITIALLY DEFERRED
+	FOR EACH ROW EXECUTE FUNCTION guard._check_deferred();
 
 -- Capture
 CREATE FUNCTION guard.capture()
@@ -217,6 +292,13 @@ RETURNS TABLE (change_id bigint, relation text, rows_checked bigint,
 AS 'MODULE_PATHNAME', 'guard_verify_restore'
 LANGUAGE C STRICT VOLATILE;
 
+CREATE VIEW guard.violations WITH (security_barrier) AS
+SELECT v.violation_id, v.at, v.relation, v.invariant, v.changeset_id,
+	   v.change_id, v.rows, v.sample_keys, v.role
+  FROM guard.violation v
+ WHERE guard._may_read(v.relid);
+GRANT SELECT ON guard.violations TO PUBLIC;
+
 -- A dropped table takes its policy with it.
 CREATE FUNCTION guard._on_sql_drop()
 RETURNS event_trigger
@@ -229,6 +311,11 @@ BEGIN
 	 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
 	   AND d.objsubid = 0
 	   AND p.relid::oid = d.objid;
+	DELETE FROM guard.invariant i
+	 USING pg_catalog.pg_event_trigger_dropped_objects() d
+	 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+	   AND d.objsubid = 0
+	   AND i.relid::oid = d.objid;
 END
 $$;
 

@@ -4,7 +4,9 @@
  *	  The capture trigger: before-images of a statement's writes.
  *
  * guard.capture() is a statement-level AFTER trigger with transition
- * tables, attached by protect() as guard_capture_ins/upd/del.  It reads the
+ * tables, attached by protect() as guard_capture_ins/upd/del.  Besides the
+ * capture it applies the table's row limits (rails.c) and row checks
+ * (invariants.c) to the rows the statement wrote, in the same pass.  It reads the
  * transition tuplestores directly (no SPI), pairs old and new rows of an
  * UPDATE by position (an UPDATE may change the key), and hands each row to
  * shadow.c.  The tuplestores spill to disk past work_mem, and the shadow
@@ -55,8 +57,12 @@ guard_capture(PG_FUNCTION_ARGS)
 	Tuplestorestate *counted;
 	const char *kind;
 	int64		nrows;
+	int64		rowno = 0;
+	int64		change_id = 0;
+	bool		capture;
+	GuardInvariantSet *checks;
 	int64		limit;
-	ShadowWriter *w;
+	ShadowWriter *w = NULL;
 	TupleTableSlot *oldslot = NULL;
 	TupleTableSlot *newslot = NULL;
 
@@ -115,16 +121,26 @@ guard_capture(PG_FUNCTION_ARGS)
 	}
 
 	policy = guard_policy_lookup(rel);
-	if (!policy->found ||
-		(policy->capture != GUARD_CAPTURE_DML && policy->capture != GUARD_CAPTURE_ALL))
-		return PointerGetDatum(NULL);
-	if (nrows < policy->min_rows)
+	if (!policy->found)
 		return PointerGetDatum(NULL);
 
-	limit = guard_max_snapshot_size < 0 ? -1 :
-		(int64) guard_max_snapshot_size * 1024;
-	w = shadow_begin(rel, kind, limit,
-					 guard_policy_mode(policy) == GUARD_MODE_ENFORCE);
+	/* guard rails: refuse before anything is captured */
+	guard_check_row_limits(rel, policy, event, nrows);
+
+	capture = (policy->capture == GUARD_CAPTURE_DML ||
+			   policy->capture == GUARD_CAPTURE_ALL) &&
+		nrows >= policy->min_rows;
+	checks = guard_invariants_begin(rel, policy);
+	if (!capture && checks == NULL)
+		return PointerGetDatum(NULL);
+
+	if (capture)
+	{
+		limit = guard_max_snapshot_size < 0 ? -1 :
+			(int64) guard_max_snapshot_size * 1024;
+		w = shadow_begin(rel, kind, limit,
+						 guard_policy_mode(policy) == GUARD_MODE_ENFORCE);
+	}
 
 	if (oldtable)
 	{
@@ -155,23 +171,35 @@ guard_capture(PG_FUNCTION_ARGS)
 						 RelationGetRelationName(rel));
 				break;
 			}
-			shadow_add_update(w, oldslot, newslot);
+			if (w)
+				shadow_add_update(w, oldslot, newslot);
+			if (checks)
+				guard_invariants_row(checks, newslot, ++rowno);
 		}
 		else if (TRIGGER_FIRED_BY_DELETE(event))
 		{
 			if (!tuplestore_gettupleslot(oldtable, true, false, oldslot))
 				break;
-			shadow_add_delete(w, oldslot);
+			if (w)
+				shadow_add_delete(w, oldslot);
+			if (checks)
+				guard_invariants_deleted(checks, oldslot, ++rowno);
 		}
 		else
 		{
 			if (!tuplestore_gettupleslot(newtable, true, false, newslot))
 				break;
-			shadow_add_insert(w, newslot);
+			if (w)
+				shadow_add_insert(w, newslot);
+			if (checks)
+				guard_invariants_row(checks, newslot, ++rowno);
 		}
 	}
 
-	shadow_end(w);
+	if (w)
+		change_id = shadow_end(w);
+	if (checks)
+		guard_invariants_end(checks, change_id);
 	if (oldslot)
 		ExecDropSingleTupleTableSlot(oldslot);
 	if (newslot)

@@ -102,7 +102,9 @@ _PG_init(void)
 	MarkGUCPrefixReserved("guard");
 
 	guard_changes_init();
+	guard_invariants_init();
 	guard_install_hooks();
+	guard_rails_install();
 
 	if (!guard_preloaded)
 		ereport(WARNING,

@@ -26,6 +26,7 @@
 #define ERRCODE_GUARD_NOT_PRELOADED		ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
 #define ERRCODE_GUARD_SNAPSHOT_TOO_LARGE	MAKE_SQLSTATE('G','U','0','0','1')
 #define ERRCODE_GUARD_RESTORE_CONFLICT	MAKE_SQLSTATE('G','U','0','0','2')
+#define ERRCODE_GUARD_RAIL				MAKE_SQLSTATE('G','U','0','0','3')
 
 /* GUCs (guard.c) */
 typedef enum GuardMode
@@ -83,6 +84,8 @@ typedef struct GuardPolicy
 extern const GuardPolicy *guard_policy_lookup(Relation rel);
 extern int	guard_policy_mode(const GuardPolicy *policy);
 extern bool guard_may_read_relation(Oid relid);
+extern Relation guard_open_table_to_manage(Oid relid, const char *action);
+extern bool guard_policy_wants_triggers(const GuardPolicy *policy);
 extern bool guard_may_manage(Oid relid);
 
 /* running guard's own SQL as another role, search_path pinned, SPI open */
@@ -94,6 +97,8 @@ typedef struct GuardAsRole
 } GuardAsRole;
 
 extern void guard_as_role_begin(GuardAsRole *s, Oid role);
+extern void guard_as_role_path_begin(GuardAsRole *s, Oid role,
+									 const char *search_path, bool restricted);
 extern void guard_as_role_end(GuardAsRole *s);
 extern void guard_run_sql(const char *sql, int nargs, Oid *types,
 						  Datum *values, const char *nulls);
@@ -170,7 +175,26 @@ extern bool guard_keyscan_begin(GuardKeyScan *ks, Relation rel,
 extern bool guard_keyscan_fetch(GuardKeyScan *ks, Datum *keyvalues,
 								Snapshot snapshot);
 extern char *guard_key_text(const GuardChange *change, Datum *keyvalues);
+extern void guard_change_from_relation(Relation rel, GuardChange *layout);
 extern void guard_keyscan_end(GuardKeyScan *ks);
+
+/* invariants.c */
+typedef struct GuardInvariantSet GuardInvariantSet;
+
+extern void guard_invariants_init(void);
+extern bool guard_has_invariants(Oid relid);
+extern GuardInvariantSet *guard_invariants_begin(Relation rel,
+												 const GuardPolicy *policy);
+extern void guard_invariants_row(GuardInvariantSet *set, TupleTableSlot *slot,
+								 int64 rowno);
+extern void guard_invariants_deleted(GuardInvariantSet *set,
+									 TupleTableSlot *slot, int64 rowno);
+extern void guard_invariants_end(GuardInvariantSet *set, int64 change_id);
+
+/* rails.c: guard rails */
+extern void guard_check_row_limits(Relation rel, const GuardPolicy *policy,
+								   int event, int64 nrows);
+extern void guard_rails_install(void);
 
 /* shadow.c: packed before-images */
 typedef enum GuardRowOp

@@ -194,6 +194,20 @@ guard_policy_lookup(Relation rel)
 }
 
 /*
+ * Does a table under this policy need guard's triggers: to capture, to
+ * apply row limits, or to check invariants?
+ */
+bool
+guard_policy_wants_triggers(const GuardPolicy *policy)
+{
+	return policy->found &&
+		(policy->capture == GUARD_CAPTURE_DML ||
+		 policy->capture == GUARD_CAPTURE_ALL ||
+		 policy->max_rows > 0 || policy->max_fraction > 0 ||
+		 policy->require_where || guard_has_invariants(policy->relid));
+}
+
+/*
  * The mode in force for a policy: its own, or guard.mode.
  */
 int
@@ -308,12 +322,25 @@ extension_owner(void)
 void
 guard_as_role_begin(GuardAsRole *s, Oid role)
 {
+	guard_as_role_path_begin(s, role, "pg_catalog, pg_temp", true);
+}
+
+/*
+ * Run SQL as "role" (InvalidOid: the extension owner) with the given
+ * search_path, with SPI connected; in a security-restricted operation
+ * unless the SQL must queue a deferred trigger (which such an operation
+ * forbids).
+ */
+void
+guard_as_role_path_begin(GuardAsRole *s, Oid role, const char *search_path,
+						 bool restricted)
+{
 	GetUserIdAndSecContext(&s->save_userid, &s->save_sec_context);
 	SetUserIdAndSecContext(OidIsValid(role) ? role : extension_owner(),
 						   s->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+						   (restricted ? SECURITY_RESTRICTED_OPERATION : 0));
 	s->save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+	(void) set_config_option("search_path", search_path,
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 							 true, 0, false);
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -448,8 +475,8 @@ capture_has_dml(const char *capture)
  * Check that "rel" is a table guard can protect, and that the current user
  * may manage it.  The relation is locked against concurrent DDL.
  */
-static Relation
-open_table_to_manage(Oid relid, const char *action)
+Relation
+guard_open_table_to_manage(Oid relid, const char *action)
 {
 	Relation	rel = try_table_open(relid, ShareRowExclusiveLock);
 
@@ -557,7 +584,7 @@ guard_protect(PG_FUNCTION_ARGS)
 					 errhint("Use NULL for no limit.")));
 	}
 
-	rel = open_table_to_manage(relid, "protect");
+	rel = guard_open_table_to_manage(relid, "protect");
 
 	if (rel->rd_rel->relispartition)
 	{
@@ -610,7 +637,10 @@ guard_protect(PG_FUNCTION_ARGS)
 			" max_rows = excluded.max_rows, max_fraction = excluded.max_fraction,"
 			" require_where = excluded.require_where",
 			7, argtypes, values, nulls);
-	set_capture_triggers_tree(relid, capture_has_dml(capture));
+	set_capture_triggers_tree(relid,
+							  capture_has_dml(capture) || !PG_ARGISNULL(4) ||
+							  !PG_ARGISNULL(5) || PG_GETARG_BOOL(6) ||
+							  guard_has_invariants(relid));
 	guard_as_role_end(&owner);
 
 	table_close(rel, NoLock);
@@ -631,7 +661,7 @@ guard_unprotect(PG_FUNCTION_ARGS)
 	Datum		values[1];
 
 	guard_require_preload();
-	rel = open_table_to_manage(relid, "unprotect");
+	rel = guard_open_table_to_manage(relid, "unprotect");
 	if (!policy_read(relid, &dummy))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -675,18 +705,10 @@ guard_sync_relation(Oid relid)
 		return;
 	has = has_trigger(relid, capture_triggers[0][0]);
 	partitioned = rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE;
-	if ((rel->rd_rel->relkind != RELKIND_RELATION && !partitioned) ||
-		(!rel->rd_rel->relispartition && !partitioned && !has))
-	{
-		/* the common case: nothing guard cares about */
-		table_close(rel, AccessShareLock);
-		return;
-	}
 
 	policy_cache_invalidate((Datum) 0, relid);
 	policy = guard_policy_lookup(rel);
-	want = policy->found && (policy->capture == GUARD_CAPTURE_DML ||
-							 policy->capture == GUARD_CAPTURE_ALL);
+	want = guard_policy_wants_triggers(policy);
 	/* a partitioned table may have gained a partition without triggers */
 	if (want != has || (want && partitioned))
 	{

@@ -659,7 +659,12 @@ restore_one(const GuardChange *change, OnConflict mode, Datum exclude,
 		enr->md.enrtuples = napply[0] + napply[1] + napply[2];
 		enr->reldata = rows;
 
-		guard_as_role_begin(&as, rel->rd_rel->relowner);
+		/*
+		 * As the table's owner, not in a security-restricted operation: the
+		 * writes may queue deferred triggers (guard's commit-time checks,
+		 * deferred foreign keys), which such an operation forbids.
+		 */
+		guard_as_role_path_begin(&as, rel->rd_rel->relowner, "pg_catalog, pg_temp", false);
 		if (SPI_register_relation(enr) != SPI_OK_REL_REGISTER)
 			elog(ERROR, "guard: could not register the rows to restore");
 		for (int o = 0; o < 3; o++)

@@ -180,3 +180,30 @@ guard_keyscan_end(GuardKeyScan *ks)
 			table_close(ks->leaves[l].rel, AccessShareLock);
 	}
 }
+
+/*
+ * The layout of "rel" as it is now, in the form a change records it: to
+ * look up live rows by key without a change (invariant checks).
+ */
+void
+guard_change_from_relation(Relation rel, GuardChange *layout)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+
+	memset(layout, 0, sizeof(*layout));
+	layout->relid = RelationGetRelid(rel);
+	layout->relation = RelationGetRelationName(rel);
+	layout->natts = desc->natts;
+	layout->attnames = palloc0(sizeof(char *) * Max(desc->natts, 1));
+	layout->atttypes = palloc0(sizeof(Oid) * Max(desc->natts, 1));
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (att->attisdropped)
+			continue;
+		layout->attnames[i] = pstrdup(NameStr(att->attname));
+		layout->atttypes[i] = att->atttypid;
+	}
+	layout->nkeys = guard_key_attnums(rel, layout->keys);
+}

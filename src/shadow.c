@@ -507,15 +507,17 @@ shadow_add_insert(ShadowWriter *w, TupleTableSlot *newslot)
 
 /*
  * Finish the snapshot: write the last chunk, release everything.  Returns
- * the bytes written.
+ * the change id (0 if no row needed capture).
  */
 int64
 shadow_end(ShadowWriter *w)
 {
 	int64		bytes;
+	int64		change_id;
 
 	shadow_flush(w);
 	bytes = w->bytes;
+	change_id = w->change_id;
 	if (w->warned)
 		ereport(WARNING,
 				(errcode(ERRCODE_GUARD_SNAPSHOT_TOO_LARGE),
@@ -528,7 +530,7 @@ shadow_end(ShadowWriter *w)
 	MemoryContextDelete(w->rowcxt);
 	pfree(w->buf.data);
 	pfree(w);
-	return bytes;
+	return change_id;
 }
 
 /*
