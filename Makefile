@@ -27,7 +27,7 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	invariants_validation invariants_enforce invariants_warn rails
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
-ISOLATION = capture_epq restore_concurrency
+ISOLATION = capture_epq restore_concurrency invariant_notify
 ISOLATION_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard \
 	--inputdir=$(srcdir)/test --outputdir=output_iso
 
