@@ -68,7 +68,40 @@ SELECT relation, capture, mode, min_rows, max_rows, max_fraction, require_where
   FROM guard.policies;
 
 \echo
-\echo '=== 3. The deployment runs migration 2026_11_add_display_name ==='
+\echo '--- and declares what must stay true: users can log in ---'
+\set ECHO queries
+SELECT guard.add_invariant('users', 'logins_work',
+	query => 'SELECT login_probe() >= 99');
+SELECT guard.add_invariant('users', 'hash_format',
+	row_check => $$password_hash LIKE 'sha256$%$%'$$);
+\set ECHO none
+SELECT relation, name, kind, deferred FROM guard.invariants ORDER BY name;
+
+\echo
+\echo '=== 3. In enforce mode, the buggy migration is stopped before it commits ==='
+\echo
+\set ECHO queries
+BEGIN;
+SELECT guard.label('2026_11_add_display_name') AS changeset_id;
+ALTER TABLE users ADD COLUMN display_name text;
+UPDATE users
+   SET display_name = initcap(replace(split_part(email, '@', 1), '.', ' ')),
+	   password_hash = lower(email)
+ WHERE last_login IS NOT NULL;
+\set ON_ERROR_STOP off
+COMMIT;
+\set ON_ERROR_STOP on
+\set ECHO none
+SELECT login_probe() AS "% users who can log in";
+\echo 'The ERROR above is what the deployment tool sees: the transaction rolled'
+\echo 'back, no user was touched.  Now replay the day without that safety net:'
+\echo 'the DBA had set the table to warn mode, so the migration commits.'
+\set ECHO queries
+SELECT guard.protect('users', mode => 'warn');
+\set ECHO none
+
+\echo
+\echo '=== 3b. In warn mode the deployment runs migration 2026_11_add_display_name ==='
 \echo '    (one transaction, as the migration tool runs it; the backfill meant'
 \echo '     "email = lower(email)" but wrote "password_hash = lower(email)")'
 \echo
@@ -85,8 +118,10 @@ COMMIT;
 
 \echo
 \echo '=== 4. Minutes later: the login probe pages the on-call engineer ==='
+\echo '    (and guard has recorded the violations and sent a NOTIFY on channel guard)'
 \echo
 SELECT login_probe() AS "% users who can log in";
+SELECT invariant, rows, sample_keys[1:3] AS sample_keys FROM guard.violations ORDER BY violation_id;
 SELECT id, email, display_name, password_hash FROM users ORDER BY id LIMIT 5;
 
 \echo
@@ -186,6 +221,5 @@ SELECT changeset_id, label, restore_of, changes, rows
 \echo 'The restore is a change set of its own: guard.restore() of it would redo'
 \echo 'the migration.  The display_name column added by the migration is still'
 \echo 'there (empty but for user 43): the undo of ADD COLUMN arrives with DDL'
-\echo 'capture, and an invariant on login_probe() that stops this migration at'
-\echo 'COMMIT arrives with guard.add_invariant().'
+\echo 'capture.'
 \echo
