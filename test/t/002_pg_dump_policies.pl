@@ -53,6 +53,10 @@ CREATE TABLE parted_asia PARTITION OF parted FOR VALUES IN ('asia')
 CREATE TABLE parted_asia_low PARTITION OF parted_asia FOR VALUES FROM (0) TO (100);
 INSERT INTO parted VALUES (1, 'eu', 'a'), (2, 'us', 'b'), (3, 'asia', 'c');
 SELECT guard.protect('parted', max_fraction => 1);
+SELECT guard.add_invariant('t_plain', 'v_not_empty', row_check => 'length(v) > 0');
+SELECT guard.add_invariant('parted', 'few_rows',
+                           query => 'SELECT count(*) < 1000 FROM public.parted',
+                           deferred => false);
 });
 
 # What must survive: every policy field, and guard's triggers with their
@@ -61,6 +65,9 @@ my $policies_sql = q{
 SELECT relation::text, capture, mode, mode_from_setting, min_rows, max_rows,
        max_fraction, require_where, created_at, created_by
   FROM guard.policies ORDER BY relation::text};
+my $invariants_sql = q{
+SELECT relation::text, name, kind, row_check, query, deferred, created_at, created_by
+  FROM guard.invariants ORDER BY 1, 2};
 my $triggers_sql = q{
 SELECT c.oid::regclass::text, t.tgname, t.tgenabled,
        pg_get_triggerdef(t.oid)
@@ -123,6 +130,11 @@ is($single_policies, $src_policies,
 
 is($node->safe_psql('dst', $policies_sql),
 	$src_policies, 'guard.policies is identical after pg_restore');
+is($node->safe_psql('dst', $invariants_sql),
+	$node->safe_psql('src', $invariants_sql),
+	'guard.invariants is identical after pg_restore');
+like($node->safe_psql('dst', $invariants_sql), qr/v_not_empty/,
+	'the invariants were in the dump');
 is($node->safe_psql('dst', $triggers_sql),
 	$src_triggers, 'guard triggers are identical after pg_restore');
 is( sorted_words($node->safe_psql('dst', $tables_with_triggers_sql)),
