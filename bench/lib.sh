@@ -148,6 +148,7 @@ psql_db() {
 # noisy the machine was while we measured.
 cpu_sampler() {
 	local root=$1 pmfile=$2 out=$3
+	set +e +o pipefail # processes vanish while we read /proc: never die of it
 	local prev_busy=0 prev_total=0 prev_ours=0 first=1
 	while kill -0 "$root" 2>/dev/null; do
 		local pm

@@ -12,7 +12,8 @@
 # Other knobs: BENCH_REPS (default 3), BENCH_W4_SECS (30), BENCH_W6_SCALE (50),
 # BENCH_SLOW_RATIO (4: a peer slower than that in rep 1 is not repeated),
 # BENCH_FROM_HEAD=1 (build committed HEAD, not the work tree),
-# BENCH_NO_BUILD=1 (use the system's installed guard), BENCH_KEEP=1 (keep the temp dir).
+# BENCH_NO_BUILD=1 (use the system's installed guard), BENCH_REPORT_ONLY=1
+# (only rebuild latest.md from bench/results/raw-latest.tsv of an earlier run), BENCH_KEEP=1 (keep the temp dir).
 #
 # Method: one throwaway cluster; for each workload, every repetition runs every
 # variant once, in an order rotated per repetition (interleaved, so drifting
@@ -75,7 +76,9 @@ START_TS=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 TOP_START=$(ps -eo pcpu,comm --sort=-pcpu --no-headers | head -5 | awk '{printf "%s %s%%; ", $2, $1}')
 
+REPORT_ONLY=${BENCH_REPORT_ONLY:-0}
 ensure_packages
+if [[ $REPORT_ONLY == 1 ]]; then BENCH_NO_BUILD=1; fi
 build_guard "$ROOT" "$TMP"
 init_cluster "$TMP"
 start_cluster
@@ -84,6 +87,12 @@ SAMPLER=$!
 log "cluster on $SOCKDIR port $PORT; workloads ${WORKLOADS[*]}; $REPS repetition(s)"
 
 as_pg "$PGBIN/createdb" -h "$SOCKDIR" -p "$PORT" "$BENCH_DB"
+RAW=$RESULTS_DIR/raw-latest.tsv   # written as we go: kept even if the run fails
+if [[ $REPORT_ONLY == 1 ]]; then
+	[[ -s $RAW ]] || die "BENCH_REPORT_ONLY=1: no $RAW"
+	WORKLOADS=()
+	log "BENCH_REPORT_ONLY=1: report from $RAW"
+else
 log "pgbench -i -s 10"
 as_pg "$PGBIN/pgbench" -i -s 10 -I dtGvp -q -h "$SOCKDIR" -p "$PORT" "$BENCH_DB" >/dev/null 2>&1
 psql_db <"$HERE/sql/setup.sql"
@@ -96,9 +105,9 @@ if selected W6; then
 	SQL
 fi
 
-RAW=$RESULTS_DIR/raw-latest.tsv   # written as we go: kept even if the run fails
 : >"$RAW"
 chown postgres: "$RAW"
+fi
 
 # record W VARIANT REP MS TPS WAL SNAP SNAPROWS OVERWRITTEN STORAGE PEAK BASE
 record() {
@@ -221,7 +230,7 @@ run_workload() {
 ACC_OW="SELECT sum(pg_column_size(aid) + pg_column_size(abalance)) FROM public.pgbench_accounts"
 W5_KEYS="SELECT (i * 97) % 1000000 + 1 FROM generate_series(1, 10000) i"
 
-for w in "${WORKLOADS[@]}"; do
+for w in "${WORKLOADS[@]+"${WORKLOADS[@]}"}"; do
 	case $w in
 	W1)
 		run_workload W1 pgbench_accounts accounts10 aid \
@@ -288,11 +297,20 @@ for w in "${WORKLOADS[@]}"; do
 done
 
 # Report: load the raw rows into the cluster and let SQL do medians and ratios.
-psql_db -c "\\copy bench.results FROM '$RAW'"
+psql_db <<-SQL
+CREATE SCHEMA IF NOT EXISTS bench;
+CREATE TABLE bench.results (
+	workload text, variant text, rep int, ms float8, tps float8,
+	wal_bytes bigint, snap_bytes bigint, snap_rows bigint, overwritten_bytes bigint,
+	storage_bytes bigint, peak_anon_kb bigint, base_anon_kb bigint, load1 float8);
+\copy bench.results FROM '$RAW'
+SQL
+if [[ $REPORT_ONLY == 1 ]]; then mapfile -t WORKLOADS < <(cut -f1 "$RAW" | sort -u); fi
 END_TS=$(date +%s)
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
-CPU_OTHERS=$(awk '{print $1}' "$TMP/cpu.txt" 2>/dev/null | sort -n | awk '{a[NR]=$1} END {k = int(NR * 0.9); if (k < 1) k = 1; if (NR) printf "median %s%%, 90th percentile %s%%, max %s%% (of both cores, %d samples of 5 s)", a[int((NR+1)/2)], a[k], a[NR], NR}')
-CPU_OURS=$(awk '{print $2}' "$TMP/cpu.txt" 2>/dev/null | sort -n | awk '{a[NR]=$1} END {if (NR) printf "median %s%%", a[int((NR+1)/2)]}')
+touch "$TMP/cpu.txt"
+CPU_OTHERS=$(awk '{print $1}' "$TMP/cpu.txt" | sort -n | awk '{a[NR]=$1} END {k = int(NR * 0.9); if (k < 1) k = 1; if (NR) printf "median %s%%, 90th percentile %s%%, max %s%% (of both cores, %d samples of 5 s)", a[int((NR+1)/2)], a[k], a[NR], NR}')
+CPU_OURS=$(awk '{print $2}' "$TMP/cpu.txt" | sort -n | awk '{a[NR]=$1} END {if (NR) printf "median %s%%", a[int((NR+1)/2)]}')
 LOADS=$(awk '$3 > 0 {print $NF}' "$RAW" | sort -n | awk '{a[NR]=$1} END {if (NR) printf "min %s, median %s, max %s", a[1], a[int((NR+1)/2)], a[NR]}')
 {
 	echo "## guard benchmark ($(date -u '+%Y-%m-%d %H:%M UTC'))"

@@ -110,10 +110,3 @@ BEGIN
 	CALL bench.attach(variant, tbl, keycol);
 END
 $proc$;
-
--- Filled from the raw TSV at the end of the run, for the report.
-CREATE TABLE IF NOT EXISTS bench.results (
-	workload text, variant text, rep int, ms float8, tps float8,
-	wal_bytes bigint, snap_bytes bigint, snap_rows bigint, overwritten_bytes bigint,
-	storage_bytes bigint, peak_anon_kb bigint, base_anon_kb bigint, load1 float8
-);
