@@ -8,6 +8,7 @@ OBJS = \
 	src/capture.o \
 	src/rails.o \
 	src/invariants.o \
+	src/ddl.o \
 	src/shadow.o \
 	src/changes.o \
 	src/rows.o \
@@ -37,6 +38,9 @@ PG_CFLAGS = -Wall -Werror -Wmissing-prototypes
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# every object depends on the private header
+$(OBJS): src/guard.h
 
 .PHONY: demo test bench
 demo:

@@ -44,4 +44,6 @@ RESET ROLE;
 SELECT expect_error($$SELECT * FROM guard.diff(-1)$$);
 
 DROP TABLE secrets, partial;
+-- dropped protected tables wait in guard's trash until purged
+SELECT dropped_tables > 0 AS purged FROM guard.purge('0 seconds');
 DROP ROLE regress_guard_reader, regress_guard_stranger, regress_guard_auditor;

@@ -113,5 +113,6 @@ SELECT d.key, length(d.before) AS len,
 DROP FUNCTION check_change(bigint);
 DROP TABLE vals, orig CASCADE;
 DROP FUNCTION show(anyelement);
+SELECT dropped_tables > 0 AS purged FROM guard.purge('0 seconds');
 DROP DOMAIN posint;
 DROP TYPE mood;

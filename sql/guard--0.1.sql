@@ -24,6 +24,9 @@ $$;
 REVOKE ALL ON SCHEMA guard FROM PUBLIC;
 GRANT USAGE ON SCHEMA guard TO PUBLIC;
 
+-- guard writes its tables with heap_insert (no SPI, no triggers): they have
+-- no partial or expression index, which that path would not maintain.
+
 -- Policies: one row per protected table.  Dumped by pg_dump.
 CREATE TABLE guard.policy (
 	relid			pg_catalog.regclass PRIMARY KEY,
@@ -104,11 +107,11 @@ CREATE TABLE guard.change (
 	atttypes		oid[] NOT NULL,
 	atttypmods		int4[] NOT NULL,
 	keyatts			int2[] NOT NULL,
-	restored_by		bigint
+	restored_by		bigint,
+	detail			jsonb
 );
 CREATE INDEX change_changeset_idx ON guard.change (changeset_id);
 CREATE INDEX change_relid_idx ON guard.change (relid, change_id);
-CREATE INDEX change_restored_by_idx ON guard.change (restored_by) WHERE restored_by IS NOT NULL;
 
 -- Snapshots: the captured rows of each change, packed into chunks.
 CREATE TABLE guard.snapshot (
@@ -160,7 +163,10 @@ SELECT p.relid AS relation,
 	   p.require_where,
 	   p.created_at,
 	   p.created_by
-  FROM guard.policy p;
+  FROM guard.policy p
+  JOIN pg_catalog.pg_class c ON c.oid = p.relid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname <> 'guard_trash';
 GRANT SELECT ON guard.policies TO PUBLIC;
 
 -- Invariants
@@ -187,7 +193,10 @@ CREATE VIEW guard.invariants WITH (security_barrier) AS
 SELECT i.relid AS relation, i.name,
 	   CASE WHEN i.row_check IS NOT NULL THEN 'row' ELSE 'query' END AS kind,
 	   i.row_check, i.query, i.deferred, i.created_at, i.created_by
-  FROM guard.invariant i;
+  FROM guard.invariant i
+  JOIN pg_catalog.pg_class c ON c.oid = i.relid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname <> 'guard_trash';
 GRANT SELECT ON guard.invariants TO PUBLIC;
 
 CREATE FUNCTION guard._check_deferred()
@@ -237,7 +246,8 @@ SELECT c.change_id,
 	   COALESCE(s.snapshot_bytes, 0) AS snapshot_bytes,
 	   c.statement,
 	   c.state,
-	   c.restored_by
+	   c.restored_by,
+	   c.detail
   FROM guard.change c
   LEFT JOIN LATERAL (SELECT pg_catalog.sum(n.nrows)::bigint AS rows,
 							pg_catalog.sum(pg_catalog.pg_column_size(n.data))::bigint AS snapshot_bytes
@@ -286,6 +296,30 @@ RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
 AS 'MODULE_PATHNAME', 'guard_restore_to'
 LANGUAGE C VOLATILE;
 
+-- DROP TABLE undo by name: the newest drop of a table of that name
+CREATE FUNCTION guard.undrop(name text)
+RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
+			   rows_restored bigint, rows_skipped bigint, conflicts bigint)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+	dropped bigint;
+BEGIN
+	SELECT max(c.change_id) INTO dropped
+	  FROM guard.changes c
+	 WHERE c.kind = 'DROP TABLE' AND c.state = 'active'
+	   AND (c.relation = undrop.name OR c.relation LIKE '%.' || quote_ident(undrop.name)
+			OR c.relation = quote_ident(undrop.name));
+	IF dropped IS NULL THEN
+		RAISE EXCEPTION USING ERRCODE = 'undefined_table',
+			MESSAGE = format('no dropped table named %s to undrop', undrop.name),
+			HINT = 'guard.changes lists the drops guard recorded (kind DROP TABLE).';
+	END IF;
+	RETURN QUERY SELECT * FROM guard.restore_change(dropped);
+END
+$$;
+
 CREATE FUNCTION guard.verify_restore(changeset_id bigint)
 RETURNS TABLE (change_id bigint, relation text, rows_checked bigint,
 			   rows_matching bigint, ok bool)
@@ -298,6 +332,14 @@ SELECT v.violation_id, v.at, v.relation, v.invariant, v.changeset_id,
   FROM guard.violation v
  WHERE guard._may_read(v.relid);
 GRANT SELECT ON guard.violations TO PUBLIC;
+
+-- Operations
+CREATE FUNCTION guard.purge(older_than interval DEFAULT NULL)
+RETURNS TABLE (expired_changes bigint, dropped_tables bigint, snapshot_rows_deleted bigint)
+AS 'MODULE_PATHNAME', 'guard_purge'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+REVOKE ALL ON FUNCTION guard.purge(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION guard.purge(interval) TO guard_admin;
 
 -- A dropped table takes its policy with it.
 CREATE FUNCTION guard._on_sql_drop()
@@ -321,5 +363,16 @@ $$;
 
 CREATE EVENT TRIGGER guard_sql_drop ON sql_drop
 	EXECUTE FUNCTION guard._on_sql_drop();
+
+-- In a backend where guard is not loaded, refuse schema changes guard
+-- could not record (fail closed).
+CREATE FUNCTION guard._refuse_unguarded_ddl()
+RETURNS event_trigger
+AS 'MODULE_PATHNAME', 'guard_refuse_unguarded_ddl'
+LANGUAGE C;
+
+CREATE EVENT TRIGGER guard_fail_closed ON ddl_command_start
+	WHEN TAG IN ('DROP TABLE', 'ALTER TABLE')
+	EXECUTE FUNCTION guard._refuse_unguarded_ddl();
 
 REVOKE ALL ON FUNCTION guard._on_sql_drop() FROM PUBLIC;

@@ -2,6 +2,7 @@
 -- invariant, the table, the change and up to 5 failing keys; the
 -- transaction keeps nothing of the change.  Immediate invariants are checked
 -- at the end of each statement, deferred ones at COMMIT.
+SELECT fresh_ids();
 CREATE TABLE accounts (id int PRIMARY KEY, balance int NOT NULL, email text);
 INSERT INTO accounts SELECT g, 100, 'a' || g || '@x' FROM generate_series(1, 20) g;
 SELECT guard.protect('accounts', mode => 'enforce');

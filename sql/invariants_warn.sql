@@ -1,6 +1,7 @@
 -- invariants_warn: in warn mode a violation lets the change commit, logs a
 -- WARNING, records a row in guard.violations, and notifies (the NOTIFY
 -- itself is tested by test/specs/invariant_notify.spec).
+SELECT fresh_ids();
 CREATE TABLE users (id int PRIMARY KEY, password_hash text, email text);
 INSERT INTO users SELECT g, md5(g::text), 'u' || g FROM generate_series(1, 10) g;
 SELECT guard.protect('users', mode => 'warn');

@@ -68,4 +68,6 @@ RESET ROLE;
 
 DROP TABLE owned;
 REVOKE CREATE ON SCHEMA public FROM regress_guard_owner;
+-- dropped protected tables wait in guard's trash until purged
+SELECT dropped_tables > 0 AS purged FROM guard.purge('0 seconds');
 DROP ROLE regress_guard_owner, regress_guard_other, regress_guard_adm;

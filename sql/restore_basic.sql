@@ -1,6 +1,7 @@
 -- restore_basic: guard.restore() undoes a change set newest first, in one
 -- transaction, reports per change, is itself a change set, and refuses bad
 -- input.
+SELECT fresh_ids();
 CREATE TABLE accounts (id int PRIMARY KEY, owner text, balance numeric, note text);
 INSERT INTO accounts SELECT g, 'owner' || g, g * 1.50, CASE WHEN g % 3 = 0 THEN NULL ELSE 'n' || g END
   FROM generate_series(1, 100) g;

@@ -2,6 +2,7 @@
 -- kept; a later write to a column it did touch is a conflict, handled as
 -- on_conflict says.  Deleted rows whose key exists again and inserted rows
 -- changed since are conflicts too.
+SELECT fresh_ids();
 CREATE TABLE users (id int PRIMARY KEY, email text, password_hash text, last_login int);
 INSERT INTO users SELECT g, 'u' || g || '@x', md5(g::text), 0 FROM generate_series(1, 20) g;
 SELECT guard.protect('users');

@@ -32,4 +32,6 @@ SELECT v FROM t ORDER BY id;
 DROP TABLE t;
 RESET ROLE;
 REVOKE CREATE ON SCHEMA public FROM regress_guard_tabowner;
+-- dropped protected tables wait in guard's trash until purged
+SELECT dropped_tables > 0 AS purged FROM guard.purge('0 seconds');
 DROP ROLE regress_guard_tabowner, regress_guard_writer, regress_guard_restorer;

@@ -35,3 +35,14 @@ LANGUAGE sql AS $$
 	SELECT coalesce(string_agg(tgname, ',' ORDER BY tgname), '(none)')
 	  FROM pg_trigger WHERE tgrelid = rel AND tgname LIKE 'guard\_%'
 $$;
+
+-- fresh_ids(): forget guard's records so that change and change set ids in
+-- a test's expected output do not depend on the tests run before it.
+CREATE FUNCTION public.fresh_ids() RETURNS void
+LANGUAGE sql AS $$
+	DELETE FROM guard.snapshot;
+	DELETE FROM guard.change;
+	DELETE FROM guard.changeset;
+	SELECT setval('guard.change_id_seq', 1, false);
+	SELECT setval('guard.changeset_id_seq', 1, false);
+$$;

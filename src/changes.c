@@ -30,7 +30,9 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -217,20 +219,7 @@ int64
 guard_change_for_statement(Relation rel, const char *kind)
 {
 	CommandId	cid = GetCurrentCommandId(false);
-	TupleDesc	desc = RelationGetDescr(rel);
 	const GuardStatement *stmt = guard_current_statement();
-	Datum		values[Natts_guard_change];
-	bool		nulls[Natts_guard_change];
-	Datum	   *names;
-	bool	   *namenulls;
-	Datum	   *types;
-	Datum	   *typmods;
-	Datum		keydatums[INDEX_MAX_KEYS];
-	AttrNumber	keys[INDEX_MAX_KEYS];
-	int			nkeys;
-	int			dims[1];
-	int			lbs[1] = {1};
-	int64		id;
 
 	if (last_change.change_id != 0 && last_change.cid == cid &&
 		last_change.relid == RelationGetRelid(rel) &&
@@ -257,6 +246,30 @@ guard_change_for_statement(Relation rel, const char *kind)
 				break;
 		}
 	}
+	return guard_change_record(rel, kind, NULL);
+}
+
+/*
+ * Record a new change of "kind" to "rel", with its layout and, for schema
+ * changes, what their undo needs ("detail", a JSON object, or NULL).  The
+ * snapshots written next (shadow.c) belong to it.
+ */
+int64
+guard_change_record(Relation rel, const char *kind, const char *detail)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Datum		values[Natts_guard_change];
+	bool		nulls[Natts_guard_change];
+	Datum	   *names;
+	bool	   *namenulls;
+	Datum	   *types;
+	Datum	   *typmods;
+	Datum		keydatums[INDEX_MAX_KEYS];
+	AttrNumber	keys[INDEX_MAX_KEYS];
+	int			nkeys;
+	int			dims[1];
+	int			lbs[1] = {1};
+	int64		id;
 
 	memset(nulls, 0, sizeof(nulls));
 	id = nextval_internal(guard_relid("change_id_seq"), false);
@@ -276,10 +289,10 @@ guard_change_for_statement(Relation rel, const char *kind)
 	values[9] = CStringGetTextDatum("active");
 
 	/* the layout the snapshot is encoded in: names and types by attnum */
-	names = palloc(sizeof(Datum) * desc->natts);
-	namenulls = palloc(sizeof(bool) * desc->natts);
-	types = palloc(sizeof(Datum) * desc->natts);
-	typmods = palloc(sizeof(Datum) * desc->natts);
+	names = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	namenulls = palloc(sizeof(bool) * Max(desc->natts, 1));
+	types = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	typmods = palloc(sizeof(Datum) * Max(desc->natts, 1));
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
@@ -303,10 +316,14 @@ guard_change_for_statement(Relation rel, const char *kind)
 	values[13] = PointerGetDatum(construct_array(keydatums, nkeys, INT2OID,
 												 sizeof(int16), true, TYPALIGN_SHORT));
 	nulls[14] = true;			/* restored_by */
+	if (detail)
+		values[15] = DirectFunctionCall1(jsonb_in, CStringGetDatum(detail));
+	else
+		nulls[15] = true;
 	insert_row("change", Natts_guard_change, values, nulls);
 
 	last_change.change_id = id;
-	last_change.cid = cid;
+	last_change.cid = GetCurrentCommandId(false);
 	last_change.relid = RelationGetRelid(rel);
 	last_change.subid = GetCurrentSubTransactionId();
 	last_change.next_chunk = 0;
@@ -409,6 +426,8 @@ guard_change_read(int64 change_id, GuardChange *change)
 		change->relation = TextDatumGetCString(values[Anum_change_relation - 1]);
 		change->kind = TextDatumGetCString(values[Anum_change_kind - 1]);
 		change->state = TextDatumGetCString(values[Anum_change_state - 1]);
+		change->detail = nulls[Anum_change_detail - 1] ? NULL :
+			DatumGetCString(DirectFunctionCall1(jsonb_out, values[Anum_change_detail - 1]));
 
 		deconstruct_array(DatumGetArrayTypeP(values[Anum_change_attnames - 1]), TEXTOID, -1, false,
 						  TYPALIGN_INT, &elems, &elemnulls, &n);
@@ -494,4 +513,26 @@ guard_changeset_begin_restore(int64 restore_of, List *changes)
 					  1, atypes, avalues, NULL);
 		guard_as_role_end(&owner);
 	}
+}
+
+/*
+ * The statement text of a change, for messages ("" if unknown).
+ */
+char *
+guard_change_statement(int64 change_id)
+{
+	GuardAsRole owner;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	char	   *text = NULL;
+
+	values[0] = Int64GetDatum(change_id);
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("SELECT statement FROM guard.change WHERE change_id = $1",
+				  1, types, values, NULL);
+	if (SPI_processed > 0)
+		text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	text = text ? MemoryContextStrdup(TopTransactionContext, text) : "";
+	guard_as_role_end(&owner);
+	return text;
 }

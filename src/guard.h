@@ -18,6 +18,8 @@
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "nodes/nodes.h"
+#include "nodes/pg_list.h"
+#include "nodes/plannodes.h"
 #include "storage/lockdefs.h"
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
@@ -113,7 +115,7 @@ extern int	guard_key_attnums(Relation rel, AttrNumber *keys);
 #define Natts_guard_policy			9
 #define Natts_guard_changeset		7
 #define Anum_changeset_label		4
-#define Natts_guard_change			15
+#define Natts_guard_change			16
 #define Anum_change_relid			6
 #define Anum_change_relation		7
 #define Anum_change_kind			8
@@ -123,6 +125,7 @@ extern int	guard_key_attnums(Relation rel, AttrNumber *keys);
 #define Anum_change_atttypes		12
 #define Anum_change_atttypmods		13
 #define Anum_change_keyatts			14
+#define Anum_change_detail			16
 #define Natts_guard_snapshot		4
 
 extern Relation guard_open(const char *relname, LOCKMODE lockmode, int natts);
@@ -136,6 +139,7 @@ typedef struct GuardChange
 	char	   *relation;
 	char	   *kind;
 	char	   *state;
+	char	   *detail;			/* JSON: what a schema change's undo needs */
 	int			natts;			/* layout at capture time, by attnum */
 	char	  **attnames;		/* NULL: dropped */
 	Oid		   *atttypes;
@@ -145,8 +149,11 @@ typedef struct GuardChange
 
 extern bool guard_change_read(int64 change_id, GuardChange *change);
 extern void guard_changeset_begin_restore(int64 restore_of, List *changes);
+extern char *guard_change_statement(int64 change_id);
 extern int64 guard_changeset_current(bool create);
 extern int64 guard_change_for_statement(Relation rel, const char *kind);
+extern int64 guard_change_record(Relation rel, const char *kind,
+								 const char *detail);
 extern void guard_changes_init(void);
 extern int32 *guard_change_chunk_counter(void);
 
@@ -190,6 +197,15 @@ extern void guard_invariants_row(GuardInvariantSet *set, TupleTableSlot *slot,
 extern void guard_invariants_deleted(GuardInvariantSet *set,
 									 TupleTableSlot *slot, int64 rowno);
 extern void guard_invariants_end(GuardInvariantSet *set, int64 change_id);
+extern void guard_invariants_after_ddl(Relation rel);
+
+/* ddl.c */
+extern List *guard_ddl_before(PlannedStmt *pstmt, Node **replaced);
+extern void guard_ddl_after(List *after);
+extern void guard_undrop_table(Oid relid,
+							   const char *(*schema_of) (Oid relid, void *arg),
+							   const char *(*name_of) (Oid relid, void *arg),
+							   void *arg);
 
 /* rails.c: guard rails */
 extern void guard_check_row_limits(Relation rel, const GuardPolicy *policy,
@@ -212,6 +228,8 @@ extern void shadow_add_update(ShadowWriter *w, TupleTableSlot *oldslot,
 							  TupleTableSlot *newslot);
 extern void shadow_add_delete(ShadowWriter *w, TupleTableSlot *oldslot);
 extern void shadow_add_insert(ShadowWriter *w, TupleTableSlot *newslot);
+extern void shadow_add_column(ShadowWriter *w, TupleTableSlot *slot,
+							  AttrNumber attnum);
 extern int64 shadow_end(ShadowWriter *w);
 
 /* one decoded row of a snapshot */

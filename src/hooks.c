@@ -16,6 +16,9 @@
 #include "access/relation.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_trigger.h"
+#include "commands/extension.h"
+#include "commands/event_trigger.h"
+#include "nodes/makefuncs.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -165,13 +168,22 @@ relation_has_guard_trigger(Oid relid)
  * disable one of guard's triggers, which would let writes bypass capture.
  */
 static void
-check_trigger_bypass(const char *what, const char *relname)
+check_trigger_bypass(const char *what, const char *relname, Oid relid)
 {
 	if (superuser())
 	{
 		ereport(LOG,
 				(errmsg("guard: superuser %s guard's capture on table \"%s\"",
 						what, relname)));
+		/* and recorded, in the transaction's change set */
+		if (OidIsValid(relid) && OidIsValid(get_extension_oid("guard", true)))
+		{
+			Relation	rel = relation_open(relid, AccessShareLock);
+
+			guard_change_record(rel, "CAPTURE BYPASS",
+								psprintf("{\"what\": \"%s\"}", what));
+			relation_close(rel, AccessShareLock);
+		}
 		return;
 	}
 	ereport(ERROR,
@@ -211,7 +223,9 @@ check_utility(Node *parsetree)
 															list_length(names) - 1);
 
 						check_trigger_bypass("drop",
-											 NameListToString(relname));
+											 NameListToString(relname),
+											 RangeVarGetRelid(makeRangeVarFromNameList(relname),
+															  NoLock, true));
 					}
 				}
 				break;
@@ -222,7 +236,8 @@ check_utility(Node *parsetree)
 
 				if (rename->renameType == OBJECT_TRIGGER &&
 					is_guard_trigger_name(rename->subname))
-					check_trigger_bypass("rename", rename->relation->relname);
+					check_trigger_bypass("rename", rename->relation->relname,
+										 RangeVarGetRelid(rename->relation, NoLock, true));
 				break;
 			}
 		case T_AlterTableStmt:
@@ -252,7 +267,7 @@ check_utility(Node *parsetree)
 							if (OidIsValid(relid) &&
 								relation_has_guard_trigger(relid))
 								check_trigger_bypass("disable",
-													 atstmt->relation->relname);
+													 atstmt->relation->relname, relid);
 							break;
 						default:
 							break;
@@ -281,6 +296,8 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	List	   *partitions = NIL;
 	RangeVar   *created = NULL;
 	ListCell   *lc;
+	List	   *ddl_after;
+	Node	   *replaced;
 
 	check_utility(parsetree);
 
@@ -321,9 +338,26 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		current_statement = &stmt;
 	}
 
+	/* schema changes of protected tables: snapshot what they destroy */
+	ddl_after = guard_ddl_before(pstmt, &replaced);
+	if (replaced != parsetree && replaced != NULL)
+	{
+		PlannedStmt *copy = makeNode(PlannedStmt);
+
+		memcpy(copy, pstmt, sizeof(PlannedStmt));
+		copy->utilityStmt = replaced;
+		pstmt = copy;
+	}
+
 	PG_TRY();
 	{
-		if (prev_ProcessUtility)
+		if (replaced == NULL)
+		{
+			/* a DROP TABLE whose every table guard moved to its trash */
+			if (qc)
+				SetQueryCompletion(qc, CMDTAG_DROP_TABLE, 0);
+		}
+		else if (prev_ProcessUtility)
 			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
 		else
@@ -336,6 +370,8 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	PG_END_TRY();
 
+	guard_ddl_after(ddl_after);
+
 	if (created)
 	{
 		Oid			relid = RangeVarGetRelid(created, NoLock, true);
@@ -345,4 +381,64 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	foreach(lc, partitions)
 		guard_sync_relation(lfirst_oid(lc));
+}
+
+/*
+ * guard._refuse_unguarded_ddl(): a ddl_command_start event trigger.  Event
+ * triggers fire in every backend, preloaded or not; where guard's hooks are
+ * not installed, nothing would record a DROP TABLE or ALTER TABLE of a
+ * protected table, so refuse it: guard fails closed.
+ */
+PG_FUNCTION_INFO_V1(guard_refuse_unguarded_ddl);
+
+Datum
+guard_refuse_unguarded_ddl(PG_FUNCTION_ARGS)
+{
+	EventTriggerData *trigdata;
+	Node	   *parsetree;
+	List	   *relids = NIL;
+	ListCell   *lc;
+
+	if (!CALLED_AS_EVENT_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("guard._refuse_unguarded_ddl() was not called by the event trigger manager")));
+	if (guard_preloaded)
+		PG_RETURN_VOID();
+
+	trigdata = (EventTriggerData *) fcinfo->context;
+	parsetree = trigdata->parsetree;
+	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_TABLE)
+	{
+		foreach(lc, ((DropStmt *) parsetree)->objects)
+			relids = lappend_oid(relids,
+								 RangeVarGetRelid(makeRangeVarFromNameList((List *) lfirst(lc)),
+												  NoLock, true));
+	}
+	else if (IsA(parsetree, AlterTableStmt))
+		relids = lappend_oid(relids,
+							 RangeVarGetRelid(((AlterTableStmt *) parsetree)->relation,
+											  NoLock, true));
+
+	foreach(lc, relids)
+	{
+		Oid			relid = lfirst_oid(lc);
+		Relation	rel;
+		const GuardPolicy *policy;
+		char		relkind = OidIsValid(relid) ? get_rel_relkind(relid) : '\0';
+
+		if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
+			continue;
+		rel = relation_open(relid, AccessShareLock);
+		policy = guard_policy_lookup(rel);
+		if (policy->found && policy->capture != GUARD_CAPTURE_NONE)
+			ereport(ERROR,
+					(errcode(ERRCODE_GUARD_NOT_PRELOADED),
+					 errmsg("cannot change protected table \"%s\": guard is not loaded in this server",
+							RelationGetRelationName(rel)),
+					 errdetail("Without shared_preload_libraries = 'guard', guard could not record the change to undo it."),
+					 errhint("Add 'guard' to shared_preload_libraries in postgresql.conf and restart the server.")));
+		relation_close(rel, AccessShareLock);
+	}
+	PG_RETURN_VOID();
 }

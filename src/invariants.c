@@ -1102,8 +1102,11 @@ guard_check_invariants(PG_FUNCTION_ARGS)
 		GuardAsRole owner;
 
 		guard_as_role_begin(&owner, InvalidOid);
-		guard_run_sql("SELECT DISTINCT relid::oid FROM guard.invariant ORDER BY 1",
-					  0, NULL, NULL, NULL);
+		/* not the tables waiting in the trash */
+		guard_run_sql("SELECT DISTINCT i.relid::oid FROM guard.invariant i"
+					  " JOIN pg_catalog.pg_class c ON c.oid = i.relid"
+					  " WHERE c.relnamespace IS DISTINCT FROM pg_catalog.to_regnamespace('guard_trash')"
+					  " ORDER BY 1", 0, NULL, NULL, NULL);
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			bool		isnull;
@@ -1173,4 +1176,59 @@ guard_check_invariants(PG_FUNCTION_ARGS)
 		table_close(rel, AccessShareLock);
 	}
 	return (Datum) 0;
+}
+
+/*
+ * After a schema change of a protected table: its row checks hold for the
+ * whole table, checked at commit (deferred) or now.
+ */
+void
+guard_invariants_after_ddl(Relation rel)
+{
+	const GuardPolicy *policy = guard_policy_lookup(rel);
+	InvariantCacheEntry *entry;
+	bool		any_row = false;
+	bool		any_immediate = false;
+
+	if (!policy->found)
+		return;
+	entry = invariants_lookup(policy->relid);
+	for (int i = 0; i < entry->ndefs; i++)
+	{
+		if (entry->defs[i].row_check)
+		{
+			any_row = true;
+			any_immediate |= !entry->defs[i].deferred;
+		}
+	}
+	if (!any_row)
+		return;
+	if (any_immediate)
+	{
+		int64	   *failing = palloc0(sizeof(int64) * entry->ndefs);
+		List	  **samples = palloc0(sizeof(List *) * entry->ndefs);
+		InvariantDef *immediate = palloc0(sizeof(InvariantDef) * entry->ndefs);
+		Relation	prel = table_open(policy->relid, AccessShareLock);
+		char	   *relation = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(prel)),
+														  RelationGetRelationName(prel));
+
+		/* only the immediate ones now; deferred ones at commit */
+		for (int i = 0; i < entry->ndefs; i++)
+		{
+			immediate[i] = entry->defs[i];
+			if (immediate[i].deferred)
+				immediate[i].row_check = NULL;
+		}
+		check_rows(prel, immediate, entry->ndefs, false, NULL, failing, samples);
+		for (int i = 0; i < entry->ndefs; i++)
+		{
+			if (immediate[i].row_check && failing[i] > 0)
+				report_violation(guard_policy_mode(policy), policy->relid, relation,
+								 immediate[i].name, 0, failing[i], samples[i],
+								 "over the whole table after a schema change, at the end of");
+		}
+		table_close(prel, AccessShareLock);
+	}
+	pending_for(policy->relid)->overflow = true;
+	arm_deferred_check();
 }

@@ -39,6 +39,8 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/fmgrprotos.h"
 #include "utils/datum.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
@@ -358,11 +360,56 @@ build_sql(char op, const char *qualname, const GuardChange *change,
 }
 
 /*
- * Undo one change.  Fills *report.
+ * The ERROR for a change that a later schema change keeps from being
+ * undone: it names the later change set to restore first.
  */
 static void
-restore_one(const GuardChange *change, OnConflict mode, Datum exclude,
-			RestoreReport *report)
+blocked_error(const GuardChange *change, const char *column)
+{
+	GuardAsRole owner;
+	Oid			types[2] = {OIDARRAYOID, INT8OID};
+	Datum		values[2];
+	int64		later = 0;
+	char	   *kind = NULL;
+
+	values[0] = related_relids(change->relid);
+	values[1] = Int64GetDatum(change->change_id);
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("SELECT changeset_id, kind FROM guard.change"
+				  " WHERE relid = ANY ($1) AND change_id > $2 AND detail IS NOT NULL"
+				  " AND state = 'active' ORDER BY change_id LIMIT 1",
+				  2, types, values, NULL);
+	if (SPI_processed > 0)
+	{
+		bool		isnull;
+
+		later = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		kind = kind ? MemoryContextStrdup(TopTransactionContext, kind) : NULL;
+	}
+	guard_as_role_end(&owner);
+	if (later != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot restore change " INT64_FORMAT " of table %s: column \"%s\" was dropped or changed type since",
+						change->change_id, change->relation, column),
+				 errdetail("Change set " INT64_FORMAT " (%s) altered the table later.", later, kind),
+				 errhint("Restore change set " INT64_FORMAT " first.", later)));
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cannot restore change " INT64_FORMAT " of table %s: column \"%s\" was dropped or changed type since",
+					change->change_id, change->relation, column),
+			 errhint("The table was altered in a way guard did not record; put the column back first.")));
+}
+
+/*
+ * Undo the rows of one change.  Fills *report.  With "force", rows are
+ * written back without conflict checks (the values of a column that a
+ * schema change undo has just re-created).
+ */
+static void
+restore_rows(const GuardChange *change, OnConflict mode, Datum exclude,
+			 bool force, RestoreReport *report)
 {
 	Relation	rel;
 	TupleDesc	livedesc;
@@ -387,6 +434,7 @@ restore_one(const GuardChange *change, OnConflict mode, Datum exclude,
 	int			enr_natts;
 	char	   *qualname;
 	bool		keys_usable;
+	const char *gone = NULL;	/* a recorded column the table lost since */
 
 	report->change_id = change->change_id;
 	report->changeset_id = change->changeset_id;
@@ -417,11 +465,12 @@ restore_one(const GuardChange *change, OnConflict mode, Datum exclude,
 		live = get_attnum(RelationGetRelid(rel), change->attnames[i]);
 		if (live <= 0 ||
 			TupleDescAttr(livedesc, live - 1)->atttypid != change->atttypes[i])
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot restore change " INT64_FORMAT ": column \"%s\" of table %s was dropped or changed type since",
-							change->change_id, change->attnames[i], change->relation),
-					 errhint("Restore the later change set that altered the table first.")));
+		{
+			/* only an error if a row needs the column: see below */
+			if (gone == NULL)
+				gone = change->attnames[i];
+			continue;
+		}
 		att = TupleDescAttr(livedesc, live - 1);
 		cols[ncols].name = change->attnames[i];
 		cols[ncols].recorded = i;
@@ -484,6 +533,17 @@ restore_one(const GuardChange *change, OnConflict mode, Datum exclude,
 
 		CHECK_FOR_INTERRUPTS();
 
+		if (gone != NULL)
+		{
+			bool		needs = row.op != GUARD_OP_UPDATE;
+
+			for (int i = 0; i < row.natts && !needs; i++)
+				needs = row.captured[i] && change->attnames[i] != NULL &&
+					colindex[i] < 0;
+			if (needs)
+				blocked_error(change, gone);
+		}
+
 		switch (row.op)
 		{
 			case GUARD_OP_UPDATE:
@@ -495,7 +555,8 @@ restore_one(const GuardChange *change, OnConflict mode, Datum exclude,
 					conflict = true;
 					apply = false;
 				}
-				else if (live_hash(ks.slot, cols, ncols, row.captured) != row.hash)
+				else if (!force &&
+						 live_hash(ks.slot, cols, ncols, row.captured) != row.hash)
 				{
 					char	   *key = guard_key_text(change, row.keyvalues);
 					LaterEntry *entry;
@@ -692,6 +753,211 @@ restore_one(const GuardChange *change, OnConflict mode, Datum exclude,
 	report->skipped = skipped;
 	report->conflicts = conflicts;
 	table_close(rel, NoLock);
+}
+
+/*
+ * A field of a schema change's detail, or NULL.
+ */
+static char *
+detail_field(const GuardChange *change, const char *name)
+{
+	LOCAL_FCINFO(fcinfo, 2);
+	Datum		result;
+
+	if (change->detail == NULL)
+		return NULL;
+	InitFunctionCallInfoData(*fcinfo, NULL, 2, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = DirectFunctionCall1(jsonb_in, CStringGetDatum(change->detail));
+	fcinfo->args[0].isnull = false;
+	fcinfo->args[1].value = CStringGetTextDatum(name);
+	fcinfo->args[1].isnull = false;
+	result = jsonb_object_field_text(fcinfo);
+	if (fcinfo->isnull)
+		return NULL;
+	return TextDatumGetCString(result);
+}
+
+/*
+ * Run one statement of a schema change undo, as the table's owner.
+ */
+static void
+run_as_owner(Oid owner, const char *sql)
+{
+	GuardAsRole as;
+
+	guard_as_role_path_begin(&as, owner, "pg_catalog, pg_temp", false);
+	guard_run_sql(sql, 0, NULL, NULL, NULL);
+	guard_as_role_end(&as);
+	CommandCounterIncrement();
+}
+
+static int64
+count_values(const char *qualname, const char *column)
+{
+	GuardAsRole as;
+	bool		isnull;
+	int64		n;
+
+	guard_as_role_begin(&as, InvalidOid);
+	guard_run_sql(psprintf("SELECT pg_catalog.count(%s) FROM %s",
+						   quote_identifier(column), qualname), 0, NULL, NULL, NULL);
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	guard_as_role_end(&as);
+	return n;
+}
+
+/* where a trashed table (or partition) came from, read from the detail */
+static const char *
+drop_schema_of(Oid relid, void *arg)
+{
+	char		field[64];
+
+	snprintf(field, sizeof(field), "schema_%u", relid);
+	return detail_field((const GuardChange *) arg, field);
+}
+
+/* the name an index or owned sequence had before it went to the trash */
+static const char *
+drop_name_of(Oid relid, void *arg)
+{
+	char		field[64];
+
+	snprintf(field, sizeof(field), "name_%u", relid);
+	return detail_field((const GuardChange *) arg, field);
+}
+
+static void
+restore_drop_table(const GuardChange *change, RestoreReport *report)
+{
+	guard_undrop_table(change->relid, drop_schema_of, drop_name_of, (void *) change);
+	report->restored = 0;
+}
+
+/*
+ * Undo one change: a schema change by its own recipe, then (for those that
+ * destroyed values) its rows; a row change by its rows.  Fills *report.
+ */
+static void
+restore_one(const GuardChange *change, OnConflict mode, Datum exclude,
+			RestoreReport *report)
+{
+	Relation	rel;
+	Oid			owner;
+	char	   *qualname;
+	char	   *relname;
+	char	   *column = detail_field(change, "column");
+
+	if (change->detail == NULL || strcmp(change->kind, "TRUNCATE") == 0)
+	{
+		restore_rows(change, mode, exclude, false, report);
+		return;
+	}
+
+	report->change_id = change->change_id;
+	report->changeset_id = change->changeset_id;
+	report->relation = pstrdup(change->relation);
+	report->kind = pstrdup(change->kind);
+
+	if (strcmp(change->kind, "DROP TABLE") == 0)
+	{
+		restore_drop_table(change, report);
+		return;
+	}
+
+	rel = try_table_open(change->relid, AccessExclusiveLock);
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot restore change " INT64_FORMAT ": table %s no longer exists",
+						change->change_id, change->relation)));
+	owner = rel->rd_rel->relowner;
+	qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										  RelationGetRelationName(rel));
+	relname = pstrdup(RelationGetRelationName(rel));
+	/* keep the lock, drop the reference: ALTER TABLE refuses a table in use */
+	table_close(rel, NoLock);
+
+	if (strcmp(change->kind, "ADD COLUMN") == 0)
+	{
+		if (get_attnum(change->relid, column) <= 0)
+			blocked_error(change, column);
+		/* the values written since go with the column: count them */
+		report->restored = count_values(qualname, column);
+		run_as_owner(owner, psprintf("ALTER TABLE %s DROP COLUMN %s", qualname,
+									 quote_identifier(column)));
+	}
+	else if (strcmp(change->kind, "DROP COLUMN") == 0 ||
+			 strcmp(change->kind, "ALTER COLUMN TYPE") == 0)
+	{
+		char	   *type = detail_field(change, "type");
+		char	   *collation = detail_field(change, "collation");
+		char	   *def = detail_field(change, "default");
+		bool		not_null = strcmp(detail_field(change, "not_null"), "true") == 0;
+		const char *qcol = quote_identifier(column);
+		RestoreReport values;
+
+		if (strcmp(change->kind, "DROP COLUMN") == 0)
+		{
+			if (get_attnum(change->relid, column) > 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_COLUMN),
+						 errmsg("cannot restore change " INT64_FORMAT ": column \"%s\" of table %s exists again",
+								change->change_id, column, change->relation),
+						 errhint("Rename or drop the new column first.")));
+			run_as_owner(owner, psprintf("ALTER TABLE %s ADD COLUMN %s %s%s%s", qualname, qcol,
+										 type, collation ? " COLLATE " : "",
+										 collation ? collation : ""));
+		}
+		else
+		{
+			if (get_attnum(change->relid, column) <= 0)
+				blocked_error(change, column);
+			run_as_owner(owner, psprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL,"
+										 " ALTER COLUMN %s DROP DEFAULT,"
+										 " ALTER COLUMN %s TYPE %s%s%s USING NULL",
+										 qualname, qcol, qcol, qcol, type,
+										 collation ? " COLLATE " : "",
+										 collation ? collation : ""));
+		}
+		memset(&values, 0, sizeof(values));
+		restore_rows(change, ON_CONFLICT_OVERWRITE, exclude, true, &values);
+		report->restored = values.restored;
+		report->skipped = values.skipped;
+		if (def)
+			run_as_owner(owner, psprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s",
+										 qualname, qcol, def));
+		if (not_null)
+			run_as_owner(owner, psprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL",
+										 qualname, qcol));
+	}
+	else if (strcmp(change->kind, "RENAME") == 0)
+	{
+		char	   *what = detail_field(change, "what");
+		char	   *oldname = detail_field(change, "old");
+		char	   *newname = detail_field(change, "new");
+
+		if (strcmp(what, "column") == 0)
+		{
+			if (get_attnum(change->relid, newname) <= 0)
+				blocked_error(change, newname);
+			run_as_owner(owner, psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", qualname,
+										 quote_identifier(newname), quote_identifier(oldname)));
+		}
+		else
+		{
+			if (strcmp(relname, newname) != 0)
+				blocked_error(change, newname);
+			run_as_owner(owner, psprintf("ALTER TABLE %s RENAME TO %s", qualname,
+										 quote_identifier(oldname)));
+		}
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot restore change " INT64_FORMAT " of table %s: guard cannot undo %s",
+						change->change_id, change->relation, change->kind),
+				 errdetail("The change was: %s", guard_change_statement(change->change_id)),
+				 errhint("Undo it by hand, then restore the other changes with guard.restore_change().")));
 }
 
 /*

@@ -442,6 +442,35 @@ shadow_add_update(ShadowWriter *w, TupleTableSlot *oldslot,
 }
 
 /*
+ * Capture one column of a row, with the row's key: what DROP COLUMN and
+ * ALTER COLUMN TYPE destroy.  Encoded as an UPDATE of that column.
+ */
+void
+shadow_add_column(ShadowWriter *w, TupleTableSlot *slot, AttrNumber attnum)
+{
+	TupleDesc	desc = slot->tts_tupleDescriptor;
+	MemoryContext oldcxt;
+	int			i = attnum - 1;
+	bool		isnull;
+
+	slot_getallattrs(slot);
+	isnull = slot->tts_isnull[i];
+	oldcxt = MemoryContextSwitchTo(w->rowcxt);
+	memset(w->set, 0, w->setbytes);
+	memset(w->nullmap, 0, w->setbytes);
+	bit_set(w->set, i);
+	if (isnull)
+		bit_set(w->nullmap, i);
+	append_header(w, GUARD_OP_UPDATE, isnull);
+	append_key(w, slot);
+	if (!isnull)
+		append_value(&w->buf, slot->tts_values[i], TupleDescAttr(desc, i));
+	append_hash(w, 0);
+	MemoryContextSwitchTo(oldcxt);
+	row_done(w);
+}
+
+/*
  * Capture one deleted row: every stored column.
  */
 void

@@ -1,0 +1,862 @@
+/*-------------------------------------------------------------------------
+ *
+ * ddl.c
+ *	  Schema changes on protected tables: recorded as changes, with what
+ *	  their undo needs, before the command destroys it.
+ *
+ * Called from the ProcessUtility hook.  Before the command runs (with the
+ * command's own lock taken first, so nothing changes in between):
+ *
+ *	DROP COLUMN, ALTER COLUMN TYPE	the column's values by key, and its
+ *									definition, into a snapshot
+ *	TRUNCATE (CASCADE included)		every row of each protected table reached
+ *	DROP TABLE						nothing to copy: the table is moved into
+ *									schema guard_trash instead of dropped, in
+ *									O(1) whatever its size, with its indexes,
+ *									constraints, triggers, grants and comments
+ *
+ * After it ran: ADD COLUMN and RENAME, which destroy nothing, and any other
+ * ALTER TABLE, recorded with its statement so that restore can say what it
+ * cannot undo.  restore.c undoes each kind.  guard.purge() drops the trash
+ * and old snapshots for real.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/relation.h"
+#include "access/table.h"
+#include "catalog/dependency.h"
+#include "catalog/heap.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_attrdef.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_depend.h"
+#include "catalog/pg_inherits.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
+#include "commands/extension.h"
+#include "commands/tablecmds.h"
+#include "rewrite/rewriteHandler.h"
+#include "storage/lmgr.h"
+#include "utils/acl.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parse_utilcmd.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+#include "catalog/pg_type.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/ruleutils.h"
+
+#include "guard.h"
+
+#define TRASH_SCHEMA	"guard_trash"
+
+/* a schema change to record once the command has run */
+typedef struct DdlAfter
+{
+	Oid			relid;
+	char	   *kind;
+	char	   *detail;
+} DdlAfter;
+
+/*
+ * The policy of a table if guard records its schema changes, else NULL.
+ */
+static const GuardPolicy *
+ddl_policy(Relation rel)
+{
+	const GuardPolicy *policy;
+
+	if (!guard_enabled || !OidIsValid(get_extension_oid("guard", true)))
+		return NULL;
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		return NULL;
+	policy = guard_policy_lookup(rel);
+	if (!policy->found ||
+		(policy->capture != GUARD_CAPTURE_DDL && policy->capture != GUARD_CAPTURE_ALL))
+		return NULL;
+	return policy;
+}
+
+static void
+json_field(StringInfo buf, const char *name, const char *value)
+{
+	appendStringInfo(buf, "%s", buf->len > 1 ? ", " : "");
+	escape_json(buf, name);
+	appendStringInfoString(buf, ": ");
+	if (value)
+		escape_json(buf, value);
+	else
+		appendStringInfoString(buf, "null");
+}
+
+/*
+ * The definition of column "attnum" of "rel", for re-adding it.
+ */
+static void
+column_definition(StringInfo buf, Relation rel, AttrNumber attnum)
+{
+	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
+	char	   *defexpr = NULL;
+
+	json_field(buf, "column", NameStr(att->attname));
+	json_field(buf, "type", format_type_with_typemod(att->atttypid, att->atttypmod));
+	json_field(buf, "not_null", att->attnotnull ? "true" : "false");
+	if (OidIsValid(att->attcollation) && att->attcollation != get_typcollation(att->atttypid))
+		json_field(buf, "collation", generate_collation_name(att->attcollation));
+	if (att->atthasdef && !att->attgenerated)
+	{
+		Node	   *expr = build_column_default(rel, attnum);
+
+		if (expr)
+			defexpr = deparse_expression(expr, NIL, false, false);
+	}
+	json_field(buf, "default", defexpr);
+}
+
+/*
+ * Copy rows of "rel" into a snapshot of the current change: every column
+ * (as deleted rows) when attnum is 0, else the key and that column.
+ */
+static void
+snapshot_rows(Relation rel, AttrNumber attnum, const char *kind)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	GuardAsRole owner;
+	Portal		portal;
+	ShadowWriter *w;
+	TupleTableSlot *slot;
+	int		   *map;
+	int			n = 0;
+	int64		limit = guard_max_snapshot_size < 0 ? -1 :
+		(int64) guard_max_snapshot_size * 1024;
+	char	   *sql = psprintf("SELECT * FROM %s",
+							   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+														  RelationGetRelationName(rel)));
+
+	/* SELECT * returns the live columns in attnum order */
+	map = palloc(sizeof(int) * Max(desc->natts, 1));
+	for (int i = 0; i < desc->natts; i++)
+		map[i] = TupleDescAttr(desc, i)->attisdropped ? -1 : n++;
+
+	w = shadow_begin(rel, kind, limit, guard_policy_mode(guard_policy_lookup(rel)) == GUARD_MODE_ENFORCE);
+	slot = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
+
+	/* as the extension owner: row level security must not hide rows */
+	guard_as_role_begin(&owner, InvalidOid);
+	portal = SPI_cursor_open_with_args(NULL, sql, 0, NULL, NULL, NULL, true, 0);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			HeapTuple	tuple = SPI_tuptable->vals[r];
+
+			ExecClearTuple(slot);
+			for (int i = 0; i < desc->natts; i++)
+			{
+				if (map[i] < 0)
+				{
+					slot->tts_isnull[i] = true;
+					continue;
+				}
+				slot->tts_values[i] = SPI_getbinval(tuple, SPI_tuptable->tupdesc,
+													map[i] + 1, &slot->tts_isnull[i]);
+			}
+			ExecStoreVirtualTuple(slot);
+			if (attnum == 0)
+				shadow_add_delete(w, slot);
+			else
+				shadow_add_column(w, slot, attnum);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	guard_as_role_end(&owner);
+	ExecDropSingleTupleTableSlot(slot);
+	shadow_end(w);
+}
+
+/*
+ * Record a schema change that destroys a column's values: snapshot them
+ * first.  The change record must exist before the snapshot's chunks.
+ */
+static void
+record_column_change(Relation rel, AttrNumber attnum, const char *kind,
+					 const char *extra_name, const char *extra_value)
+{
+	StringInfoData detail;
+
+	initStringInfo(&detail);
+	appendStringInfoChar(&detail, '{');
+	column_definition(&detail, rel, attnum);
+	if (extra_name)
+		json_field(&detail, extra_name, extra_value);
+	appendStringInfoChar(&detail, '}');
+	guard_change_record(rel, kind, detail.data);
+	snapshot_rows(rel, attnum, kind);
+}
+
+/*
+ * Before ALTER TABLE: take the command's lock, snapshot what DROP COLUMN
+ * and ALTER COLUMN TYPE destroy, and list what to record afterwards.
+ */
+static List *
+before_alter_table(AlterTableStmt *stmt, List *after)
+{
+	Oid			relid;
+	Relation	rel;
+	ListCell   *lc;
+	LOCKMODE	lockmode;
+
+	if (stmt->objtype != OBJECT_TABLE)
+		return after;
+	lockmode = AlterTableGetLockLevel(stmt->cmds);
+	relid = RangeVarGetRelid(stmt->relation, lockmode, true);
+	if (!OidIsValid(relid))
+		return after;
+	rel = relation_open(relid, NoLock);
+	if (ddl_policy(rel) == NULL)
+	{
+		relation_close(rel, NoLock);
+		return after;
+	}
+
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
+		DdlAfter   *rec = palloc0(sizeof(DdlAfter));
+		StringInfoData detail;
+
+		initStringInfo(&detail);
+		appendStringInfoChar(&detail, '{');
+		rec->relid = relid;
+		switch (cmd->subtype)
+		{
+			case AT_AddColumn:
+				rec->kind = "ADD COLUMN";
+				json_field(&detail, "column", ((ColumnDef *) cmd->def)->colname);
+				break;
+			case AT_DropColumn:
+				{
+					AttrNumber	attnum = get_attnum(relid, cmd->name);
+
+					if (attnum > 0)
+						record_column_change(rel, attnum, "DROP COLUMN", NULL, NULL);
+					rec->kind = NULL;	/* recorded already */
+					break;
+				}
+			case AT_AlterColumnType:
+				{
+					AttrNumber	attnum = get_attnum(relid, cmd->name);
+
+					if (attnum > 0)
+						record_column_change(rel, attnum, "ALTER COLUMN TYPE", NULL, NULL);
+					rec->kind = NULL;	/* recorded already */
+					break;
+				}
+			case AT_EnableTrig:
+			case AT_EnableAlwaysTrig:
+			case AT_EnableReplicaTrig:
+			case AT_DisableTrig:
+			case AT_EnableTrigAll:
+			case AT_DisableTrigAll:
+			case AT_EnableTrigUser:
+			case AT_DisableTrigUser:
+				/* watched by hooks.c; not a change of the data's shape */
+				rec = NULL;
+				break;
+			default:
+				rec->kind = "ALTER TABLE";
+				json_field(&detail, "undoable", "false");
+				break;
+		}
+		if (rec)
+		{
+			appendStringInfoChar(&detail, '}');
+			rec->detail = detail.data;
+			after = lappend(after, rec);
+		}
+	}
+	relation_close(rel, NoLock);
+	return after;
+}
+
+/*
+ * Before RENAME of a protected table or of one of its columns: note the
+ * names, recorded once the rename succeeded.
+ */
+static List *
+before_rename(RenameStmt *stmt, List *after)
+{
+	Oid			relid;
+	Relation	rel;
+	DdlAfter   *rec;
+	StringInfoData detail;
+
+	if ((stmt->renameType != OBJECT_TABLE && stmt->renameType != OBJECT_COLUMN) ||
+		stmt->relation == NULL ||
+		(stmt->renameType == OBJECT_COLUMN && stmt->relationType != OBJECT_TABLE))
+		return after;
+	relid = RangeVarGetRelid(stmt->relation, AccessExclusiveLock, true);
+	if (!OidIsValid(relid))
+		return after;
+	rel = relation_open(relid, NoLock);
+	if (ddl_policy(rel) == NULL)
+	{
+		relation_close(rel, NoLock);
+		return after;
+	}
+	initStringInfo(&detail);
+	appendStringInfoChar(&detail, '{');
+	json_field(&detail, "what", stmt->renameType == OBJECT_TABLE ? "table" : "column");
+	json_field(&detail, "old", stmt->renameType == OBJECT_TABLE ?
+			   RelationGetRelationName(rel) : stmt->subname);
+	json_field(&detail, "new", stmt->newname);
+	appendStringInfoChar(&detail, '}');
+	rec = palloc0(sizeof(DdlAfter));
+	rec->relid = relid;
+	rec->kind = "RENAME";
+	rec->detail = detail.data;
+	relation_close(rel, NoLock);
+	return lappend(after, rec);
+}
+
+/*
+ * Before TRUNCATE: snapshot every row of each protected table it reaches,
+ * through CASCADE too.
+ */
+static void
+before_truncate(TruncateStmt *stmt)
+{
+	List	   *relids = NIL;
+	ListCell   *lc;
+
+	foreach(lc, stmt->relations)
+	{
+		RangeVar   *rv = lfirst(lc);
+		Oid			relid = RangeVarGetRelid(rv, AccessExclusiveLock, true);
+
+		if (!OidIsValid(relid))
+			continue;
+		if (rv->inh)
+			relids = list_concat_unique_oid(relids,
+											find_all_inheritors(relid, AccessExclusiveLock, NULL));
+		else
+			relids = list_append_unique_oid(relids, relid);
+	}
+	if (stmt->behavior == DROP_CASCADE)
+	{
+		/* as ExecuteTruncate does: follow foreign keys until nothing new */
+		for (;;)
+		{
+			List	   *more = heap_truncate_find_FKs(relids);
+			int			before = list_length(relids);
+
+			foreach(lc, more)
+			{
+				LockRelationOid(lfirst_oid(lc), AccessExclusiveLock);
+				relids = list_append_unique_oid(relids, lfirst_oid(lc));
+			}
+			if (list_length(relids) == before)
+				break;
+		}
+	}
+
+	foreach(lc, relids)
+	{
+		Relation	rel = relation_open(lfirst_oid(lc), NoLock);
+		const GuardPolicy *policy = guard_enabled && OidIsValid(get_extension_oid("guard", true)) &&
+			rel->rd_rel->relkind == RELKIND_RELATION ? guard_policy_lookup(rel) : NULL;
+
+		/* TRUNCATE loses rows: captured under any capture but none */
+		if (policy && policy->found && policy->capture != GUARD_CAPTURE_NONE &&
+			guard_key_attnums(rel, (AttrNumber[INDEX_MAX_KEYS]) {0}) > 0)
+		{
+			guard_change_record(rel, "TRUNCATE", NULL);
+			snapshot_rows(rel, 0, "TRUNCATE");
+		}
+		relation_close(rel, NoLock);
+	}
+}
+
+/*
+ * The objects other than its own parts (indexes, constraints, triggers,
+ * rules, owned sequences, partitions, row type) that depend on a table:
+ * views, foreign keys of other tables, functions using its row type...
+ */
+static bool
+has_outside_dependents(Oid relid, List *dropping)
+{
+	GuardAsRole owner;
+	Oid			types[2] = {OIDOID, OIDARRAYOID};
+	Datum		values[2];
+	Datum	   *elems = palloc(sizeof(Datum) * (list_length(dropping) + 1));
+	int			n = 0;
+	ListCell   *lc;
+	bool		found;
+
+	foreach(lc, dropping)
+		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid),
+												true, TYPALIGN_INT));
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("SELECT 1 FROM pg_catalog.pg_depend d"
+				  " WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+				  "   AND d.refobjid = $1 AND d.deptype = 'n'"
+				  "   AND NOT (d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass"
+				  "        AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c"
+				  "                     WHERE c.oid = d.objid"
+				  "                       AND (c.conrelid = $1 OR c.conrelid = ANY ($2)"
+				  "                            OR c.conrelid IN (SELECT oid FROM pg_catalog.pg_class"
+				  "                               WHERE relnamespace = pg_catalog.to_regnamespace('" TRASH_SCHEMA "')))))"
+				  "   AND NOT (d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+				  "        AND EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite r"
+				  "                     WHERE r.oid = d.objid AND r.ev_class = $1))"
+				  "   AND NOT (d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass"
+				  "        AND EXISTS (SELECT 1 FROM pg_catalog.pg_attrdef a"
+				  "                     WHERE a.oid = d.objid AND a.adrelid = $1))"
+				  " LIMIT 1", 2, types, values, NULL);
+	found = SPI_processed > 0;
+	guard_as_role_end(&owner);
+	return found;
+}
+
+/*
+ * The relations that move with a table into another schema and could
+ * collide there by name: its indexes and the sequences it owns.
+ */
+static List *
+table_parts(Oid relid)
+{
+	Relation	rel = relation_open(relid, AccessShareLock);
+	List	   *parts = list_copy(RelationGetIndexList(rel));
+
+	parts = list_concat(parts, getOwnedSequences(relid));
+	relation_close(rel, AccessShareLock);
+	return parts;
+}
+
+/*
+ * The schema guard_trash, created on first use.
+ */
+static Oid
+trash_namespace(void)
+{
+	Oid			nsp = get_namespace_oid(TRASH_SCHEMA, true);
+
+	if (!OidIsValid(nsp))
+	{
+		GuardAsRole owner;
+
+		guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
+		guard_run_sql("CREATE SCHEMA " TRASH_SCHEMA, 0, NULL, NULL, NULL);
+		guard_run_sql("REVOKE ALL ON SCHEMA " TRASH_SCHEMA " FROM PUBLIC", 0, NULL, NULL, NULL);
+		guard_as_role_end(&owner);
+		CommandCounterIncrement();
+		nsp = get_namespace_oid(TRASH_SCHEMA, false);
+	}
+	return nsp;
+}
+
+/*
+ * DROP TABLE of a protected table: move it (and its partitions) into
+ * guard_trash under a unique name, same OID, same storage, and record
+ * where it came from.  O(1) whatever the size.
+ */
+static void
+trash_table(Oid relid, DropBehavior behavior, List *dropping)
+{
+	Relation	rel = relation_open(relid, NoLock);
+	char	   *schema = get_namespace_name(RelationGetNamespace(rel));
+	char	   *name = pstrdup(RelationGetRelationName(rel));
+	char		trashname[NAMEDATALEN];
+	StringInfoData detail;
+	List	   *tree;
+	ListCell   *lc;
+	GuardAsRole owner;
+
+	if (has_outside_dependents(relid, dropping))
+		ereport(ERROR,
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("cannot drop protected table \"%s\" because other objects depend on it",
+						name),
+				 errdetail("guard keeps a dropped protected table to undo the drop, and cannot yet keep the views, foreign keys or functions that depend on it%s.",
+						   behavior == DROP_CASCADE ? " (DROP ... CASCADE)" : ""),
+				 errhint("Drop the dependent objects first, or stop protecting the table with guard.unprotect().")));
+
+	/* partitions go with their parent, each under its own trash name */
+	tree = find_all_inheritors(relid, AccessExclusiveLock, NULL);
+
+	initStringInfo(&detail);
+	appendStringInfoChar(&detail, '{');
+	json_field(&detail, "schema", schema);
+	json_field(&detail, "name", name);
+	snprintf(trashname, sizeof(trashname), "%u_%s", relid, name);
+	json_field(&detail, "trash", trashname);
+	foreach(lc, tree)
+	{
+		char		field[64];
+		List	   *parts = table_parts(lfirst_oid(lc));
+		ListCell   *pc;
+
+		snprintf(field, sizeof(field), "schema_%u", lfirst_oid(lc));
+		json_field(&detail, field, get_namespace_name(get_rel_namespace(lfirst_oid(lc))));
+		foreach(pc, parts)
+		{
+			snprintf(field, sizeof(field), "name_%u", lfirst_oid(pc));
+			json_field(&detail, field, get_rel_name(lfirst_oid(pc)));
+		}
+	}
+	appendStringInfoChar(&detail, '}');
+	guard_change_record(rel, "DROP TABLE", detail.data);
+	relation_close(rel, NoLock);
+	(void) trash_namespace();
+	guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
+	guard_internal_ddl = true;
+	PG_TRY();
+	{
+	foreach(lc, tree)
+	{
+		Oid			child = lfirst_oid(lc);
+		char		childtrash[NAMEDATALEN];
+		char	   *qname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(child)),
+													   get_rel_name(child));
+
+		List	   *parts = table_parts(child);
+		ListCell   *pc;
+
+		/* indexes and owned sequences move too: unique names in the trash */
+		foreach(pc, parts)
+		{
+			Oid			part = lfirst_oid(pc);
+			char		parttrash[NAMEDATALEN];
+
+			snprintf(parttrash, sizeof(parttrash), "%u_%s", part, get_rel_name(part));
+			guard_run_sql(psprintf("ALTER %s %s RENAME TO %s",
+								   get_rel_relkind(part) == RELKIND_SEQUENCE ? "SEQUENCE" : "INDEX",
+								   quote_qualified_identifier(get_namespace_name(get_rel_namespace(part)),
+															  get_rel_name(part)),
+								   quote_identifier(parttrash)), 0, NULL, NULL, NULL);
+		}
+		snprintf(childtrash, sizeof(childtrash), "%u_%s", child, get_rel_name(child));
+		guard_run_sql(psprintf("ALTER TABLE %s RENAME TO %s", qname,
+							   quote_identifier(childtrash)), 0, NULL, NULL, NULL);
+		guard_run_sql(psprintf("ALTER TABLE %s SET SCHEMA " TRASH_SCHEMA,
+							   quote_qualified_identifier(get_namespace_name(get_rel_namespace(child)),
+														  childtrash)), 0, NULL, NULL, NULL);
+	}
+	}
+	PG_FINALLY();
+	{
+		guard_internal_ddl = false;
+	}
+	PG_END_TRY();
+	guard_as_role_end(&owner);
+}
+
+/*
+ * Before a utility command: snapshot what it would destroy, and list what
+ * to record after it.  For DROP TABLE of protected tables, *replaced is set
+ * to the statement to run instead (the other names of the DROP), or NULL
+ * when nothing is left to run.
+ */
+List *
+guard_ddl_before(PlannedStmt *pstmt, Node **replaced)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	List	   *after = NIL;
+
+	*replaced = parsetree;
+	if (guard_internal_ddl)
+		return NIL;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_AlterTableStmt:
+			after = before_alter_table((AlterTableStmt *) parsetree, after);
+			break;
+		case T_RenameStmt:
+			after = before_rename((RenameStmt *) parsetree, after);
+			break;
+		case T_TruncateStmt:
+			before_truncate((TruncateStmt *) parsetree);
+			break;
+		case T_DropStmt:
+			{
+				DropStmt   *drop = (DropStmt *) parsetree;
+				List	   *keep = NIL;
+				List	   *dropping = NIL;
+				ListCell   *lc;
+				bool		trashed = false;
+
+				if (drop->removeType != OBJECT_TABLE)
+					break;
+				/* the tables this statement drops, for dependency checks */
+				foreach(lc, drop->objects)
+				{
+					Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList((List *) lfirst(lc)),
+														 NoLock, true);
+
+					if (OidIsValid(relid))
+						dropping = lappend_oid(dropping, relid);
+				}
+				foreach(lc, drop->objects)
+				{
+					RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
+					Oid			relid = RangeVarGetRelid(rv, AccessExclusiveLock, true);
+					Relation	rel;
+					bool		protect_it = false;
+
+					if (OidIsValid(relid))
+					{
+						rel = relation_open(relid, NoLock);
+						protect_it = ddl_policy(rel) != NULL && !rel->rd_rel->relispartition;
+						relation_close(rel, NoLock);
+					}
+					if (protect_it)
+					{
+						if (!pg_class_ownercheck(relid, GetUserId()))
+							aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, rv->relname);
+						trash_table(relid, drop->behavior, dropping);
+						trashed = true;
+					}
+					else
+						keep = lappend(keep, lfirst(lc));
+				}
+				if (trashed)
+				{
+					if (keep == NIL)
+						*replaced = NULL;
+					else
+					{
+						DropStmt   *rest = copyObject(drop);
+
+						rest->objects = keep;
+						*replaced = (Node *) rest;
+					}
+				}
+				break;
+			}
+		default:
+			break;
+	}
+	return after;
+}
+
+/*
+ * After the command succeeded: record the changes that destroyed nothing;
+ * a table whose shape changed gets its row invariants checked whole.
+ */
+void
+guard_ddl_after(List *after)
+{
+	ListCell   *lc;
+
+	foreach(lc, after)
+	{
+		DdlAfter   *rec = lfirst(lc);
+		Relation	rel = try_relation_open(rec->relid, AccessShareLock);
+
+		if (rel == NULL)
+			continue;
+		if (rec->kind)
+			guard_change_record(rel, rec->kind, rec->detail);
+		guard_invariants_after_ddl(rel);
+		relation_close(rel, AccessShareLock);
+	}
+}
+
+/*
+ * Undo a DROP TABLE: move the table and its partitions back from
+ * guard_trash under their names.
+ */
+void
+guard_undrop_table(Oid relid, const char *(*detail_schema_of) (Oid relid, void *arg),
+				   const char *(*detail_name_of) (Oid relid, void *arg), void *arg)
+{
+	List	   *tree;
+	ListCell   *lc;
+	GuardAsRole owner;
+	Relation	rel = try_table_open(relid, AccessExclusiveLock);
+
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("the dropped table with OID %u is no longer in the trash", relid)));
+	if (RelationGetNamespace(rel) != get_namespace_oid(TRASH_SCHEMA, true))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not in the trash", RelationGetRelationName(rel))));
+	table_close(rel, NoLock);
+
+	tree = find_all_inheritors(relid, AccessExclusiveLock, NULL);
+	/* check every name first: all come back, or none */
+	foreach(lc, tree)
+	{
+		Oid			child = lfirst_oid(lc);
+		const char *schema = detail_schema_of(child, arg);
+		char	   *trashname = get_rel_name(child);
+		char	   *name = strchr(trashname, '_') ? strchr(trashname, '_') + 1 : trashname;
+		Oid			nsp = schema ? get_namespace_oid(schema, true) : InvalidOid;
+
+		if (!OidIsValid(nsp))
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_SCHEMA),
+					 errmsg("cannot undrop table \"%s\": schema \"%s\" does not exist",
+							name, schema ? schema : "?")));
+		if (OidIsValid(get_relname_relid(name, nsp)))
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_TABLE),
+					 errmsg("cannot undrop table \"%s\": relation \"%s.%s\" exists",
+							name, schema, name),
+					 errhint("Rename or drop the new table first.")));
+	}
+
+	guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
+	guard_internal_ddl = true;
+	PG_TRY();
+	{
+		foreach(lc, tree)
+		{
+			Oid			child = lfirst_oid(lc);
+			const char *schema = detail_schema_of(child, arg);
+			char	   *trashname = get_rel_name(child);
+			char	   *name = strchr(trashname, '_') + 1;
+
+			guard_run_sql(psprintf("ALTER TABLE " TRASH_SCHEMA ".%s SET SCHEMA %s",
+								   quote_identifier(trashname), quote_identifier(schema)),
+						  0, NULL, NULL, NULL);
+			guard_run_sql(psprintf("ALTER TABLE %s RENAME TO %s",
+								   quote_qualified_identifier(schema, trashname),
+								   quote_identifier(name)),
+						  0, NULL, NULL, NULL);
+			{
+				List	   *parts = table_parts(child);
+				ListCell   *pc;
+
+				foreach(pc, parts)
+				{
+					Oid			part = lfirst_oid(pc);
+					const char *partname = detail_name_of(part, arg);
+
+					if (partname == NULL)
+						continue;
+					guard_run_sql(psprintf("ALTER %s %s RENAME TO %s",
+										   get_rel_relkind(part) == RELKIND_SEQUENCE ? "SEQUENCE" : "INDEX",
+										   quote_qualified_identifier(get_namespace_name(get_rel_namespace(part)),
+																	  get_rel_name(part)),
+										   quote_identifier(partname)), 0, NULL, NULL, NULL);
+				}
+			}
+		}
+	}
+	PG_FINALLY();
+	{
+		guard_internal_ddl = false;
+	}
+	PG_END_TRY();
+	guard_as_role_end(&owner);
+	CommandCounterIncrement();
+}
+
+/*
+ * guard.purge(older_than): expire what is older than "older_than" (default
+ * guard.retention): drop for real the tables in the trash, delete the
+ * snapshots of the other changes.  Each step is an index lookup by change:
+ * no table scan, no lock beyond the rows and tables it removes.
+ */
+PG_FUNCTION_INFO_V1(guard_purge);
+
+Datum
+guard_purge(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Interval   *older_than = PG_ARGISNULL(0) ? NULL : PG_GETARG_INTERVAL_P(0);
+	GuardAsRole owner;
+	Oid			types[1] = {INTERVALOID};
+	Datum		values[1];
+	Datum		out[3];
+	bool		nulls[3] = {false, false, false};
+	List	   *tables = NIL;
+	int64		expired = 0;
+	int64		deleted = 0;
+	ListCell   *lc;
+	MemoryContext outer = CurrentMemoryContext;
+
+	guard_require_preload();
+	InitMaterializedSRF(fcinfo, 0);
+	if (older_than == NULL)
+	{
+		older_than = palloc0(sizeof(Interval));
+		older_than->time = (int64) guard_retention * USECS_PER_MINUTE;
+	}
+	values[0] = IntervalPGetDatum(older_than);
+
+	guard_as_role_begin(&owner, InvalidOid);
+	/* the trashed tables to drop for real */
+	guard_run_sql("SELECT relid FROM guard.change"
+				  " WHERE kind = 'DROP TABLE' AND state = 'active'"
+				  "   AND at < pg_catalog.now() - $1",
+				  1, types, values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(outer);
+
+		tables = lappend_oid(tables, relid);
+		MemoryContextSwitchTo(old);
+	}
+	guard_run_sql("UPDATE guard.change SET state = 'expired'"
+				  " WHERE state <> 'expired' AND at < pg_catalog.now() - $1",
+				  1, types, values, NULL);
+	expired = SPI_processed;
+	guard_run_sql("DELETE FROM guard.snapshot s USING guard.change c"
+				  " WHERE s.change_id = c.change_id AND c.state = 'expired'",
+				  0, NULL, NULL, NULL);
+	deleted = SPI_processed;
+	guard_as_role_end(&owner);
+
+	foreach(lc, tables)
+	{
+		Oid			relid = lfirst_oid(lc);
+		char	   *name = get_rel_name(relid);
+
+		if (name == NULL || get_rel_namespace(relid) != get_namespace_oid(TRASH_SCHEMA, true))
+			continue;
+		guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
+		guard_internal_ddl = true;
+		PG_TRY();
+		{
+			guard_run_sql(psprintf("DROP TABLE " TRASH_SCHEMA ".%s CASCADE",
+								   quote_identifier(name)), 0, NULL, NULL, NULL);
+		}
+		PG_FINALLY();
+		{
+			guard_internal_ddl = false;
+		}
+		PG_END_TRY();
+		guard_as_role_end(&owner);
+	}
+
+	out[0] = Int64GetDatum(expired);
+	out[1] = Int64GetDatum(list_length(tables));
+	out[2] = Int64GetDatum(deleted);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
+	return (Datum) 0;
+}
