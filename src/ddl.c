@@ -334,6 +334,18 @@ before_rename(RenameStmt *stmt, List *after)
 	return lappend(after, rec);
 }
 
+/* a copy of an OID list, last first */
+static List *
+list_reverse_oid(List *list)
+{
+	List	   *out = NIL;
+	ListCell   *lc;
+
+	foreach(lc, list)
+		out = lcons_oid(lfirst_oid(lc), out);
+	return out;
+}
+
 /*
  * Before TRUNCATE: snapshot every row of each protected table it reaches,
  * through CASCADE too.
@@ -375,6 +387,12 @@ before_truncate(TruncateStmt *stmt)
 		}
 	}
 
+	/*
+	 * Record the tables reached last (the referencing ones) first: restore
+	 * undoes newest first, so the referenced rows come back before the rows
+	 * that reference them.
+	 */
+	relids = list_reverse_oid(relids);
 	foreach(lc, relids)
 	{
 		Relation	rel = relation_open(lfirst_oid(lc), NoLock);
