@@ -108,7 +108,9 @@ CREATE TABLE guard.change (
 	atttypmods		int4[] NOT NULL,
 	keyatts			int2[] NOT NULL,
 	restored_by		bigint,
-	detail			jsonb
+	detail			jsonb,
+	nrows			int4,			-- rows in the inline first chunk
+	data			bytea			-- the snapshot's first chunk
 );
 CREATE INDEX change_changeset_idx ON guard.change (changeset_id);
 CREATE INDEX change_relid_idx ON guard.change (relid, change_id);
@@ -242,8 +244,9 @@ SELECT c.change_id,
 	   c.application_name,
 	   c.relation,
 	   c.kind,
-	   COALESCE(s.rows, 0) AS rows,
-	   COALESCE(s.snapshot_bytes, 0) AS snapshot_bytes,
+	   COALESCE(c.nrows, 0) + COALESCE(s.rows, 0) AS rows,
+	   COALESCE(pg_catalog.pg_column_size(c.data), 0)
+		 + COALESCE(s.snapshot_bytes, 0) AS snapshot_bytes,
 	   c.statement,
 	   c.state,
 	   c.restored_by,

@@ -30,6 +30,8 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -216,7 +218,7 @@ statement_datum(bool *isnull)
  * a new one of the given kind.
  */
 int64
-guard_change_for_statement(Relation rel, const char *kind)
+guard_change_for_statement(Relation rel, const char *kind, const char **final_kind)
 {
 	CommandId	cid = GetCurrentCommandId(false);
 	const GuardStatement *stmt = guard_current_statement();
@@ -224,7 +226,10 @@ guard_change_for_statement(Relation rel, const char *kind)
 	if (last_change.change_id != 0 && last_change.cid == cid &&
 		last_change.relid == RelationGetRelid(rel) &&
 		last_change.subid == GetCurrentSubTransactionId())
+	{
+		*final_kind = NULL;		/* its record exists */
 		return last_change.change_id;
+	}
 
 	if (stmt)
 	{
@@ -246,20 +251,92 @@ guard_change_for_statement(Relation rel, const char *kind)
 				break;
 		}
 	}
-	return guard_change_record(rel, kind, NULL);
+	*final_kind = kind;
+	return guard_change_reserve(rel);
 }
 
 /*
- * Record a new change of "kind" to "rel", with its layout and, for schema
- * changes, what their undo needs ("detail", a JSON object, or NULL).  The
- * snapshots written next (shadow.c) belong to it.
+ * A new change id for "rel", made the current statement's change; its
+ * record is written by guard_change_insert() (the capture trigger writes
+ * it last, with the first chunk of the snapshot inline).  Its further
+ * chunks are numbered from 1.
+ */
+int64
+guard_change_reserve(Relation rel)
+{
+	int64		id = nextval_internal(guard_relid("change_id_seq"), false);
+
+	last_change.change_id = id;
+	last_change.cid = GetCurrentCommandId(false);
+	last_change.relid = RelationGetRelid(rel);
+	last_change.subid = GetCurrentSubTransactionId();
+	last_change.next_chunk = 1;
+	return id;
+}
+
+/*
+ * Record a new change of "kind" to "rel" now (schema changes): its
+ * snapshot, if any, follows in chunks numbered from 0.
  */
 int64
 guard_change_record(Relation rel, const char *kind, const char *detail)
 {
+	int64		id = guard_change_reserve(rel);
+
+	guard_change_insert(rel, id, kind, detail, NULL, 0);
+	last_change.next_chunk = 0;
+	return id;
+}
+
+/*
+ * The layout of a relation as a change records it (its column names, types
+ * and typmods by attnum, its key columns), built once per relation and
+ * relcache invalidation rather than on every statement.
+ */
+typedef struct LayoutEntry
+{
+	Oid			relid;
+	Datum		attnames;		/* text[], in CacheMemoryContext */
+	Datum		atttypes;		/* oid[] */
+	Datum		atttypmods;		/* int4[] */
+	Datum		keyatts;		/* int2[] */
+} LayoutEntry;
+
+static HTAB *layout_cache = NULL;
+
+static void
+layout_free(LayoutEntry *entry)
+{
+	pfree(DatumGetPointer(entry->attnames));
+	pfree(DatumGetPointer(entry->atttypes));
+	pfree(DatumGetPointer(entry->atttypmods));
+	pfree(DatumGetPointer(entry->keyatts));
+}
+
+static void
+layout_invalidate(Datum arg, Oid relid)
+{
+	HASH_SEQ_STATUS status;
+	LayoutEntry *entry;
+
+	hash_seq_init(&status, layout_cache);
+	while ((entry = hash_seq_search(&status)) != NULL)
+	{
+		if (!OidIsValid(relid) || entry->relid == relid)
+		{
+			layout_free(entry);
+			hash_search(layout_cache, &entry->relid, HASH_REMOVE, NULL);
+		}
+	}
+}
+
+static LayoutEntry *
+layout_lookup(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
 	TupleDesc	desc = RelationGetDescr(rel);
-	Datum		values[Natts_guard_change];
-	bool		nulls[Natts_guard_change];
+	LayoutEntry *entry;
+	bool		found;
 	Datum	   *names;
 	bool	   *namenulls;
 	Datum	   *types;
@@ -269,10 +346,69 @@ guard_change_record(Relation rel, const char *kind, const char *detail)
 	int			nkeys;
 	int			dims[1];
 	int			lbs[1] = {1};
-	int64		id;
+	MemoryContext old;
+
+	if (layout_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(LayoutEntry);
+		layout_cache = hash_create("guard layout cache", 64, &ctl,
+								   HASH_ELEM | HASH_BLOBS);
+		CacheRegisterRelcacheCallback(layout_invalidate, (Datum) 0);
+	}
+	entry = hash_search(layout_cache, &relid, HASH_FIND, NULL);
+	if (entry)
+		return entry;
+
+	names = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	namenulls = palloc(sizeof(bool) * Max(desc->natts, 1));
+	types = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	typmods = palloc(sizeof(Datum) * Max(desc->natts, 1));
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		namenulls[i] = att->attisdropped;
+		names[i] = att->attisdropped ? (Datum) 0 :
+			CStringGetTextDatum(NameStr(att->attname));
+		types[i] = ObjectIdGetDatum(att->attisdropped ? InvalidOid : att->atttypid);
+		typmods[i] = Int32GetDatum(att->atttypmod);
+	}
+	nkeys = guard_key_attnums(rel, keys);
+	for (int i = 0; i < nkeys; i++)
+		keydatums[i] = Int16GetDatum(keys[i]);
+	dims[0] = desc->natts;
+
+	old = MemoryContextSwitchTo(CacheMemoryContext);
+	entry = hash_search(layout_cache, &relid, HASH_ENTER, &found);
+	entry->attnames = PointerGetDatum(construct_md_array(names, namenulls, 1, dims, lbs,
+														 TEXTOID, -1, false, TYPALIGN_INT));
+	entry->atttypes = PointerGetDatum(construct_array(types, desc->natts, OIDOID,
+													  sizeof(Oid), true, TYPALIGN_INT));
+	entry->atttypmods = PointerGetDatum(construct_array(typmods, desc->natts, INT4OID,
+														sizeof(int32), true, TYPALIGN_INT));
+	entry->keyatts = PointerGetDatum(construct_array(keydatums, nkeys, INT2OID,
+													 sizeof(int16), true, TYPALIGN_SHORT));
+	MemoryContextSwitchTo(old);
+	return entry;
+}
+
+/*
+ * Write the record of change "id" of "kind" to "rel", with its layout, for
+ * schema changes what their undo needs ("detail", a JSON object, or NULL),
+ * and the first chunk of its snapshot ("first", NULL if none).
+ */
+void
+guard_change_insert(Relation rel, int64 id, const char *kind, const char *detail,
+					bytea *first, int32 nrows)
+{
+	Datum		values[Natts_guard_change];
+	bool		nulls[Natts_guard_change];
+	LayoutEntry *layout;
 
 	memset(nulls, 0, sizeof(nulls));
-	id = nextval_internal(guard_relid("change_id_seq"), false);
 	values[0] = Int64GetDatum(id);
 	values[1] = Int64GetDatum(guard_changeset_current(true));
 	values[2] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
@@ -289,45 +425,21 @@ guard_change_record(Relation rel, const char *kind, const char *detail)
 	values[9] = CStringGetTextDatum("active");
 
 	/* the layout the snapshot is encoded in: names and types by attnum */
-	names = palloc(sizeof(Datum) * Max(desc->natts, 1));
-	namenulls = palloc(sizeof(bool) * Max(desc->natts, 1));
-	types = palloc(sizeof(Datum) * Max(desc->natts, 1));
-	typmods = palloc(sizeof(Datum) * Max(desc->natts, 1));
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		namenulls[i] = att->attisdropped;
-		names[i] = att->attisdropped ? (Datum) 0 :
-			CStringGetTextDatum(NameStr(att->attname));
-		types[i] = ObjectIdGetDatum(att->attisdropped ? InvalidOid : att->atttypid);
-		typmods[i] = Int32GetDatum(att->atttypmod);
-	}
-	dims[0] = desc->natts;
-	values[10] = PointerGetDatum(construct_md_array(names, namenulls, 1, dims, lbs,
-													TEXTOID, -1, false, TYPALIGN_INT));
-	values[11] = PointerGetDatum(construct_array(types, desc->natts, OIDOID,
-												 sizeof(Oid), true, TYPALIGN_INT));
-	values[12] = PointerGetDatum(construct_array(typmods, desc->natts, INT4OID,
-												 sizeof(int32), true, TYPALIGN_INT));
-	nkeys = guard_key_attnums(rel, keys);
-	for (int i = 0; i < nkeys; i++)
-		keydatums[i] = Int16GetDatum(keys[i]);
-	values[13] = PointerGetDatum(construct_array(keydatums, nkeys, INT2OID,
-												 sizeof(int16), true, TYPALIGN_SHORT));
+	layout = layout_lookup(rel);
+	values[10] = layout->attnames;
+	values[11] = layout->atttypes;
+	values[12] = layout->atttypmods;
+	values[13] = layout->keyatts;
 	nulls[14] = true;			/* restored_by */
 	if (detail)
 		values[15] = DirectFunctionCall1(jsonb_in, CStringGetDatum(detail));
 	else
 		nulls[15] = true;
+	values[16] = Int32GetDatum(nrows);
+	nulls[16] = (first == NULL);
+	values[17] = PointerGetDatum(first);
+	nulls[17] = (first == NULL);
 	insert_row("change", Natts_guard_change, values, nulls);
-
-	last_change.change_id = id;
-	last_change.cid = GetCurrentCommandId(false);
-	last_change.relid = RelationGetRelid(rel);
-	last_change.subid = GetCurrentSubTransactionId();
-	last_change.next_chunk = 0;
-	return id;
 }
 
 /*
@@ -426,6 +538,8 @@ guard_change_read(int64 change_id, GuardChange *change)
 		change->relation = TextDatumGetCString(values[Anum_change_relation - 1]);
 		change->kind = TextDatumGetCString(values[Anum_change_kind - 1]);
 		change->state = TextDatumGetCString(values[Anum_change_state - 1]);
+		change->inline_chunk = nulls[Anum_change_data - 1] ? NULL :
+			DatumGetByteaPCopy(values[Anum_change_data - 1]);
 		change->detail = nulls[Anum_change_detail - 1] ? NULL :
 			DatumGetCString(DirectFunctionCall1(jsonb_out, values[Anum_change_detail - 1]));
 

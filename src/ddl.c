@@ -840,7 +840,7 @@ guard_purge(PG_FUNCTION_ARGS)
 		tables = lappend_oid(tables, relid);
 		MemoryContextSwitchTo(old);
 	}
-	guard_run_sql("UPDATE guard.change SET state = 'expired'"
+	guard_run_sql("UPDATE guard.change SET state = 'expired', data = NULL, nrows = NULL"
 				  " WHERE state <> 'expired' AND at < pg_catalog.now() - $1",
 				  1, types, values, NULL);
 	expired = SPI_processed;

@@ -145,7 +145,7 @@ guard_diff(PG_FUNCTION_ARGS)
 		have_keyscan = guard_keyscan_begin(&ks, rel, &change);
 
 	reader = shadow_open(change_id, change.natts, change.atttypes,
-						 change.keys, change.nkeys);
+						 change.keys, change.nkeys, change.inline_chunk);
 	while (shadow_next(reader, &row))
 	{
 		char	   *key = guard_key_text(&change, row.keyvalues);

@@ -17,6 +17,8 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
+#include "utils/syscache.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 
@@ -156,15 +158,54 @@ guard_namespace(void)
 }
 
 /*
+ * OIDs of guard's own relations, looked up once: the capture path asks for
+ * them on every statement.  Any change to pg_class or pg_namespace (such as
+ * DROP EXTENSION) forgets them.
+ */
+#define RELID_CACHE_SIZE	16
+
+static struct
+{
+	const char *name;			/* a string constant of the caller's */
+	Oid			relid;
+}			relid_cache[RELID_CACHE_SIZE];
+static int	relid_cache_used = 0;
+static bool relid_cache_registered = false;
+
+static void
+relid_cache_reset(Datum arg, int cacheid, uint32 hashvalue)
+{
+	relid_cache_used = 0;
+}
+
+/*
  * The OID of one of guard's own tables or sequences.
  */
 Oid
 guard_relid(const char *relname)
 {
-	Oid			relid = get_relname_relid(relname, guard_namespace());
+	Oid			relid;
 
+	for (int i = 0; i < relid_cache_used; i++)
+	{
+		if (strcmp(relid_cache[i].name, relname) == 0)
+			return relid_cache[i].relid;
+	}
+	relid = get_relname_relid(relname, guard_namespace());
 	if (!OidIsValid(relid))
 		elog(ERROR, "guard relation \"%s\" is missing", relname);
+	if (!relid_cache_registered)
+	{
+		CacheRegisterSyscacheCallback(RELNAMENSP, relid_cache_reset, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACENAME, relid_cache_reset, (Datum) 0);
+		relid_cache_registered = true;
+	}
+	if (relid_cache_used < RELID_CACHE_SIZE)
+	{
+		relid_cache[relid_cache_used].name = relname;
+		relid_cache[relid_cache_used].relid = relid;
+		relid_cache_used++;
+	}
 	return relid;
 }
 

@@ -115,7 +115,7 @@ extern int	guard_key_attnums(Relation rel, AttrNumber *keys);
 #define Natts_guard_policy			9
 #define Natts_guard_changeset		7
 #define Anum_changeset_label		4
-#define Natts_guard_change			16
+#define Natts_guard_change			18
 #define Anum_change_relid			6
 #define Anum_change_relation		7
 #define Anum_change_kind			8
@@ -126,6 +126,7 @@ extern int	guard_key_attnums(Relation rel, AttrNumber *keys);
 #define Anum_change_atttypmods		13
 #define Anum_change_keyatts			14
 #define Anum_change_detail			16
+#define Anum_change_data			18
 #define Natts_guard_snapshot		4
 
 extern Relation guard_open(const char *relname, LOCKMODE lockmode, int natts);
@@ -140,6 +141,7 @@ typedef struct GuardChange
 	char	   *kind;
 	char	   *state;
 	char	   *detail;			/* JSON: what a schema change's undo needs */
+	bytea	   *inline_chunk;	/* the snapshot's first chunk, or NULL */
 	int			natts;			/* layout at capture time, by attnum */
 	char	  **attnames;		/* NULL: dropped */
 	Oid		   *atttypes;
@@ -151,9 +153,13 @@ extern bool guard_change_read(int64 change_id, GuardChange *change);
 extern void guard_changeset_begin_restore(int64 restore_of, List *changes);
 extern char *guard_change_statement(int64 change_id);
 extern int64 guard_changeset_current(bool create);
-extern int64 guard_change_for_statement(Relation rel, const char *kind);
+extern int64 guard_change_for_statement(Relation rel, const char *kind,
+									   const char **final_kind);
+extern int64 guard_change_reserve(Relation rel);
 extern int64 guard_change_record(Relation rel, const char *kind,
 								 const char *detail);
+extern void guard_change_insert(Relation rel, int64 id, const char *kind,
+								const char *detail, bytea *first, int32 nrows);
 extern void guard_changes_init(void);
 extern int32 *guard_change_chunk_counter(void);
 
@@ -248,7 +254,7 @@ typedef struct ShadowReader ShadowReader;
 
 extern ShadowReader *shadow_open(int64 change_id, int natts,
 								 const Oid *types, const AttrNumber *keys,
-								 int nkeys);
+								 int nkeys, bytea *inline_chunk);
 extern bool shadow_next(ShadowReader *r, ShadowRow *row);
 extern void shadow_close(ShadowReader *r);
 extern uint32 shadow_hash_value(Datum value, bool isnull, int16 typlen,

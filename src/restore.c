@@ -193,7 +193,7 @@ later_writes_build(const GuardChange *change, Datum exclude)
 			continue;
 		reader = shadow_open(later_change.change_id, later_change.natts,
 							 later_change.atttypes, later_change.keys,
-							 later_change.nkeys);
+							 later_change.nkeys, later_change.inline_chunk);
 		while (shadow_next(reader, &row))
 		{
 			char	   *key = guard_key_text(&later_change, row.keyvalues);
@@ -523,7 +523,7 @@ restore_rows(const GuardChange *change, OnConflict mode, Datum exclude,
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 
 	reader = shadow_open(change->change_id, change->natts, change->atttypes,
-						 change->keys, change->nkeys);
+						 change->keys, change->nkeys, change->inline_chunk);
 	while (shadow_next(reader, &row))
 	{
 		bool		live = guard_keyscan_fetch(&ks, row.keyvalues, snapshot);
@@ -1338,7 +1338,7 @@ guard_verify_restore(PG_FUNCTION_ARGS)
 			if (!guard_keyscan_begin(&ks, rel, &change))
 				elog(ERROR, "guard: table %s has no usable key", change.relation);
 			reader = shadow_open(change.change_id, change.natts, change.atttypes,
-								 change.keys, change.nkeys);
+								 change.keys, change.nkeys, change.inline_chunk);
 			while (shadow_next(reader, &row))
 			{
 				Datum	   *key = row.keyvalues;

@@ -64,6 +64,9 @@ struct ShadowWriter
 	int64		change_id;		/* 0 until the first chunk is written */
 	Relation	source;			/* the table written to */
 	const char *kind;
+	const char *record_kind;	/* the change record is ours to write */
+	bytea	   *first;			/* ... with this first chunk inline */
+	int32		first_nrows;
 	int			natts;
 	int			nkeys;
 	AttrNumber	keys[INDEX_MAX_KEYS];
@@ -265,8 +268,7 @@ shadow_begin(Relation rel, const char *kind, int64 limit, bool enforce)
 	w->limit = limit;
 	w->enforce = enforce;
 	w->relname = RelationGetRelationName(rel);
-	w->rel = guard_open("snapshot", RowExclusiveLock, Natts_guard_snapshot);
-	w->indstate = CatalogOpenIndexes(w->rel);
+	/* guard.snapshot is opened when a chunk must go there (not for one) */
 	w->rowcxt = AllocSetContextCreate(CurrentMemoryContext,
 									  "guard capture row",
 									  ALLOCSET_SMALL_SIZES);
@@ -274,7 +276,10 @@ shadow_begin(Relation rel, const char *kind, int64 limit, bool enforce)
 }
 
 /*
- * Write the chunk being filled, if any.
+ * Write the chunk being filled, if any.  The first chunk of a change this
+ * writer began is kept to go inline in the change record (written by
+ * shadow_end): a one-row statement then costs one row in guard.change and
+ * none in guard.snapshot.
  */
 static void
 shadow_flush(ShadowWriter *w)
@@ -282,23 +287,40 @@ shadow_flush(ShadowWriter *w)
 	Datum		values[Natts_guard_snapshot];
 	bool		nulls[Natts_guard_snapshot] = {false, false, false, false};
 	HeapTuple	tuple;
+	bool		keep_inline = false;
 
 	if (w->nrows == 0)
 		return;
 
+	SET_VARSIZE(w->buf.data, w->buf.len);
 	if (w->change_id == 0)
 	{
-		w->change_id = guard_change_for_statement(w->source, w->kind);
+		w->change_id = guard_change_for_statement(w->source, w->kind, &w->record_kind);
 		w->chunkno = guard_change_chunk_counter();
+		if (w->record_kind)
+		{
+			/* our own change: its first chunk goes into its record */
+			w->first = (bytea *) palloc(w->buf.len);
+			memcpy(w->first, w->buf.data, w->buf.len);
+			w->first_nrows = w->nrows;
+			keep_inline = true;
+		}
 	}
-	SET_VARSIZE(w->buf.data, w->buf.len);
-	values[0] = Int64GetDatum(w->change_id);
-	values[1] = Int32GetDatum((*w->chunkno)++);
-	values[2] = Int32GetDatum(w->nrows);
-	values[3] = PointerGetDatum(w->buf.data);
-	tuple = heap_form_tuple(RelationGetDescr(w->rel), values, nulls);
-	CatalogTupleInsertWithInfo(w->rel, tuple, w->indstate);
-	heap_freetuple(tuple);
+	if (!keep_inline)
+	{
+		if (w->rel == NULL)
+		{
+			w->rel = guard_open("snapshot", RowExclusiveLock, Natts_guard_snapshot);
+			w->indstate = CatalogOpenIndexes(w->rel);
+		}
+		values[0] = Int64GetDatum(w->change_id);
+		values[1] = Int32GetDatum((*w->chunkno)++);
+		values[2] = Int32GetDatum(w->nrows);
+		values[3] = PointerGetDatum(w->buf.data);
+		tuple = heap_form_tuple(RelationGetDescr(w->rel), values, nulls);
+		CatalogTupleInsertWithInfo(w->rel, tuple, w->indstate);
+		heap_freetuple(tuple);
+	}
 
 	w->bytes += w->buf.len;
 	if (w->limit >= 0 && w->bytes > w->limit)
@@ -547,6 +569,9 @@ shadow_end(ShadowWriter *w)
 	shadow_flush(w);
 	bytes = w->bytes;
 	change_id = w->change_id;
+	if (w->record_kind)
+		guard_change_insert(w->source, w->change_id, w->record_kind, NULL,
+							w->first, w->first_nrows);
 	if (w->warned)
 		ereport(WARNING,
 				(errcode(ERRCODE_GUARD_SNAPSHOT_TOO_LARGE),
@@ -554,8 +579,11 @@ shadow_end(ShadowWriter *w)
 						w->relname),
 				 errdetail("The snapshot takes " INT64_FORMAT " bytes; the limit is %d kB.",
 						   bytes, guard_max_snapshot_size)));
-	CatalogCloseIndexes(w->indstate);
-	table_close(w->rel, RowExclusiveLock);
+	if (w->rel)
+	{
+		CatalogCloseIndexes(w->indstate);
+		table_close(w->rel, RowExclusiveLock);
+	}
 	MemoryContextDelete(w->rowcxt);
 	pfree(w->buf.data);
 	pfree(w);
@@ -568,7 +596,7 @@ shadow_end(ShadowWriter *w)
  */
 ShadowReader *
 shadow_open(int64 change_id, int natts, const Oid *types,
-			const AttrNumber *keys, int nkeys)
+			const AttrNumber *keys, int nkeys, bytea *inline_chunk)
 {
 	ShadowReader *r = palloc0(sizeof(ShadowReader));
 	ScanKeyData key;
@@ -596,6 +624,13 @@ shadow_open(int64 change_id, int natts, const Oid *types,
 				Int64GetDatum(change_id));
 	r->scan = systable_beginscan(r->rel, guard_relid("snapshot_pkey"), true,
 								 snapshot, 1, &key);
+	if (inline_chunk)
+	{
+		/* the first chunk, kept in the change record */
+		r->chunk = (bytea *) PG_DETOAST_DATUM_COPY(PointerGetDatum(inline_chunk));
+		r->pos = VARDATA(r->chunk);
+		r->end = r->pos + VARSIZE(r->chunk) - VARHDRSZ;
+	}
 	return r;
 }
 
