@@ -28,6 +28,7 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
 #include "utils/hsearch.h"
@@ -46,6 +47,14 @@ PG_FUNCTION_INFO_V1(guard_label);
 
 /* longest statement text kept in a change record */
 #define MAX_STATEMENT_LEN	65536
+
+/* layouts already in guard.layout, by relation (see layout_lookup) */
+static HTAB *layout_cache = NULL;
+static bool layout_written_in_xact = false;
+
+struct LayoutEntry;
+static void layout_invalidate(Datum arg, Oid relid);
+static int64 layout_store(struct LayoutEntry *entry);
 
 /* the change set of the current transaction, 0 if none yet */
 static int64 cur_changeset = 0;
@@ -69,11 +78,16 @@ changes_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
-		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			/* layout rows this transaction wrote are gone */
+			if (layout_written_in_xact && layout_cache)
+				layout_invalidate((Datum) 0, InvalidOid);
+			/* FALLTHROUGH */
+		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PARALLEL_ABORT:
+			layout_written_in_xact = false;
 			cur_changeset = 0;
 			cur_changeset_subid = InvalidSubTransactionId;
 			memset(&last_change, 0, sizeof(last_change));
@@ -93,6 +107,8 @@ changes_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
+		if (layout_written_in_xact && layout_cache)
+			layout_invalidate((Datum) 0, InvalidOid);
 		if (cur_changeset_subid == mySubid)
 		{
 			cur_changeset = 0;
@@ -132,12 +148,6 @@ insert_row(const char *relname, int natts, Datum *values, bool *nulls)
 	table_close(rel, RowExclusiveLock);
 }
 
-static Datum
-name_datum(const char *s)
-{
-	return DirectFunctionCall1(namein, CStringGetDatum(s));
-}
-
 /*
  * Create the current transaction's change set.
  */
@@ -156,7 +166,7 @@ changeset_create(const char *label)
 		values[3] = CStringGetTextDatum(label);
 	else
 		nulls[3] = true;
-	values[4] = name_datum(GetUserNameFromId(GetUserId(), false));
+	values[4] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
 	if (application_name && application_name[0])
 		values[5] = CStringGetTextDatum(application_name);
 	else
@@ -296,13 +306,13 @@ guard_change_record(Relation rel, const char *kind, const char *detail)
 typedef struct LayoutEntry
 {
 	Oid			relid;
+	int64		layout_id;		/* its row in guard.layout */
 	Datum		attnames;		/* text[], in CacheMemoryContext */
 	Datum		atttypes;		/* oid[] */
 	Datum		atttypmods;		/* int4[] */
 	Datum		keyatts;		/* int2[] */
 } LayoutEntry;
 
-static HTAB *layout_cache = NULL;
 
 static void
 layout_free(LayoutEntry *entry)
@@ -392,7 +402,72 @@ layout_lookup(Relation rel)
 	entry->keyatts = PointerGetDatum(construct_array(keydatums, nkeys, INT2OID,
 													 sizeof(int16), true, TYPALIGN_SHORT));
 	MemoryContextSwitchTo(old);
+	entry->layout_id = 0;
+	PG_TRY();
+	{
+		entry->layout_id = layout_store(entry);
+	}
+	PG_CATCH();
+	{
+		layout_free(entry);
+		hash_search(layout_cache, &relid, HASH_REMOVE, NULL);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	return entry;
+}
+
+/*
+ * The id of a layout in guard.layout: an identical row of the same table's,
+ * or a new one.
+ */
+static int64
+layout_store(LayoutEntry *entry)
+{
+	Relation	rel = guard_open("layout", RowExclusiveLock, Natts_guard_layout);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	int64		id = 0;
+
+	ScanKeyInit(&key, 2, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(entry->relid));
+	scan = systable_beginscan(rel, guard_relid("layout_relid_idx"), true,
+							  GetLatestSnapshot(), 1, &key);
+	while (id == 0 && HeapTupleIsValid(tuple = systable_getnext(scan)))
+	{
+		Datum		values[Natts_guard_layout];
+		bool		nulls[Natts_guard_layout];
+
+		heap_deform_tuple(tuple, RelationGetDescr(rel), values, nulls);
+		if (datumIsEqual(values[2], entry->attnames, false, -1) &&
+			datumIsEqual(values[3], entry->atttypes, false, -1) &&
+			datumIsEqual(values[4], entry->atttypmods, false, -1) &&
+			datumIsEqual(values[5], entry->keyatts, false, -1))
+			id = DatumGetInt64(values[0]);
+	}
+	systable_endscan(scan);
+	if (id == 0)
+	{
+		Datum		values[Natts_guard_layout];
+		bool		nulls[Natts_guard_layout] = {false, false, false, false, false, false};
+		HeapTuple	newtuple;
+
+		id = nextval_internal(guard_relid("layout_id_seq"), false);
+		values[0] = Int64GetDatum(id);
+		values[1] = ObjectIdGetDatum(entry->relid);
+		values[2] = entry->attnames;
+		values[3] = entry->atttypes;
+		values[4] = entry->atttypmods;
+		values[5] = entry->keyatts;
+		newtuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
+		CatalogTupleInsert(rel, newtuple);
+		heap_freetuple(newtuple);
+		/* a layout row written by a transaction that aborts is forgotten */
+		layout_written_in_xact = true;
+	}
+	table_close(rel, RowExclusiveLock);
+	return id;
 }
 
 /*
@@ -412,7 +487,7 @@ guard_change_insert(Relation rel, int64 id, const char *kind, const char *detail
 	values[0] = Int64GetDatum(id);
 	values[1] = Int64GetDatum(guard_changeset_current(true));
 	values[2] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
-	values[3] = name_datum(GetUserNameFromId(GetUserId(), false));
+	values[3] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
 	if (application_name && application_name[0])
 		values[4] = CStringGetTextDatum(application_name);
 	else
@@ -426,19 +501,16 @@ guard_change_insert(Relation rel, int64 id, const char *kind, const char *detail
 
 	/* the layout the snapshot is encoded in: names and types by attnum */
 	layout = layout_lookup(rel);
-	values[10] = layout->attnames;
-	values[11] = layout->atttypes;
-	values[12] = layout->atttypmods;
-	values[13] = layout->keyatts;
-	nulls[14] = true;			/* restored_by */
+	values[Anum_change_layout - 1] = Int64GetDatum(layout->layout_id);
+	nulls[Anum_change_restored_by - 1] = true;
 	if (detail)
-		values[15] = DirectFunctionCall1(jsonb_in, CStringGetDatum(detail));
+		values[Anum_change_detail - 1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(detail));
 	else
-		nulls[15] = true;
-	values[16] = Int32GetDatum(nrows);
-	nulls[16] = (first == NULL);
-	values[17] = PointerGetDatum(first);
-	nulls[17] = (first == NULL);
+		nulls[Anum_change_detail - 1] = true;
+	values[Anum_change_nrows - 1] = Int32GetDatum(nrows);
+	nulls[Anum_change_nrows - 1] = (first == NULL);
+	values[Anum_change_data - 1] = PointerGetDatum(first);
+	nulls[Anum_change_data - 1] = (first == NULL);
 	insert_row("change", Natts_guard_change, values, nulls);
 }
 
@@ -505,6 +577,53 @@ guard_label(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Read layout "layout_id" into a change's natts, attnames, atttypes, keys.
+ */
+static void
+layout_read(int64 layout_id, GuardChange *change)
+{
+	Relation	rel = guard_open("layout", AccessShareLock, Natts_guard_layout);
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Datum		values[Natts_guard_layout];
+	bool		nulls[Natts_guard_layout];
+	Datum	   *elems;
+	bool	   *elemnulls;
+	int			n;
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(layout_id));
+	scan = systable_beginscan(rel, guard_relid("layout_pkey"), true,
+							  GetLatestSnapshot(), 1, &key);
+	tuple = systable_getnext(scan);
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "guard: layout " INT64_FORMAT " of change " INT64_FORMAT " is missing",
+			 layout_id, change->change_id);
+	heap_deform_tuple(tuple, RelationGetDescr(rel), values, nulls);
+
+	deconstruct_array(DatumGetArrayTypeP(values[2]), TEXTOID, -1, false,
+					  TYPALIGN_INT, &elems, &elemnulls, &n);
+	change->natts = n;
+	change->attnames = palloc0(sizeof(char *) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+		change->attnames[i] = elemnulls[i] ? NULL : TextDatumGetCString(elems[i]);
+
+	deconstruct_array(DatumGetArrayTypeP(values[3]), OIDOID, sizeof(Oid),
+					  true, TYPALIGN_INT, &elems, &elemnulls, &n);
+	change->atttypes = palloc0(sizeof(Oid) * Max(change->natts, 1));
+	for (int i = 0; i < n && i < change->natts; i++)
+		change->atttypes[i] = DatumGetObjectId(elems[i]);
+
+	deconstruct_array(DatumGetArrayTypeP(values[5]), INT2OID, sizeof(int16),
+					  true, TYPALIGN_SHORT, &elems, &elemnulls, &n);
+	change->nkeys = n;
+	for (int i = 0; i < n && i < INDEX_MAX_KEYS; i++)
+		change->keys[i] = DatumGetInt16(elems[i]);
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+}
+
+/*
  * Read change record "change_id" into *change.  Returns false if there is
  * no such change.
  */
@@ -526,9 +645,6 @@ guard_change_read(int64 change_id, GuardChange *change)
 	{
 		Datum		values[Natts_guard_change];
 		bool		nulls[Natts_guard_change];
-		Datum	   *elems;
-		bool	   *elemnulls;
-		int			n;
 
 		heap_deform_tuple(tuple, RelationGetDescr(rel), values, nulls);
 		found = true;
@@ -543,24 +659,7 @@ guard_change_read(int64 change_id, GuardChange *change)
 		change->detail = nulls[Anum_change_detail - 1] ? NULL :
 			DatumGetCString(DirectFunctionCall1(jsonb_out, values[Anum_change_detail - 1]));
 
-		deconstruct_array(DatumGetArrayTypeP(values[Anum_change_attnames - 1]), TEXTOID, -1, false,
-						  TYPALIGN_INT, &elems, &elemnulls, &n);
-		change->natts = n;
-		change->attnames = palloc0(sizeof(char *) * Max(n, 1));
-		for (int i = 0; i < n; i++)
-			change->attnames[i] = elemnulls[i] ? NULL : TextDatumGetCString(elems[i]);
-
-		deconstruct_array(DatumGetArrayTypeP(values[Anum_change_atttypes - 1]), OIDOID, sizeof(Oid),
-						  true, TYPALIGN_INT, &elems, &elemnulls, &n);
-		change->atttypes = palloc0(sizeof(Oid) * Max(n, 1));
-		for (int i = 0; i < n && i < change->natts; i++)
-			change->atttypes[i] = DatumGetObjectId(elems[i]);
-
-		deconstruct_array(DatumGetArrayTypeP(values[Anum_change_keyatts - 1]), INT2OID, sizeof(int16),
-						  true, TYPALIGN_SHORT, &elems, &elemnulls, &n);
-		change->nkeys = n;
-		for (int i = 0; i < n && i < INDEX_MAX_KEYS; i++)
-			change->keys[i] = DatumGetInt16(elems[i]);
+		layout_read(DatumGetInt64(values[Anum_change_layout - 1]), change);
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);

@@ -115,18 +115,18 @@ extern int	guard_key_attnums(Relation rel, AttrNumber *keys);
 #define Natts_guard_policy			9
 #define Natts_guard_changeset		7
 #define Anum_changeset_label		4
-#define Natts_guard_change			18
+#define Natts_guard_change			15
 #define Anum_change_relid			6
 #define Anum_change_relation		7
 #define Anum_change_kind			8
 #define Anum_change_statement		9
 #define Anum_change_state			10
-#define Anum_change_attnames		11
-#define Anum_change_atttypes		12
-#define Anum_change_atttypmods		13
-#define Anum_change_keyatts			14
-#define Anum_change_detail			16
-#define Anum_change_data			18
+#define Anum_change_layout			11
+#define Anum_change_restored_by		12
+#define Anum_change_detail			13
+#define Anum_change_nrows			14
+#define Anum_change_data			15
+#define Natts_guard_layout			6
 #define Natts_guard_snapshot		4
 
 extern Relation guard_open(const char *relname, LOCKMODE lockmode, int natts);
