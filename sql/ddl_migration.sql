@@ -35,5 +35,23 @@ SELECT kind FROM guard.restore(:dropper);
 SELECT kind, rows_restored FROM guard.restore(:upd);
 SELECT email FROM users WHERE id <= 3 ORDER BY id;
 
+-- a migration over many rows: the undo of ADD COLUMN snapshots the column
+-- in many chunks from inside the restore (dry run and real)
+CREATE TABLE wide AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 20000) g;
+ALTER TABLE wide ADD PRIMARY KEY (id);
+SELECT guard.protect('wide');
+SELECT md5(string_agg(w::text, ',' ORDER BY id)) AS wide0 FROM wide w \gset
+BEGIN;
+SELECT guard.label('wide migration') AS wide_cs \gset
+ALTER TABLE wide ADD COLUMN extra text;
+UPDATE wide SET extra = h, h = 'x' WHERE id % 10 < 8;
+COMMIT;
+SELECT kind, rows_restored FROM guard.restore(:wide_cs, dry_run => true);
+SELECT kind, rows_restored FROM guard.restore(:wide_cs);
+SELECT md5(string_agg(w::text, ',' ORDER BY id)) = :'wide0' AS wide_back FROM wide w;
+SELECT kind, rows FROM guard.changes WHERE changeset_id = (SELECT max(changeset_id) FROM guard.changesets)
+ ORDER BY change_id;
+
 SELECT guard.unprotect('users');
-DROP TABLE users;
+SELECT guard.unprotect('wide');
+DROP TABLE users, wide;

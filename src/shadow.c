@@ -86,6 +86,7 @@ struct ShadowWriter
 	const char *relname;
 	Relation	rel;
 	CatalogIndexState indstate;
+	MemoryContext cxt;			/* where the writer lives */
 	MemoryContext rowcxt;		/* detoasted values of one row */
 };
 
@@ -268,6 +269,7 @@ shadow_begin(Relation rel, const char *kind, int64 limit, bool enforce)
 	w->limit = limit;
 	w->enforce = enforce;
 	w->relname = RelationGetRelationName(rel);
+	w->cxt = CurrentMemoryContext;
 	/* guard.snapshot is opened when a chunk must go there (not for one) */
 	w->rowcxt = AllocSetContextCreate(CurrentMemoryContext,
 									  "guard capture row",
@@ -300,7 +302,7 @@ shadow_flush(ShadowWriter *w)
 		if (w->record_kind)
 		{
 			/* our own change: its first chunk goes into its record */
-			w->first = (bytea *) palloc(w->buf.len);
+			w->first = (bytea *) MemoryContextAlloc(w->cxt, w->buf.len);
 			memcpy(w->first, w->buf.data, w->buf.len);
 			w->first_nrows = w->nrows;
 			keep_inline = true;
@@ -310,8 +312,12 @@ shadow_flush(ShadowWriter *w)
 	{
 		if (w->rel == NULL)
 		{
+			/* in the writer's context: the caller may be inside SPI */
+			MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
 			w->rel = guard_open("snapshot", RowExclusiveLock, Natts_guard_snapshot);
 			w->indstate = CatalogOpenIndexes(w->rel);
+			MemoryContextSwitchTo(old);
 		}
 		values[0] = Int64GetDatum(w->change_id);
 		values[1] = Int32GetDatum((*w->chunkno)++);
