@@ -194,16 +194,13 @@ snapshot_rows(Relation rel, AttrNumber attnum, const char *kind)
  * first.  The change record must exist before the snapshot's chunks.
  */
 static void
-record_column_change(Relation rel, AttrNumber attnum, const char *kind,
-					 const char *extra_name, const char *extra_value)
+record_column_change(Relation rel, AttrNumber attnum, const char *kind)
 {
 	StringInfoData detail;
 
 	initStringInfo(&detail);
 	appendStringInfoChar(&detail, '{');
 	column_definition(&detail, rel, attnum);
-	if (extra_name)
-		json_field(&detail, extra_name, extra_value);
 	appendStringInfoChar(&detail, '}');
 	guard_change_record(rel, kind, detail.data);
 	snapshot_rows(rel, attnum, kind);
@@ -250,20 +247,14 @@ before_alter_table(AlterTableStmt *stmt, List *after)
 				json_field(&detail, "column", ((ColumnDef *) cmd->def)->colname);
 				break;
 			case AT_DropColumn:
-				{
-					AttrNumber	attnum = get_attnum(relid, cmd->name);
-
-					if (attnum > 0)
-						record_column_change(rel, attnum, "DROP COLUMN", NULL, NULL);
-					rec->kind = NULL;	/* recorded already */
-					break;
-				}
 			case AT_AlterColumnType:
 				{
 					AttrNumber	attnum = get_attnum(relid, cmd->name);
 
 					if (attnum > 0)
-						record_column_change(rel, attnum, "ALTER COLUMN TYPE", NULL, NULL);
+						record_column_change(rel, attnum,
+											 cmd->subtype == AT_DropColumn ?
+											 "DROP COLUMN" : "ALTER COLUMN TYPE");
 					rec->kind = NULL;	/* recorded already */
 					break;
 				}

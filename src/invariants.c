@@ -883,6 +883,34 @@ guard_invariants_end(GuardInvariantSet *set, int64 change_id)
 }
 
 /*
+ * Evaluate the prepared row checks on one row, counting failures and
+ * keeping up to MAX_SAMPLES keys ("key", or the row's own) of each.
+ */
+static void
+check_one_row(ExprState **states, int ndefs, ExprContext *econtext,
+			  Relation rel, TupleTableSlot *row, const char *key,
+			  AttrNumber *keyatts, int nkeys, int64 rowno,
+			  int64 *failing, List **samples)
+{
+	slot_getallattrs(row);
+	econtext->ecxt_scantuple = row;
+	for (int i = 0; i < ndefs; i++)
+	{
+		bool		isnull;
+		Datum		d;
+
+		if (states[i] == NULL)
+			continue;
+		d = ExecEvalExprSwitchContext(states[i], econtext, &isnull);
+		if (!isnull && !DatumGetBool(d) && failing[i]++ < MAX_SAMPLES)
+			samples[i] = lappend(samples[i],
+								 key ? pstrdup(key) :
+								 slot_key_text(rel, row, keyatts, nkeys, rowno));
+	}
+	ResetExprContext(econtext);
+}
+
+/*
  * Check the row checks of "defs" over every row of "rel" (or, when keys is
  * not NULL, over the rows with those keys), filling counts and samples.
  */
@@ -944,21 +972,8 @@ check_rows(Relation rel, InvariantDef *defs, int ndefs, bool deferred_only,
 				rowno++;
 				if (map)
 					row = execute_attr_map_slot(map->attrMap, leafslot, slot);
-				slot_getallattrs(row);
-				econtext->ecxt_scantuple = row;
-				for (int i = 0; i < ndefs; i++)
-				{
-					bool		isnull;
-					Datum		d;
-
-					if (states[i] == NULL)
-						continue;
-					d = ExecEvalExprSwitchContext(states[i], econtext, &isnull);
-					if (!isnull && !DatumGetBool(d) && failing[i]++ < MAX_SAMPLES)
-						samples[i] = lappend(samples[i],
-											 slot_key_text(rel, row, keyatts, nkeys, rowno));
-				}
-				ResetExprContext(econtext);
+				check_one_row(states, ndefs, econtext, rel, row, NULL, keyatts,
+							  nkeys, rowno, failing, samples);
 			}
 			table_endscan(scan);
 			ExecDropSingleTupleTableSlot(leafslot);
@@ -988,20 +1003,8 @@ check_rows(Relation rel, InvariantDef *defs, int ndefs, bool deferred_only,
 			map = convert_tuples_by_name(RelationGetDescr(ks.found), RelationGetDescr(rel));
 			if (map)
 				row = execute_attr_map_slot(map->attrMap, ks.slot, slot);
-			slot_getallattrs(row);
-			econtext->ecxt_scantuple = row;
-			for (int i = 0; i < ndefs; i++)
-			{
-				bool		isnull;
-				Datum		d;
-
-				if (states[i] == NULL)
-					continue;
-				d = ExecEvalExprSwitchContext(states[i], econtext, &isnull);
-				if (!isnull && !DatumGetBool(d) && failing[i]++ < MAX_SAMPLES)
-					samples[i] = lappend(samples[i], pstrdup(fk->key));
-			}
-			ResetExprContext(econtext);
+			check_one_row(states, ndefs, econtext, rel, row, fk->key, keyatts,
+						  nkeys, 0, failing, samples);
 		}
 		guard_keyscan_end(&ks);
 	}

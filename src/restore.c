@@ -1023,6 +1023,24 @@ select_ids(const char *sql, int nargs, Oid *types, Datum *values)
 }
 
 /*
+ * In a PG_CATCH: roll back the internal subtransaction the work ran in and
+ * raise the error again in the outer one.
+ */
+static void
+abort_subxact_rethrow(MemoryContext oldcxt, ResourceOwner oldowner)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(oldcxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	ReThrowError(edata);
+}
+
+/*
  * Undo the changes (newest first), record the restore, and return the
  * report rows.  With dry_run, all of it happens in a subtransaction that is
  * rolled back.
@@ -1098,17 +1116,7 @@ restore_changes(List *ids, OnConflict mode, bool dry_run, int64 restore_of,
 	PG_CATCH();
 	{
 		if (dry_run)
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(oldcxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(oldcxt);
-			CurrentResourceOwner = oldowner;
-			ReThrowError(edata);
-		}
+			abort_subxact_rethrow(oldcxt, oldowner);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
@@ -1425,15 +1433,7 @@ guard_verify_restore(PG_FUNCTION_ARGS)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-		ReThrowError(edata);
+		abort_subxact_rethrow(oldcxt, oldowner);
 	}
 	PG_END_TRY();
 	RollbackAndReleaseCurrentSubTransaction();
