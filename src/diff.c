@@ -26,37 +26,6 @@
 
 PG_FUNCTION_INFO_V1(guard_diff);
 
-static char *
-value_text(Datum value, Oid type)
-{
-	Oid			typoutput;
-	bool		varlena;
-
-	getTypeOutputInfo(type, &typoutput, &varlena);
-	return OidOutputFunctionCall(typoutput, value);
-}
-
-/*
- * The key as PostgreSQL prints it in errors: (a, b)=(1, x).
- */
-char *
-guard_key_text(const GuardChange *change, Datum *keyvalues)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '(');
-	for (int k = 0; k < change->nkeys; k++)
-		appendStringInfo(&buf, "%s%s", k ? ", " : "",
-						 quote_identifier(change->attnames[change->keys[k] - 1]));
-	appendStringInfoString(&buf, ")=(");
-	for (int k = 0; k < change->nkeys; k++)
-		appendStringInfo(&buf, "%s%s", k ? ", " : "",
-						 value_text(keyvalues[k], change->atttypes[change->keys[k] - 1]));
-	appendStringInfoChar(&buf, ')');
-	return buf.data;
-}
-
 /*
  * The live value of column "name" in the fetched row, as text, or NULL.
  */
@@ -77,7 +46,7 @@ live_value(GuardKeyScan *ks, bool live, const char *name)
 		{
 			if (ks->slot->tts_isnull[attno])
 				return NULL;
-			return cstring_to_text(value_text(ks->slot->tts_values[attno],
+			return cstring_to_text(guard_value_text(ks->slot->tts_values[attno],
 											  att->atttypid));
 		}
 	}
@@ -181,7 +150,7 @@ guard_diff(PG_FUNCTION_ARGS)
 			if (!row.captured[i] || name == NULL)
 				continue;
 			put_row(rsinfo, key, name,
-					row.nulls[i] ? NULL : value_text(row.values[i], change.atttypes[i]),
+					row.nulls[i] ? NULL : guard_value_text(row.values[i], change.atttypes[i]),
 					live_value(&ks, live, name));
 		}
 	}

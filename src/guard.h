@@ -188,6 +188,7 @@ extern bool guard_keyscan_begin(GuardKeyScan *ks, Relation rel,
 extern bool guard_keyscan_fetch(GuardKeyScan *ks, Datum *keyvalues,
 								Snapshot snapshot);
 extern char *guard_key_text(const GuardChange *change, Datum *keyvalues);
+extern char *guard_value_text(Datum value, Oid type);
 extern void guard_change_from_relation(Relation rel, GuardChange *layout);
 extern void guard_keyscan_end(GuardKeyScan *ks);
 

@@ -22,6 +22,8 @@
 #include "catalog/pg_inherits.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
@@ -206,4 +208,38 @@ guard_change_from_relation(Relation rel, GuardChange *layout)
 		layout->atttypes[i] = att->atttypid;
 	}
 	layout->nkeys = guard_key_attnums(rel, layout->keys);
+}
+
+/*
+ * A value as its type's output function prints it.
+ */
+char *
+guard_value_text(Datum value, Oid type)
+{
+	Oid			typoutput;
+	bool		varlena;
+
+	getTypeOutputInfo(type, &typoutput, &varlena);
+	return OidOutputFunctionCall(typoutput, value);
+}
+
+/*
+ * The key as PostgreSQL prints it in errors: (a, b)=(1, x).
+ */
+char *
+guard_key_text(const GuardChange *change, Datum *keyvalues)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '(');
+	for (int k = 0; k < change->nkeys; k++)
+		appendStringInfo(&buf, "%s%s", k ? ", " : "",
+						 quote_identifier(change->attnames[change->keys[k] - 1]));
+	appendStringInfoString(&buf, ")=(");
+	for (int k = 0; k < change->nkeys; k++)
+		appendStringInfo(&buf, "%s%s", k ? ", " : "",
+						 guard_value_text(keyvalues[k], change->atttypes[change->keys[k] - 1]));
+	appendStringInfoChar(&buf, ')');
+	return buf.data;
 }
