@@ -39,8 +39,7 @@ BEGIN
 		RAISE LOG 'test pause: % changes, % snapshot rows captured by this transaction',
 			(SELECT count(*) FROM guard.change c JOIN guard.changeset s USING (changeset_id)
 			  WHERE s.xid = pg_current_xact_id()),
-			(SELECT coalesce(sum(n.nrows), 0) FROM guard.snapshot n
-			   JOIN guard.change c USING (change_id)
+			(SELECT coalesce(sum(c.rows), 0) FROM guard.changes c
 			   JOIN guard.changeset s USING (changeset_id)
 			  WHERE s.xid = pg_current_xact_id());
 		PERFORM pg_sleep(600);
