@@ -51,11 +51,36 @@ SELECT kind, rows_restored FROM guard.undrop('other');
 SELECT to_regclass('other') IS NOT NULL AS other_back;
 SELECT expect_error($$SELECT * FROM guard.undrop('accounts')$$);
 
--- a table others depend on is not dropped (guard cannot keep them yet)
+-- DROP TABLE ... CASCADE: the views (and views on views) and the foreign
+-- keys of other tables that depend on it go, and come back with the undo
 CREATE VIEW rich AS SELECT * FROM accounts WHERE balance > 40;
+CREATE VIEW richest AS SELECT email FROM rich WHERE balance > 45;
+GRANT SELECT ON rich TO regress_guard_reader2;
+COMMENT ON VIEW rich IS 'rich accounts';
+CREATE TABLE orders (id int PRIMARY KEY, account int REFERENCES accounts (id));
+INSERT INTO orders VALUES (1, 50);
+CREATE FUNCTION deps() RETURNS TABLE (what text, def text) LANGUAGE sql AS $$
+	SELECT 'view ' || c.relname, pg_get_viewdef(c.oid) || ' ' || coalesce(array_to_string(c.relacl, ','), '')
+		   || ' ' || coalesce(obj_description(c.oid, 'pg_class'), '')
+	  FROM pg_class c WHERE c.relname IN ('rich', 'richest')
+	UNION ALL
+	SELECT 'fk ' || conname, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'f'
+	ORDER BY 1
+$$;
+CREATE TABLE deps_before AS SELECT * FROM deps();
 SELECT expect_error($$DROP TABLE accounts$$);
-SELECT expect_error($$DROP TABLE accounts CASCADE$$);
-DROP VIEW rich;
+DROP TABLE accounts CASCADE;
+SELECT count(*) AS dependents_left FROM deps();
+SELECT count(*) FROM orders;
+SELECT kind, rows_restored FROM guard.undrop('accounts');
+SELECT count(*) AS differences FROM (
+	(SELECT * FROM deps() EXCEPT SELECT * FROM deps_before)
+	UNION ALL (SELECT * FROM deps_before EXCEPT SELECT * FROM deps())) d;
+SELECT count(*) FROM richest;
+SELECT expect_error($$INSERT INTO orders VALUES (2, 99999)$$);
+DROP VIEW richest, rich;
+DROP TABLE orders, deps_before;
+DROP FUNCTION deps();
 
 -- an unprotected table is dropped as usual
 CREATE TABLE plain (id int);

@@ -460,6 +460,141 @@ table_parts(Oid relid)
 }
 
 /*
+ * For DROP TABLE ... CASCADE of a protected table: the views that depend on
+ * it (transitively) and the foreign keys of other tables that reference it,
+ * saved as the statements that recreate them (views first, shallowest
+ * first, with owner, grants and comment; then the foreign keys), then
+ * dropped.
+ */
+static List *
+save_and_drop_dependents(Oid relid, List *dropping)
+{
+	GuardAsRole owner;
+	Oid			types[2] = {OIDOID, OIDARRAYOID};
+	Datum		values[2];
+	Datum	   *elems = palloc(sizeof(Datum) * (list_length(dropping) + 1));
+	int			n = 0;
+	ListCell   *lc;
+	List	   *recreate = NIL;
+	List	   *drops = NIL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	foreach(lc, dropping)
+		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid),
+												true, TYPALIGN_INT));
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("WITH RECURSIVE deps(oid, depth) AS ("
+				  "  SELECT r.ev_class, 1 FROM pg_catalog.pg_depend d"
+				  "    JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid"
+				  "   WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+				  "     AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+				  "     AND d.refobjid = $1 AND r.ev_class <> $1"
+				  "  UNION"
+				  "  SELECT r.ev_class, deps.depth + 1 FROM deps"
+				  "    JOIN pg_catalog.pg_depend d ON d.refobjid = deps.oid"
+				  "     AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+				  "     AND d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+				  "    JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid"
+				  "   WHERE r.ev_class <> deps.oid AND deps.depth < 50)"
+				  " SELECT pg_catalog.concat_ws('; ',"
+				  "     pg_catalog.format('CREATE VIEW %I.%I AS %s', n.nspname, c.relname,"
+				  "                       pg_catalog.rtrim(pg_catalog.pg_get_viewdef(c.oid), ';')),"
+				  "     pg_catalog.format('ALTER VIEW %I.%I OWNER TO %I', n.nspname, c.relname,"
+				  "                       pg_catalog.pg_get_userbyid(c.relowner)),"
+				  "     (SELECT pg_catalog.string_agg(pg_catalog.format('GRANT %s ON %I.%I TO %s',"
+				  "              a.privilege_type, n.nspname, c.relname,"
+				  "              CASE WHEN a.grantee = 0 THEN 'PUBLIC'"
+				  "                   ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END), '; ')"
+				  "        FROM pg_catalog.aclexplode(c.relacl) a WHERE a.grantee <> c.relowner),"
+				  "     (SELECT pg_catalog.format('COMMENT ON VIEW %I.%I IS %L', n.nspname, c.relname, t)"
+				  "        FROM pg_catalog.obj_description(c.oid, 'pg_class') t WHERE t IS NOT NULL)),"
+				  "   pg_catalog.format('DROP VIEW IF EXISTS %I.%I CASCADE', n.nspname, c.relname),"
+				  "   c.relkind"
+				  "  FROM (SELECT oid, pg_catalog.max(depth) AS depth FROM deps GROUP BY oid) v"
+				  "  JOIN pg_catalog.pg_class c ON c.oid = v.oid"
+				  "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+				  " ORDER BY v.depth, c.oid",
+				  1, types, values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *create = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		char	   *drop = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		char	   *relkind = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3);
+		MemoryContext old;
+
+		if (relkind[0] != RELKIND_VIEW)
+			continue;			/* a materialized view: refused by the caller */
+		old = MemoryContextSwitchTo(outer);
+		recreate = lappend(recreate, pstrdup(create));
+		drops = lappend(drops, pstrdup(drop));
+		MemoryContextSwitchTo(old);
+	}
+	guard_run_sql("SELECT pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I %s',"
+				  "         c.conrelid::pg_catalog.regclass, c.conname, pg_catalog.pg_get_constraintdef(c.oid)),"
+				  "       pg_catalog.format('ALTER TABLE %s DROP CONSTRAINT %I',"
+				  "         c.conrelid::pg_catalog.regclass, c.conname)"
+				  "  FROM pg_catalog.pg_constraint c"
+				  " WHERE c.contype = 'f' AND c.confrelid = $1 AND c.conrelid <> $1"
+				  "   AND c.conrelid <> ALL ($2) ORDER BY c.oid",
+				  2, types, values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		MemoryContext old = MemoryContextSwitchTo(outer);
+
+		recreate = lappend(recreate, pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1)));
+		drops = lappend(drops, pstrdup(SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2)));
+		MemoryContextSwitchTo(old);
+	}
+	guard_as_role_end(&owner);
+
+	guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
+	guard_internal_ddl = true;
+	PG_TRY();
+	{
+		foreach(lc, drops)
+			guard_run_sql((char *) lfirst(lc), 0, NULL, NULL, NULL);
+	}
+	PG_FINALLY();
+	{
+		guard_internal_ddl = false;
+	}
+	PG_END_TRY();
+	guard_as_role_end(&owner);
+	CommandCounterIncrement();
+	return recreate;
+}
+
+/*
+ * Run the statements that recreate what a DROP TABLE ... CASCADE of a
+ * protected table dropped with it (see save_and_drop_dependents).
+ */
+void
+guard_recreate_dependents(List *statements)
+{
+	GuardAsRole owner;
+	ListCell   *lc;
+
+	if (statements == NIL)
+		return;
+	guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
+	guard_internal_ddl = true;
+	PG_TRY();
+	{
+		foreach(lc, statements)
+			guard_run_sql((char *) lfirst(lc), 0, NULL, NULL, NULL);
+	}
+	PG_FINALLY();
+	{
+		guard_internal_ddl = false;
+	}
+	PG_END_TRY();
+	guard_as_role_end(&owner);
+	CommandCounterIncrement();
+}
+
+/*
  * The schema guard_trash, created on first use.
  */
 static Oid
@@ -497,18 +632,36 @@ trash_table(Oid relid, DropBehavior behavior, List *dropping)
 	List	   *tree;
 	ListCell   *lc;
 	GuardAsRole owner;
+	List	   *recreate = NIL;
 
+	/* no reference held while dependents are dropped (ALTER TABLE checks) */
+	relation_close(rel, NoLock);
+
+	/*
+	 * Views and other tables' foreign keys that depend on the table: with
+	 * CASCADE, saved as the statements that recreate them, then dropped; the
+	 * undo recreates them.  Without, refused as PostgreSQL would.
+	 */
 	if (has_outside_dependents(relid, dropping))
-		ereport(ERROR,
-				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-				 errmsg("cannot drop protected table \"%s\" because other objects depend on it",
-						name),
-				 errdetail("guard keeps a dropped protected table to undo the drop, and cannot yet keep the views, foreign keys or functions that depend on it%s.",
-						   behavior == DROP_CASCADE ? " (DROP ... CASCADE)" : ""),
-				 errhint("Drop the dependent objects first, or stop protecting the table with guard.unprotect().")));
+	{
+		if (behavior != DROP_CASCADE)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop table %s because other objects depend on it", name),
+					 errhint("Use DROP ... CASCADE to drop the dependent objects too.")));
+		recreate = save_and_drop_dependents(relid, dropping);
+		if (has_outside_dependents(relid, dropping))
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop protected table \"%s\" because objects guard cannot keep depend on it",
+							name),
+					 errdetail("guard keeps a dropped protected table, its views and the foreign keys that reference it to undo the drop; other dependents (materialized views, functions using its row type) it cannot keep."),
+					 errhint("Drop those objects first, or stop protecting the table with guard.unprotect().")));
+	}
 
 	/* partitions go with their parent, each under its own trash name */
 	tree = find_all_inheritors(relid, AccessExclusiveLock, NULL);
+	rel = relation_open(relid, NoLock);
 
 	initStringInfo(&detail);
 	appendStringInfoChar(&detail, '{');
@@ -529,6 +682,13 @@ trash_table(Oid relid, DropBehavior behavior, List *dropping)
 			snprintf(field, sizeof(field), "name_%u", lfirst_oid(pc));
 			json_field(&detail, field, get_rel_name(lfirst_oid(pc)));
 		}
+	}
+	foreach(lc, recreate)
+	{
+		char		field[64];
+
+		snprintf(field, sizeof(field), "recreate_%d", foreach_current_index(lc) + 1);
+		json_field(&detail, field, (char *) lfirst(lc));
 	}
 	appendStringInfoChar(&detail, '}');
 	guard_change_record(rel, "DROP TABLE", detail.data);

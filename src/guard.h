@@ -209,6 +209,7 @@ extern void guard_invariants_after_ddl(Relation rel);
 /* ddl.c */
 extern List *guard_ddl_before(PlannedStmt *pstmt, Node **replaced);
 extern void guard_ddl_after(List *after);
+extern void guard_recreate_dependents(List *statements);
 extern void guard_undrop_table(Oid relid,
 							   const char *(*schema_of) (Oid relid, void *arg),
 							   const char *(*name_of) (Oid relid, void *arg),

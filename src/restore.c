@@ -829,7 +829,22 @@ drop_name_of(Oid relid, void *arg)
 static void
 restore_drop_table(const GuardChange *change, RestoreReport *report)
 {
+	List	   *recreate = NIL;
+
 	guard_undrop_table(change->relid, drop_schema_of, drop_name_of, (void *) change);
+	/* the views and foreign keys a DROP ... CASCADE took with it */
+	for (int i = 1;; i++)
+	{
+		char		field[32];
+		char	   *sql;
+
+		snprintf(field, sizeof(field), "recreate_%d", i);
+		sql = detail_field(change, field);
+		if (sql == NULL)
+			break;
+		recreate = lappend(recreate, sql);
+	}
+	guard_recreate_dependents(recreate);
 	report->restored = 0;
 }
 
