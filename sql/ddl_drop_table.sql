@@ -93,6 +93,14 @@ SET ROLE regress_guard_reader2;
 SELECT expect_error($$DROP TABLE accounts$$);
 RESET ROLE;
 
+-- DROP SCHEMA ... CASCADE of a schema holding a protected table is refused
+CREATE SCHEMA app;
+CREATE TABLE app.t (id int PRIMARY KEY);
+SELECT guard.protect('app.t');
+SELECT expect_error($$DROP SCHEMA app CASCADE$$);
+DROP TABLE app.t;
+DROP SCHEMA app CASCADE;
+
 -- purge drops the trash for real
 DROP TABLE accounts;
 SELECT dropped_tables FROM guard.purge('0 seconds');

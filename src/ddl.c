@@ -54,6 +54,7 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/memutils.h"
 #include "utils/ruleutils.h"
 
 #include "guard.h"
@@ -738,6 +739,48 @@ trash_table(Oid relid, DropBehavior behavior, List *dropping)
 }
 
 /*
+ * DROP SCHEMA ... CASCADE would drop protected tables without guard seeing
+ * each one: refuse it while the schema holds any; they can be dropped (and
+ * kept for undo) one by one first.
+ */
+static void
+refuse_schema_with_protected_tables(DropStmt *drop)
+{
+	ListCell   *lc;
+
+	if (drop->behavior != DROP_CASCADE || !OidIsValid(get_extension_oid("guard", true)))
+		return;
+	foreach(lc, drop->objects)
+	{
+		Oid			nsp = get_namespace_oid(strVal(lfirst(lc)), true);
+		GuardAsRole owner;
+		Oid			types[1] = {OIDOID};
+		Datum		values[1];
+		char	   *found = NULL;
+
+		if (!OidIsValid(nsp))
+			continue;
+		values[0] = ObjectIdGetDatum(nsp);
+		guard_as_role_begin(&owner, InvalidOid);
+		guard_run_sql("SELECT c.relname FROM guard.policy p"
+					  "  JOIN pg_catalog.pg_class c ON c.oid = p.relid"
+					  " WHERE c.relnamespace = $1 AND p.capture <> 'none'"
+					  " ORDER BY 1 LIMIT 1", 1, types, values, NULL);
+		if (SPI_processed > 0)
+			found = MemoryContextStrdup(TopTransactionContext,
+										SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		guard_as_role_end(&owner);
+		if (found)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop schema \"%s\" because it holds protected table \"%s\"",
+							strVal(lfirst(lc)), found),
+					 errdetail("DROP SCHEMA ... CASCADE would drop protected tables for good."),
+					 errhint("Drop the protected tables first (guard keeps them to undo the drop), or unprotect them.")));
+	}
+}
+
+/*
  * Before a utility command: snapshot what it would destroy, and list what
  * to record after it.  For DROP TABLE of protected tables, *replaced is set
  * to the statement to run instead (the other names of the DROP), or NULL
@@ -772,6 +815,11 @@ guard_ddl_before(PlannedStmt *pstmt, Node **replaced)
 				ListCell   *lc;
 				bool		trashed = false;
 
+				if (drop->removeType == OBJECT_SCHEMA)
+				{
+					refuse_schema_with_protected_tables(drop);
+					break;
+				}
 				if (drop->removeType != OBJECT_TABLE)
 					break;
 				/* the tables this statement drops, for dependency checks */
