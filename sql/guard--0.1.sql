@@ -351,6 +351,20 @@ SELECT v.violation_id, v.at, v.relation, v.invariant, v.changeset_id,
 GRANT SELECT ON guard.violations TO PUBLIC;
 
 -- Operations
+CREATE VIEW guard.status AS
+SELECT (SELECT pg_catalog.count(*) FROM guard.policy) AS protected_tables,
+	   (SELECT pg_catalog.count(*) FROM guard.invariant) AS invariants,
+	   (SELECT pg_catalog.count(*) FROM guard.changeset) AS changesets,
+	   (SELECT pg_catalog.count(*) FROM guard.change WHERE state = 'active') AS active_changes,
+	   pg_catalog.pg_total_relation_size('guard.change')
+		 + pg_catalog.pg_total_relation_size('guard.snapshot') AS bytes_held,
+	   (SELECT pg_catalog.min(at) FROM guard.change WHERE state <> 'expired') AS oldest_snapshot,
+	   (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class c
+		 WHERE c.relnamespace = pg_catalog.to_regnamespace('guard_trash')
+		   AND c.relkind IN ('r', 'p')) AS tables_in_trash,
+	   (SELECT pg_catalog.max(at) FROM guard.violation) AS last_violation;
+GRANT SELECT ON guard.status TO PUBLIC;
+
 CREATE FUNCTION guard.purge(older_than interval DEFAULT NULL)
 RETURNS TABLE (expired_changes bigint, dropped_tables bigint, snapshot_rows_deleted bigint)
 AS 'MODULE_PATHNAME', 'guard_purge'

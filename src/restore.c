@@ -998,6 +998,8 @@ load_changes(List *ids)
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("change " INT64_FORMAT " of change set " INT64_FORMAT " was already %s",
 							id, change->changeset_id, change->state),
+					 strcmp(change->state, "expired") == 0 ?
+					 errhint("guard.purge() expired it: its snapshot is gone.") :
 					 errhint("A restore is a change set of its own: restore it to redo the change.")));
 		if (get_rel_name(change->relid) != NULL && !guard_may_manage(change->relid))
 			ereport(ERROR,
