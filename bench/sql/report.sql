@@ -79,7 +79,7 @@ SELECT E'### Snapshot bytes (guard): sum(snapshot_bytes) of guard.changes vs byt
 		 round((snap / nullif(snap_rows, 0))::numeric, 1),
 		 CASE WHEN snap / nullif(overwritten, 0) <= 1.2 THEN 'yes' ELSE '**no**' END),
 		 E'\n' ORDER BY workload) || E'\n'
-  FROM med WHERE variant = 'guard' AND workload <> 'W4';
+  FROM med WHERE variant = 'guard' AND workload LIKE 'W%' AND workload <> 'W4';
 
 -- Peak private memory of the backend.
 SELECT E'### Backend memory (peak RssAnon sampled every 50 ms during the timed session; max over runs)\n\n'
@@ -87,7 +87,7 @@ SELECT E'### Backend memory (peak RssAnon sampled every 50 ms during the timed s
 	|| string_agg(format('| %s | %s | %s MB | %s MB | %s MB |', workload, variant,
 		 round(base_kb / 1024.0, 1), round(peak_kb / 1024.0, 1), round((peak_kb - base_kb) / 1024.0, 1)),
 		 E'\n' ORDER BY workload, variant) || E'\n'
-  FROM med WHERE peak_kb IS NOT NULL;
+  FROM med WHERE peak_kb IS NOT NULL AND workload LIKE 'W%';
 
 -- WAL written by the statement and capture storage left behind.
 SELECT E'### WAL written by the timed statement, and capture storage (guard: guard.snapshot + guard.change; peers: their log table), median MB\n\n'
@@ -97,4 +97,64 @@ SELECT E'### WAL written by the timed statement, and capture storage (guard: gua
 		 round((m.storage / 1048576.0)::numeric, 1)),
 		 E'\n' ORDER BY m.workload, CASE m.variant WHEN 'none' THEN 0 WHEN 'guard' THEN 1 ELSE 2 END, m.variant) || E'\n'
   FROM med m LEFT JOIN med b ON b.workload = m.workload AND b.variant = 'none'
- WHERE m.workload <> 'W4';
+ WHERE m.workload LIKE 'W%' AND m.workload <> 'W4';
+
+-- R1/R2: restore vs the UPDATE it undoes.
+SELECT E'### R1/R2: guard.restore() of the UPDATE of 1M rows of pgbench_accounts (median ms of n runs)\n\n'
+	|| E'R1: restore right after the UPDATE (on_conflict abort). R2: 100,000 of the rows updated again since (another change set), restore with on_conflict => ''skip''.\n\n'
+	|| E'| workload | UPDATE (the change set) | restore | restore / UPDATE | restore min-max | target | meets | restore WAL MB | restore peak RssAnon growth |\n'
+	|| E'|---|---:|---:|---:|---:|---|:---:|---:|---:|\n'
+	|| string_agg(format('| %s | %s ms (n=%s) | %s ms (n=%s) | %sx | %s-%s ms | %s | %s | %s | %s MB |',
+		 u.workload, round(u.ms::numeric, 1), u.n, round(r.ms::numeric, 1), r.n,
+		 round((r.ms / u.ms)::numeric, 2), round(r.ms_min::numeric), round(r.ms_max::numeric),
+		 CASE u.workload WHEN 'R1' THEN '<= 2x' ELSE '- (R1''s is <= 2x)' END,
+		 CASE WHEN u.workload <> 'R1' THEN '-' WHEN r.ms / u.ms <= 2 THEN 'yes' ELSE '**no**' END,
+		 round((r.wal / 1048576.0)::numeric, 1), round((r.peak_kb - r.base_kb) / 1024.0, 1)),
+		 E'\n' ORDER BY u.workload) || E'\n'
+  FROM med u JOIN med r ON r.workload = u.workload AND r.variant = 'restore'
+ WHERE u.workload IN ('R1', 'R2') AND u.variant = 'update';
+
+-- I1: invariant cost.
+SELECT E'### I1: UPDATE 1M rows of protected pgbench_accounts with a row-check invariant (abalance > -1000000000) vs capture alone (median ms of n runs)\n\n'
+	|| E'| variant | median | min-max | ratio to capture alone | target | meets |\n|---|---:|---:|---:|---|:---:|\n'
+	|| string_agg(format('| %s | %s ms (n=%s) | %s-%s ms | %sx | %s | %s |',
+		 CASE m.variant WHEN 'guard' THEN 'capture alone (guard.protect)'
+			  WHEN 'guard_inv_deferred' THEN 'capture + invariant, deferred (default)'
+			  ELSE 'capture + invariant, immediate (deferred => false)' END,
+		 round(m.ms::numeric, 1), m.n, round(m.ms_min::numeric), round(m.ms_max::numeric),
+		 round((m.ms / g.ms)::numeric, 2),
+		 CASE m.variant WHEN 'guard_inv_deferred' THEN '<= 1.2x' ELSE '-' END,
+		 CASE WHEN m.variant <> 'guard_inv_deferred' THEN '-' WHEN m.ms / g.ms <= 1.2 THEN 'yes' ELSE '**no**' END),
+		 E'\n' ORDER BY m.variant) || E'\n'
+  FROM med m JOIN med g ON g.workload = 'I1' AND g.variant = 'guard'
+ WHERE m.workload = 'I1';
+
+-- D1: DROP TABLE and undrop vs table size.
+SELECT E'### D1: DROP TABLE and guard.undrop() of a protected table, by size (median ms of n runs)\n\n'
+	|| E'| table | rows | size (heap + index) | DROP TABLE | DROP min-max | undrop | undrop min-max |\n|---|---:|---:|---:|---:|---:|---:|\n'
+	|| string_agg(format('| %s | %s | %s MB | %s ms (n=%s) | %s-%s ms | %s ms (n=%s) | %s-%s ms |',
+		 CASE sz WHEN 'small' THEN 'd1_small' ELSE 'd1_big' END, d.snap_rows::bigint,
+		 round((d.storage / 1048576.0)::numeric), round(d.ms::numeric, 1), d.n,
+		 round(d.ms_min::numeric, 1), round(d.ms_max::numeric, 1),
+		 round(u.ms::numeric, 1), u.n, round(u.ms_min::numeric, 1), round(u.ms_max::numeric, 1)),
+		 E'\n' ORDER BY sz DESC) || E'\n'
+	|| (SELECT format(E'| big / small | %sx | %sx | %sx | | %sx | |\n\n',
+			round((b.snap_rows / s.snap_rows)::numeric, 1), round((b.storage / s.storage)::numeric, 1),
+			round((b.ms / s.ms)::numeric, 2), round((bu.ms / su.ms)::numeric, 2))
+		  FROM med b, med s, med bu, med su
+		 WHERE b.workload = 'D1' AND b.variant = 'drop_big' AND s.workload = 'D1' AND s.variant = 'drop_small'
+		   AND bu.workload = 'D1' AND bu.variant = 'undrop_big' AND su.workload = 'D1' AND su.variant = 'undrop_small')
+	|| (SELECT format(E'Target: time does not grow with size (read here as: the big table within 2x of the small one, and under 1 s): DROP TABLE %s, undrop %s.\n',
+			CASE WHEN b.ms <= 2 * s.ms AND b.ms < 1000 THEN 'yes' ELSE '**no**' END,
+			CASE WHEN bu.ms <= 2 * su.ms AND bu.ms < 1000 THEN 'yes' ELSE '**no**' END)
+		  FROM med b, med s, med bu, med su
+		 WHERE b.workload = 'D1' AND b.variant = 'drop_big' AND s.workload = 'D1' AND s.variant = 'drop_small'
+		   AND bu.workload = 'D1' AND bu.variant = 'undrop_big' AND su.workload = 'D1' AND su.variant = 'undrop_small')
+  FROM (SELECT substr(variant, 6) AS sz, * FROM med WHERE workload = 'D1' AND variant LIKE 'drop_%') d
+  JOIN med u ON u.workload = 'D1' AND u.variant = 'undrop_' || d.sz;
+
+-- Correctness checks (R1, R2, D1).
+SELECT E'### Correctness checks\n\n| workload | rep | check | result | detail |\n|---|---:|---|:---:|---|\n'
+	|| string_agg(format('| %s | %s | %s | %s | %s |', workload, rep, name,
+		 CASE WHEN ok THEN 'ok' ELSE '**FAILED**' END, detail), E'\n' ORDER BY workload, rep, name) || E'\n'
+  FROM bench.checks;

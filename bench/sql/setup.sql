@@ -37,6 +37,10 @@ SELECT g AS id,
  *                table old_rows (new_rows' keys for INSERT) into tbl_log
  *   tablelog     table_log_init(4, ...): table_log's C row trigger writing
  *                into tbl_log (old and new row of an UPDATE)
+ *   guard_inv_deferred   guard.protect(tbl) and one row-check invariant
+ *                        (keycol's table must have abalance: pgbench_accounts),
+ *                        checked at commit (the default)
+ *   guard_inv_immediate  the same invariant, deferred => false
  */
 CREATE OR REPLACE PROCEDURE bench.attach(variant text, tbl text, keycol text)
 LANGUAGE plpgsql AS $proc$
@@ -49,6 +53,10 @@ BEGIN
 		NULL;
 	WHEN 'guard' THEN
 		PERFORM guard.protect(t::regclass);
+	WHEN 'guard_inv_deferred', 'guard_inv_immediate' THEN
+		PERFORM guard.protect(t::regclass);
+		PERFORM guard.add_invariant(t::regclass, 'abalance_sane', row_check => 'abalance > -1000000000',
+									deferred => variant = 'guard_inv_deferred');
 	WHEN 'row_trigger', 'transition' THEN
 		EXECUTE format('CREATE TABLE %s (log_op "char" NOT NULL, log_at timestamptz NOT NULL, LIKE %s)', l, t);
 		IF variant = 'row_trigger' THEN
@@ -94,11 +102,15 @@ $proc$;
  * bench.reset(tbl, tpl, keycol, variant): drop public.tbl and whatever a
  * variant attached to it, empty guard's records, rebuild the table from
  * bench.tpl with its primary key, attach the variant.  The caller then runs
- * VACUUM ANALYZE and CHECKPOINT (not allowed in a procedure).
+ * VACUUM ANALYZE and CHECKPOINT (not allowed in a procedure).  A protected
+ * table is unprotected first: DROP TABLE would otherwise move it into
+ * guard_trash instead of dropping it.
  */
 CREATE OR REPLACE PROCEDURE bench.reset(tbl text, tpl text, keycol text, variant text)
 LANGUAGE plpgsql AS $proc$
 BEGIN
+	PERFORM guard.unprotect(p.relation) FROM guard.policies p
+	  WHERE p.relation = to_regclass(format('public.%I', tbl));
 	EXECUTE format('DROP TABLE IF EXISTS public.%I CASCADE', tbl);
 	EXECUTE format('DROP TABLE IF EXISTS public.%I CASCADE', tbl || '_log');
 	EXECUTE format('DROP SEQUENCE IF EXISTS public.%I CASCADE', tbl || '_log_seq');
