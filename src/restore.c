@@ -155,6 +155,7 @@ later_writes_build(const GuardChange *change, Datum exclude)
 	List	   *ids = NIL;
 	ListCell   *lc;
 	MemoryContext outer = CurrentMemoryContext;
+	MemoryContext rowcxt;
 
 	ctl.keysize = sizeof(((LaterEntry *) NULL)->key);
 	ctl.entrysize = sizeof(LaterEntry);
@@ -183,6 +184,9 @@ later_writes_build(const GuardChange *change, Datum exclude)
 	}
 	guard_as_role_end(&owner);
 
+	/* each row's key text is only needed until it is copied into the hash */
+	rowcxt = AllocSetContextCreate(outer, "guard later writes row",
+								   ALLOCSET_SMALL_SIZES);
 	foreach(lc, ids)
 	{
 		GuardChange later_change;
@@ -196,11 +200,15 @@ later_writes_build(const GuardChange *change, Datum exclude)
 							 later_change.nkeys, later_change.inline_chunk);
 		while (shadow_next(reader, &row))
 		{
-			char	   *key = guard_key_text(&later_change, row.keyvalues);
+			char	   *key;
 			LaterEntry *entry;
 			bool		found;
 			MemoryContext old;
 
+			MemoryContextReset(rowcxt);
+			old = MemoryContextSwitchTo(rowcxt);
+			key = guard_key_text(&later_change, row.keyvalues);
+			MemoryContextSwitchTo(old);
 			if (strlen(key) >= sizeof(entry->key))
 				key[sizeof(entry->key) - 1] = '\0';
 			entry = hash_search(later, key, HASH_ENTER, &found);
@@ -215,7 +223,7 @@ later_writes_build(const GuardChange *change, Datum exclude)
 				if ((row.captured[i] || row.op == GUARD_OP_INSERT) &&
 					later_change.attnames[i] != NULL)
 					entry->columns = lappend(entry->columns,
-											 pstrdup(later_change.attnames[i]));
+											 later_change.attnames[i]);
 			}
 			if (list_length(entry->changesets) < 3 &&
 				!list_member_ptr(entry->changesets, NULL))
@@ -237,6 +245,7 @@ later_writes_build(const GuardChange *change, Datum exclude)
 		}
 		shadow_close(reader);
 	}
+	MemoryContextDelete(rowcxt);
 	return later;
 }
 
@@ -435,6 +444,8 @@ restore_rows(const GuardChange *change, OnConflict mode, Datum exclude,
 	char	   *qualname;
 	bool		keys_usable;
 	const char *gone = NULL;	/* a recorded column the table lost since */
+	bool	   *write;			/* per row: which columns it writes back */
+	MemoryContext rowcxt;		/* per row scratch, reset for each row */
 
 	report->change_id = change->change_id;
 	report->changeset_id = change->changeset_id;
@@ -522,6 +533,9 @@ restore_rows(const GuardChange *change, OnConflict mode, Datum exclude,
 	/* see every commit made before the lock was granted */
 	snapshot = RegisterSnapshot(GetLatestSnapshot());
 
+	write = palloc(sizeof(bool) * Max(ncols, 1));
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "guard restore row",
+								   ALLOCSET_SMALL_SIZES);
 	reader = shadow_open(change->change_id, change->natts, change->atttypes,
 						 change->keys, change->nkeys, change->inline_chunk);
 	while (shadow_next(reader, &row))
@@ -529,9 +543,10 @@ restore_rows(const GuardChange *change, OnConflict mode, Datum exclude,
 		bool		live = guard_keyscan_fetch(&ks, row.keyvalues, snapshot);
 		bool		apply = true;
 		bool		conflict = false;
-		bool	   *write = palloc0(sizeof(bool) * Max(ncols, 1));
 
 		CHECK_FOR_INTERRUPTS();
+		memset(write, 0, sizeof(bool) * Max(ncols, 1));
+		MemoryContextReset(rowcxt);
 
 		if (gone != NULL)
 		{
@@ -558,10 +573,13 @@ restore_rows(const GuardChange *change, OnConflict mode, Datum exclude,
 				else if (!force &&
 						 live_hash(ks.slot, cols, ncols, row.captured) != row.hash)
 				{
-					char	   *key = guard_key_text(change, row.keyvalues);
+					char	   *key;
 					LaterEntry *entry;
 					bool		any = false;
+					MemoryContext old = MemoryContextSwitchTo(rowcxt);
 
+					key = guard_key_text(change, row.keyvalues);
+					MemoryContextSwitchTo(old);
 					if (later == NULL)
 						later = later_writes_build(change, exclude);
 					if (strlen(key) >= sizeof(entry->key))
@@ -602,7 +620,8 @@ restore_rows(const GuardChange *change, OnConflict mode, Datum exclude,
 					apply = false;	/* deleted since: nothing to undo */
 				else
 				{
-					bool	   *all = palloc(sizeof(bool) * Max(change->natts, 1));
+					bool	   *all = MemoryContextAlloc(rowcxt,
+														 sizeof(bool) * Max(change->natts, 1));
 
 					for (int i = 0; i < change->natts; i++)
 						all[i] = change->attnames[i] != NULL && colindex[i] >= 0 &&
@@ -672,6 +691,7 @@ restore_rows(const GuardChange *change, OnConflict mode, Datum exclude,
 		napply[row.op - 1]++;
 	}
 	shadow_close(reader);
+	MemoryContextDelete(rowcxt);
 	guard_keyscan_end(&ks);
 	UnregisterSnapshot(snapshot);
 
