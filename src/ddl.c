@@ -1024,10 +1024,20 @@ guard_purge(PG_FUNCTION_ARGS)
 	values[0] = IntervalPGetDatum(older_than);
 
 	guard_as_role_begin(&owner, InvalidOid);
-	/* the trashed tables to drop for real */
+	/*
+	 * The trashed tables to drop for real: those dropped before the
+	 * retention, and those no change can bring back any more.
+	 */
 	guard_run_sql("SELECT relid FROM guard.change"
 				  " WHERE kind = 'DROP TABLE' AND state = 'active'"
-				  "   AND at < pg_catalog.now() - $1",
+				  "   AND at < pg_catalog.now() - $1"
+				  " UNION "
+				  "SELECT c.oid FROM pg_catalog.pg_class c"
+				  " WHERE c.relnamespace = pg_catalog.to_regnamespace('" TRASH_SCHEMA "')"
+				  "   AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+				  "   AND NOT EXISTS (SELECT 1 FROM guard.change g"
+				  "                    WHERE g.relid = c.oid AND g.kind = 'DROP TABLE'"
+				  "                      AND g.state = 'active')",
 				  1, types, values, NULL);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
@@ -1037,24 +1047,6 @@ guard_purge(PG_FUNCTION_ARGS)
 		MemoryContext old = MemoryContextSwitchTo(outer);
 
 		tables = lappend_oid(tables, relid);
-		MemoryContextSwitchTo(old);
-	}
-	/* and tables in the trash no change can bring back any more */
-	guard_run_sql("SELECT c.oid FROM pg_catalog.pg_class c"
-				  " WHERE c.relnamespace = pg_catalog.to_regnamespace('" TRASH_SCHEMA "')"
-				  "   AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
-				  "   AND NOT EXISTS (SELECT 1 FROM guard.change g"
-				  "                    WHERE g.relid = c.oid AND g.kind = 'DROP TABLE'"
-				  "                      AND g.state = 'active')",
-				  0, NULL, NULL, NULL);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-														   SPI_tuptable->tupdesc, 1, &isnull));
-		MemoryContext old = MemoryContextSwitchTo(outer);
-
-		tables = list_append_unique_oid(tables, relid);
 		MemoryContextSwitchTo(old);
 	}
 	guard_run_sql("UPDATE guard.change SET state = 'expired', data = NULL, nrows = NULL"
