@@ -4,7 +4,8 @@
  *	  The capture trigger: before-images of a statement's writes.
  *
  * guard.capture() is a statement-level AFTER trigger with transition
- * tables, attached by protect() as guard_capture_ins/upd/del.  Besides the
+ * tables, attached by protect() as guard_capture_ins/upd/del (and, BEFORE
+ * TRUNCATE, as guard_capture_trunc: see below).  Besides the
  * capture it applies the table's row limits (rails.c) and row checks
  * (invariants.c) to the rows the statement wrote, in the same pass.  It reads the
  * transition tuplestores directly (no SPI), pairs old and new rows of an
@@ -71,6 +72,17 @@ guard_capture(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
 				 errmsg("guard.capture() was not called by trigger manager")));
 	event = trigdata->tg_event;
+	if (TRIGGER_FIRED_BY_TRUNCATE(event))
+	{
+		/* preloaded, the utility hook has captured the TRUNCATE already */
+		if (!guard_preloaded)
+			ereport(ERROR,
+					(errcode(ERRCODE_GUARD_NOT_PRELOADED),
+					 errmsg("cannot truncate protected table \"%s\": guard is not loaded in this server",
+							RelationGetRelationName(trigdata->tg_relation)),
+					 errhint("Add guard to shared_preload_libraries and restart the server.")));
+		return PointerGetDatum(NULL);
+	}
 	if (!TRIGGER_FIRED_AFTER(event) || !TRIGGER_FIRED_FOR_STATEMENT(event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),

@@ -1012,6 +1012,7 @@ guard_purge(PG_FUNCTION_ARGS)
 	int64		expired = 0;
 	int64		deleted = 0;
 	ListCell   *lc;
+	StringInfoData drop;
 	MemoryContext outer = CurrentMemoryContext;
 
 	guard_require_preload();
@@ -1059,6 +1060,11 @@ guard_purge(PG_FUNCTION_ARGS)
 	deleted = SPI_processed;
 	guard_as_role_end(&owner);
 
+	/*
+	 * One DROP for all of them, so that foreign keys between trashed tables
+	 * go with their tables whatever the order.
+	 */
+	initStringInfo(&drop);
 	foreach(lc, tables)
 	{
 		Oid			relid = lfirst_oid(lc);
@@ -1066,12 +1072,17 @@ guard_purge(PG_FUNCTION_ARGS)
 
 		if (name == NULL || get_rel_namespace(relid) != get_namespace_oid(TRASH_SCHEMA, true))
 			continue;
+		appendStringInfo(&drop, "%s" TRASH_SCHEMA ".%s",
+						 drop.len ? ", " : "DROP TABLE ", quote_identifier(name));
+	}
+	if (drop.len > 0)
+	{
+		appendStringInfoString(&drop, " CASCADE");
 		guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
 		guard_internal_ddl = true;
 		PG_TRY();
 		{
-			guard_run_sql(psprintf("DROP TABLE " TRASH_SCHEMA ".%s CASCADE",
-								   quote_identifier(name)), 0, NULL, NULL, NULL);
+			guard_run_sql(drop.data, 0, NULL, NULL, NULL);
 		}
 		PG_FINALLY();
 		{

@@ -5,7 +5,8 @@
  *	  attach, and the per-relation policy cache.
  *
  * A protected table carries three ordinary statement-level AFTER triggers
- * with transition tables, named guard_capture_ins/upd/del; partitions get
+ * with transition tables, named guard_capture_ins/upd/del, and a BEFORE
+ * TRUNCATE one, guard_capture_trunc; partitions get
  * their own (statement triggers fire only on the table a statement names).
  * Ordinary rather than internal triggers, because pg_dump keeps them and
  * partitions can be given them; hooks.c refuses to let them be disabled.
@@ -60,10 +61,16 @@ typedef struct PolicyCacheEntry
 
 static HTAB *policy_cache = NULL;
 
-static const char *const capture_triggers[3][2] = {
+/*
+ * guard_capture_trunc does nothing where guard is preloaded (the utility
+ * hook captures TRUNCATE); elsewhere it refuses, since TRUNCATE fires no
+ * event trigger that could.
+ */
+static const char *const capture_triggers[4][2] = {
 	{"guard_capture_ins", "AFTER INSERT ON %s REFERENCING NEW TABLE AS guard_new"},
 	{"guard_capture_upd", "AFTER UPDATE ON %s REFERENCING OLD TABLE AS guard_old NEW TABLE AS guard_new"},
 	{"guard_capture_del", "AFTER DELETE ON %s REFERENCING OLD TABLE AS guard_old"},
+	{"guard_capture_trunc", "BEFORE TRUNCATE ON %s"},
 };
 
 /*
@@ -409,7 +416,7 @@ set_capture_triggers(Oid relid, bool want)
 {
 	char	   *qname = qualified_name(relid);
 
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < lengthof(capture_triggers); i++)
 	{
 		const char *tgname = capture_triggers[i][0];
 		bool		has = has_trigger(relid, tgname);

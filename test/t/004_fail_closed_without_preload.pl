@@ -50,8 +50,18 @@ is( $node->safe_psql(
 	'1',
 	'and its column');
 
+# TRUNCATE fires no event trigger; guard's BEFORE TRUNCATE trigger refuses it.
+$rc = $node->psql('postgres', "\\set VERBOSITY verbose\nTRUNCATE users;",
+	stdout => \$stdout, stderr => \$stderr);
+isnt($rc, 0, 'TRUNCATE of a protected table is refused without the preload');
+like($stderr, qr/55000/, 'with SQLSTATE 55000');
+like($stderr, qr/cannot truncate protected table "users": guard is not loaded/,
+	'naming the table and the reason');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM users}), '10',
+	'the rows are still there');
+
 # Unprotected tables are not affected.
-$rc = $node->psql('postgres', 'ALTER TABLE scratch ADD COLUMN x int; DROP TABLE scratch;',
+$rc = $node->psql('postgres', 'TRUNCATE scratch; ALTER TABLE scratch ADD COLUMN x int; DROP TABLE scratch;',
 	stdout => \$stdout, stderr => \$stderr);
 is($rc, 0, 'DDL on an unprotected table goes through') or diag($stderr);
 
@@ -70,6 +80,15 @@ $node->safe_psql('postgres', 'DROP TABLE users');
 is($node->safe_psql('postgres', q{SELECT to_regclass('users') IS NULL}), 't',
 	'with the preload, DROP TABLE goes through');
 $node->safe_psql('postgres', q{SELECT * FROM guard.undrop('users')});
+is($node->safe_psql('postgres', q{SELECT count(*) FROM users}), '10',
+	'and is undone with all its rows');
+
+# With the preload, the TRUNCATE trigger lets the hook's capture do its work.
+$node->safe_psql('postgres', 'TRUNCATE users');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM users}), '0',
+	'with the preload, TRUNCATE goes through');
+$node->safe_psql('postgres', q{
+SELECT * FROM guard.restore((SELECT max(changeset_id) FROM guard.changes WHERE kind = 'TRUNCATE'))});
 is($node->safe_psql('postgres', q{SELECT count(*) FROM users}), '10',
 	'and is undone with all its rows');
 
