@@ -101,6 +101,20 @@ SELECT expect_error($$DROP SCHEMA app CASCADE$$);
 DROP TABLE app.t;
 DROP SCHEMA app CASCADE;
 
+-- DROP OWNED BY a role owning a protected table is refused too, and drops nothing
+CREATE ROLE regress_guard_leaver;
+CREATE TABLE leaver_t (id int PRIMARY KEY);
+CREATE TABLE leaver_scratch (id int);
+ALTER TABLE leaver_t OWNER TO regress_guard_leaver;
+ALTER TABLE leaver_scratch OWNER TO regress_guard_leaver;
+SELECT guard.protect('leaver_t');
+SELECT expect_error($$DROP OWNED BY regress_guard_leaver$$);
+SELECT to_regclass('leaver_t') IS NOT NULL AS kept, to_regclass('leaver_scratch') IS NOT NULL AS scratch_kept;
+SELECT guard.unprotect('leaver_t');
+DROP OWNED BY regress_guard_leaver;
+SELECT to_regclass('leaver_t') IS NULL AS dropped, to_regclass('leaver_scratch') IS NULL AS scratch_dropped;
+DROP ROLE regress_guard_leaver;
+
 -- purge drops the trash for real
 DROP TABLE accounts;
 SELECT dropped_tables > 0 AS dropped FROM guard.purge('0 seconds');

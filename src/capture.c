@@ -80,7 +80,7 @@ guard_capture(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_GUARD_NOT_PRELOADED),
 					 errmsg("cannot truncate protected table \"%s\": guard is not loaded in this server",
 							RelationGetRelationName(trigdata->tg_relation)),
-					 errhint("Add guard to shared_preload_libraries and restart the server.")));
+					 errhint("Add 'guard' to shared_preload_libraries in postgresql.conf and restart the server.")));
 		return PointerGetDatum(NULL);
 	}
 	if (!TRIGGER_FIRED_AFTER(event) || !TRIGGER_FIRED_FOR_STATEMENT(event))

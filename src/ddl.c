@@ -739,6 +739,33 @@ trash_table(Oid relid, DropBehavior behavior, List *dropping)
 }
 
 /*
+ * The name of one protected table (capture other than none) that "cond"
+ * selects, $1 being "arg" of type "argtype"; NULL if there is none.
+ */
+static char *
+first_protected_table(const char *cond, Oid argtype, Datum arg)
+{
+	GuardAsRole owner;
+	Oid			types[1] = {argtype};
+	Datum		values[1] = {arg};
+	char	   *found = NULL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql(psprintf("SELECT c.relname FROM guard.policy p"
+						   "  JOIN pg_catalog.pg_class c ON c.oid = p.relid"
+						   " WHERE %s AND p.capture <> 'none'"
+						   " ORDER BY 1 LIMIT 1", cond),
+				  1, types, values, NULL);
+	if (SPI_processed > 0)
+		found = MemoryContextStrdup(outer,
+									SPI_getvalue(SPI_tuptable->vals[0],
+												 SPI_tuptable->tupdesc, 1));
+	guard_as_role_end(&owner);
+	return found;
+}
+
+/*
  * DROP SCHEMA ... CASCADE would drop protected tables without guard seeing
  * each one: refuse it while the schema holds any; they can be dropped (and
  * kept for undo) one by one first.
@@ -753,23 +780,12 @@ refuse_schema_with_protected_tables(DropStmt *drop)
 	foreach(lc, drop->objects)
 	{
 		Oid			nsp = get_namespace_oid(strVal(lfirst(lc)), true);
-		GuardAsRole owner;
-		Oid			types[1] = {OIDOID};
-		Datum		values[1];
-		char	   *found = NULL;
+		char	   *found;
 
 		if (!OidIsValid(nsp))
 			continue;
-		values[0] = ObjectIdGetDatum(nsp);
-		guard_as_role_begin(&owner, InvalidOid);
-		guard_run_sql("SELECT c.relname FROM guard.policy p"
-					  "  JOIN pg_catalog.pg_class c ON c.oid = p.relid"
-					  " WHERE c.relnamespace = $1 AND p.capture <> 'none'"
-					  " ORDER BY 1 LIMIT 1", 1, types, values, NULL);
-		if (SPI_processed > 0)
-			found = MemoryContextStrdup(TopTransactionContext,
-										SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
-		guard_as_role_end(&owner);
+		found = first_protected_table("c.relnamespace = $1", OIDOID,
+									  ObjectIdGetDatum(nsp));
 		if (found)
 			ereport(ERROR,
 					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
@@ -777,6 +793,38 @@ refuse_schema_with_protected_tables(DropStmt *drop)
 							strVal(lfirst(lc)), found),
 					 errdetail("DROP SCHEMA ... CASCADE would drop protected tables for good."),
 					 errhint("Drop the protected tables first (guard keeps them to undo the drop), or unprotect them.")));
+	}
+}
+
+/*
+ * DROP OWNED BY drops the role's tables without naming them: refuse it
+ * while the role owns a protected table in this database, as for DROP
+ * SCHEMA.
+ */
+static void
+refuse_owned_protected_tables(DropOwnedStmt *drop)
+{
+	ListCell   *lc;
+
+	if (!OidIsValid(get_extension_oid("guard", true)))
+		return;
+	foreach(lc, drop->roles)
+	{
+		RoleSpec   *spec = lfirst_node(RoleSpec, lc);
+		Oid			roleid = get_rolespec_oid(spec, true);
+		char	   *found;
+
+		if (!OidIsValid(roleid))
+			continue;			/* DROP OWNED reports it */
+		found = first_protected_table("c.relowner = $1", OIDOID,
+									  ObjectIdGetDatum(roleid));
+		if (found)
+			ereport(ERROR,
+					(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+					 errmsg("cannot drop objects owned by role \"%s\" because it owns protected table \"%s\"",
+							get_rolespec_name(spec), found),
+					 errdetail("DROP OWNED BY would drop protected tables for good."),
+					 errhint("Drop the protected tables first (guard keeps them to undo the drop), reassign them with REASSIGN OWNED, or unprotect them.")));
 	}
 }
 
@@ -806,6 +854,9 @@ guard_ddl_before(PlannedStmt *pstmt, Node **replaced)
 			break;
 		case T_TruncateStmt:
 			before_truncate((TruncateStmt *) parsetree);
+			break;
+		case T_DropOwnedStmt:
+			refuse_owned_protected_tables((DropOwnedStmt *) parsetree);
 			break;
 		case T_DropStmt:
 			{
