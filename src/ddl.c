@@ -461,6 +461,35 @@ table_parts(Oid relid)
 }
 
 /*
+ * Run "statements" as guard's owner with a pinned search_path, marked as
+ * guard's own DDL so that the utility hook lets them through unrecorded.
+ */
+static void
+run_internal_ddl(List *statements)
+{
+	GuardAsRole owner;
+	bool		save = guard_internal_ddl;
+	ListCell   *lc;
+
+	if (statements == NIL)
+		return;
+	guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
+	guard_internal_ddl = true;
+	PG_TRY();
+	{
+		foreach(lc, statements)
+			guard_run_sql((char *) lfirst(lc), 0, NULL, NULL, NULL);
+	}
+	PG_FINALLY();
+	{
+		guard_internal_ddl = save;
+	}
+	PG_END_TRY();
+	guard_as_role_end(&owner);
+	CommandCounterIncrement();
+}
+
+/*
  * For DROP TABLE ... CASCADE of a protected table: the views that depend on
  * it (transitively) and the foreign keys of other tables that reference it,
  * saved as the statements that recreate them (views first, shallowest
@@ -550,20 +579,7 @@ save_and_drop_dependents(Oid relid, List *dropping)
 	}
 	guard_as_role_end(&owner);
 
-	guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
-	guard_internal_ddl = true;
-	PG_TRY();
-	{
-		foreach(lc, drops)
-			guard_run_sql((char *) lfirst(lc), 0, NULL, NULL, NULL);
-	}
-	PG_FINALLY();
-	{
-		guard_internal_ddl = false;
-	}
-	PG_END_TRY();
-	guard_as_role_end(&owner);
-	CommandCounterIncrement();
+	run_internal_ddl(drops);
 	return recreate;
 }
 
@@ -574,25 +590,7 @@ save_and_drop_dependents(Oid relid, List *dropping)
 void
 guard_recreate_dependents(List *statements)
 {
-	GuardAsRole owner;
-	ListCell   *lc;
-
-	if (statements == NIL)
-		return;
-	guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
-	guard_internal_ddl = true;
-	PG_TRY();
-	{
-		foreach(lc, statements)
-			guard_run_sql((char *) lfirst(lc), 0, NULL, NULL, NULL);
-	}
-	PG_FINALLY();
-	{
-		guard_internal_ddl = false;
-	}
-	PG_END_TRY();
-	guard_as_role_end(&owner);
-	CommandCounterIncrement();
+	run_internal_ddl(statements);
 }
 
 /*
@@ -1129,18 +1127,7 @@ guard_purge(PG_FUNCTION_ARGS)
 	if (drop.len > 0)
 	{
 		appendStringInfoString(&drop, " CASCADE");
-		guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
-		guard_internal_ddl = true;
-		PG_TRY();
-		{
-			guard_run_sql(drop.data, 0, NULL, NULL, NULL);
-		}
-		PG_FINALLY();
-		{
-			guard_internal_ddl = false;
-		}
-		PG_END_TRY();
-		guard_as_role_end(&owner);
+		run_internal_ddl(list_make1(drop.data));
 	}
 
 	out[0] = Int64GetDatum(expired);
