@@ -3,6 +3,8 @@
 MODULE_big = guard
 OBJS = \
 	src/guard.o \
+	src/guc.o \
+	src/catalog.o \
 	src/hooks.o \
 	src/policy.o \
 	src/capture.o \

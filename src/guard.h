@@ -30,7 +30,7 @@
 #define ERRCODE_GUARD_RESTORE_CONFLICT	MAKE_SQLSTATE('G','U','0','0','2')
 #define ERRCODE_GUARD_RAIL				MAKE_SQLSTATE('G','U','0','0','3')
 
-/* GUCs (guard.c) */
+/* guc.c: settings and the preload check */
 typedef enum GuardMode
 {
 	GUARD_MODE_ENFORCE,
@@ -44,7 +44,10 @@ extern int	guard_max_snapshot_size;
 extern char *guard_notify_channel;
 extern bool guard_preloaded;
 
+extern void guard_guc_init(void);
 extern void guard_require_preload(void);
+
+/* catalog.c: guard's own relations */
 extern Oid	guard_namespace(void);
 extern Oid	guard_relid(const char *relname);
 
