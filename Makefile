@@ -5,6 +5,7 @@ OBJS = \
 	src/guard.o \
 	src/guc.o \
 	src/catalog.o \
+	src/spi.o \
 	src/hooks.o \
 	src/policy.o \
 	src/capture.o \

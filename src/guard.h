@@ -60,7 +60,6 @@ typedef struct GuardStatement
 	bool		is_copy;
 } GuardStatement;
 
-extern bool guard_internal_ddl;
 extern void guard_install_hooks(void);
 extern const GuardStatement *guard_current_statement(void);
 
@@ -93,7 +92,7 @@ extern Relation guard_open_table_to_manage(Oid relid, const char *action);
 extern bool guard_policy_wants_triggers(const GuardPolicy *policy);
 extern bool guard_may_manage(Oid relid);
 
-/* running guard's own SQL as another role, search_path pinned, SPI open */
+/* spi.c: guard's own SQL as another role, search_path pinned, SPI open */
 typedef struct GuardAsRole
 {
 	Oid			save_userid;
@@ -107,6 +106,10 @@ extern void guard_as_role_path_begin(GuardAsRole *s, Oid role,
 extern void guard_as_role_end(GuardAsRole *s);
 extern void guard_run_sql(const char *sql, int nargs, Oid *types,
 						  Datum *values, const char *nulls);
+extern bool guard_internal_ddl;
+extern void guard_run_internal_ddl(Oid role, const char *search_path,
+								   List *statements);
+
 extern void guard_sync_relation(Oid relid);
 extern int	guard_key_attnums(Relation rel, AttrNumber *keys);
 

@@ -35,9 +35,6 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
 static const GuardStatement *current_statement = NULL;
 
-/* set while guard itself drops its triggers (guard.unprotect) */
-bool		guard_internal_ddl = false;
-
 static void guard_ExecutorFinish(QueryDesc *queryDesc);
 static void guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 								 bool readOnlyTree,

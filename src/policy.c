@@ -28,18 +28,15 @@
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
-#include "catalog/pg_extension.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
 #include "commands/extension.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
@@ -297,86 +294,6 @@ guard_may_read(PG_FUNCTION_ARGS)
 }
 
 /*
- * The role that owns the extension: guard's own SQL runs as it.
- */
-static Oid
-extension_owner(void)
-{
-	Relation	rel;
-	SysScanDesc scan;
-	ScanKeyData key;
-	HeapTuple	tuple;
-	Oid			owner = InvalidOid;
-
-	rel = table_open(ExtensionRelationId, AccessShareLock);
-	ScanKeyInit(&key, Anum_pg_extension_extname, BTEqualStrategyNumber,
-				F_NAMEEQ, CStringGetDatum("guard"));
-	scan = systable_beginscan(rel, ExtensionNameIndexId, true, NULL, 1, &key);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-		owner = ((Form_pg_extension) GETSTRUCT(tuple))->extowner;
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-	if (!OidIsValid(owner))
-		guard_namespace();		/* raises the "not installed" error */
-	return owner;
-}
-
-/*
- * State saved while guard runs its own SQL as the extension owner with a
- * pinned search_path.
- */
-void
-guard_as_role_begin(GuardAsRole *s, Oid role)
-{
-	guard_as_role_path_begin(s, role, "pg_catalog, pg_temp", true);
-}
-
-/*
- * Run SQL as "role" (InvalidOid: the extension owner) with the given
- * search_path, with SPI connected; in a security-restricted operation
- * unless the SQL must queue a deferred trigger (which such an operation
- * forbids).
- */
-void
-guard_as_role_path_begin(GuardAsRole *s, Oid role, const char *search_path,
-						 bool restricted)
-{
-	GetUserIdAndSecContext(&s->save_userid, &s->save_sec_context);
-	SetUserIdAndSecContext(OidIsValid(role) ? role : extension_owner(),
-						   s->save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
-						   (restricted ? SECURITY_RESTRICTED_OPERATION : 0));
-	s->save_nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", search_path,
-							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
-							 true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-}
-
-void
-guard_as_role_end(GuardAsRole *s)
-{
-	SPI_finish();
-	AtEOXact_GUC(true, s->save_nestlevel);
-	SetUserIdAndSecContext(s->save_userid, s->save_sec_context);
-}
-
-/*
- * Run one statement of guard's own; an ERROR if it fails.
- */
-void
-guard_run_sql(const char *sql, int nargs, Oid *types, Datum *values,
-		const char *nulls)
-{
-	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls,
-										   false, 0);
-
-	if (rc < 0)
-		elog(ERROR, "guard: SPI failed (%d): %s", rc, sql);
-}
-
-/*
  * Does relation "relid" have a trigger named "tgname"?
  */
 static bool
@@ -409,12 +326,13 @@ qualified_name(Oid relid)
 
 /*
  * Give relation "relid" guard's capture triggers (want) or take them away
- * (!want).  Runs inside guard_as_role_begin().
+ * (!want), as guard's own DDL.
  */
 static void
 set_capture_triggers(Oid relid, bool want)
 {
 	char	   *qname = qualified_name(relid);
+	List	   *statements = NIL;
 
 	for (int i = 0; i < lengthof(capture_triggers); i++)
 	{
@@ -434,22 +352,9 @@ set_capture_triggers(Oid relid, bool want)
 			appendStringInfo(&sql, "DROP TRIGGER %s ON %s", tgname, qname);
 		else
 			continue;
-
-		{
-			bool		save = guard_internal_ddl;
-
-			guard_internal_ddl = true;
-			PG_TRY();
-			{
-				guard_run_sql(sql.data, 0, NULL, NULL, NULL);
-			}
-			PG_FINALLY();
-			{
-				guard_internal_ddl = save;
-			}
-			PG_END_TRY();
-		}
+		statements = lappend(statements, sql.data);
 	}
+	guard_run_internal_ddl(InvalidOid, "pg_catalog, pg_temp", statements);
 	CacheInvalidateRelcacheByRelid(relid);
 }
 
@@ -644,11 +549,11 @@ guard_protect(PG_FUNCTION_ARGS)
 			" max_rows = excluded.max_rows, max_fraction = excluded.max_fraction,"
 			" require_where = excluded.require_where",
 			7, argtypes, values, nulls);
+	guard_as_role_end(&owner);
 	set_capture_triggers_tree(relid,
 							  capture_has_dml(capture) || !PG_ARGISNULL(4) ||
 							  !PG_ARGISNULL(5) || PG_GETARG_BOOL(6) ||
 							  guard_has_invariants(relid));
-	guard_as_role_end(&owner);
 
 	table_close(rel, NoLock);
 	PG_RETURN_VOID();
@@ -679,8 +584,8 @@ guard_unprotect(PG_FUNCTION_ARGS)
 	guard_as_role_begin(&owner, InvalidOid);
 	guard_run_sql("DELETE FROM guard.policy WHERE relid = $1::pg_catalog.regclass",
 			1, argtypes, values, NULL);
-	set_capture_triggers_tree(relid, false);
 	guard_as_role_end(&owner);
+	set_capture_triggers_tree(relid, false);
 
 	table_close(rel, NoLock);
 	PG_RETURN_VOID();
@@ -699,7 +604,6 @@ guard_sync_relation(Oid relid)
 	bool		want;
 	bool		has;
 	bool		partitioned;
-	GuardAsRole owner;
 	char		relkind = get_rel_relkind(relid);
 
 	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE)
@@ -718,10 +622,6 @@ guard_sync_relation(Oid relid)
 	want = guard_policy_wants_triggers(policy);
 	/* a partitioned table may have gained a partition without triggers */
 	if (want != has || (want && partitioned))
-	{
-		guard_as_role_begin(&owner, InvalidOid);
 		set_capture_triggers_tree(relid, want);
-		guard_as_role_end(&owner);
-	}
 	table_close(rel, NoLock);
 }
