@@ -111,7 +111,6 @@ extern void guard_run_internal_ddl(Oid role, const char *search_path,
 								   List *statements);
 
 extern void guard_sync_relation(Oid relid);
-extern int	guard_key_attnums(Relation rel, AttrNumber *keys);
 
 /*
  * Column numbers of guard's own tables (sql/guard--0.1.sql); guard_open()
@@ -169,7 +168,9 @@ extern void guard_change_insert(Relation rel, int64 id, const char *kind,
 extern void guard_changes_init(void);
 extern int32 *guard_change_chunk_counter(void);
 
-/* rows.c: live rows by key */
+/* rows.c: a table's key, and its live rows by key */
+extern int	guard_key_attnums(Relation rel, AttrNumber *keys);
+
 typedef struct GuardKeyLeaf
 {
 	Relation	rel;

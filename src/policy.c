@@ -28,7 +28,6 @@
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/partition.h"
-#include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
 #include "commands/extension.h"
@@ -42,7 +41,6 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/syscache.h"
 
 #include "guard.h"
 
@@ -218,43 +216,6 @@ int
 guard_policy_mode(const GuardPolicy *policy)
 {
 	return policy->mode >= 0 ? policy->mode : guard_mode;
-}
-
-/*
- * The columns restore identifies rows by: the primary key, else the replica
- * identity index.  Fills keys[] (INDEX_MAX_KEYS long) and returns their
- * number, 0 when the table has neither.
- */
-int
-guard_key_attnums(Relation rel, AttrNumber *keys)
-{
-	Oid			indexoid = RelationGetPrimaryKeyIndex(rel);
-	HeapTuple	tuple;
-	Form_pg_index index;
-	int			n;
-
-	if (!OidIsValid(indexoid))
-		indexoid = RelationGetReplicaIndex(rel);
-	if (!OidIsValid(indexoid))
-		return 0;
-
-	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for index %u", indexoid);
-	index = (Form_pg_index) GETSTRUCT(tuple);
-	n = index->indnkeyatts;
-	for (int i = 0; i < n; i++)
-	{
-		keys[i] = index->indkey.values[i];
-		if (keys[i] == 0)
-		{
-			/* an expression: restore could not find rows by it */
-			n = 0;
-			break;
-		}
-	}
-	ReleaseSysCache(tuple);
-	return n;
 }
 
 /*

@@ -1,13 +1,18 @@
 /*-------------------------------------------------------------------------
  *
  * rows.c
- *	  Finding the live row of a protected table by its key.
+ *	  The key of a protected table, and finding its live row by key.
  *
- * Used by guard.diff() to show what a row holds now, and by restore to find
- * the row to write back.  A partitioned table is searched leaf by leaf.  Snapshot key values are matched to the table's
- * key index through the index's own equality operators; the columns are
- * mapped by name, since attnums change with DROP COLUMN and differ between
+ * A table's key is its primary key, else its replica identity index: the
+ * columns a change records, and restore and the deferred invariant checks
+ * find rows by.  guard.diff() looks rows up to show what they hold now,
+ * restore to find the row to write back.  A partitioned table is searched
+ * leaf by leaf.  Snapshot key values are matched to the table's key index
+ * through the index's own equality operators; the columns are mapped by
+ * name, since attnums change with DROP COLUMN and differ between
  * partitions.
+ *
+ * Calls no other file of guard.
  *
  *-------------------------------------------------------------------------
  */
@@ -27,8 +32,58 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "guard.h"
+
+/*
+ * The index that identifies the rows of "rel": its primary key, else its
+ * replica identity index; InvalidOid when it has neither.
+ */
+static Oid
+key_index(Relation rel)
+{
+	Oid			indexoid = RelationGetPrimaryKeyIndex(rel);
+
+	if (!OidIsValid(indexoid))
+		indexoid = RelationGetReplicaIndex(rel);
+	return indexoid;
+}
+
+/*
+ * The columns restore identifies rows by (see key_index()).  Fills keys[]
+ * (INDEX_MAX_KEYS long) and returns their number, 0 when the table has no
+ * such index or its key has an expression.
+ */
+int
+guard_key_attnums(Relation rel, AttrNumber *keys)
+{
+	Oid			indexoid = key_index(rel);
+	HeapTuple	tuple;
+	Form_pg_index index;
+	int			n;
+
+	if (!OidIsValid(indexoid))
+		return 0;
+
+	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for index %u", indexoid);
+	index = (Form_pg_index) GETSTRUCT(tuple);
+	n = index->indnkeyatts;
+	for (int i = 0; i < n; i++)
+	{
+		keys[i] = index->indkey.values[i];
+		if (keys[i] == 0)
+		{
+			/* an expression: restore could not find rows by it */
+			n = 0;
+			break;
+		}
+	}
+	ReleaseSysCache(tuple);
+	return n;
+}
 
 /*
  * Prepare a lookup in one leaf table.  Returns false when it has no usable
@@ -38,12 +93,10 @@ static bool
 leaf_begin(GuardKeyLeaf *leaf, Relation rel, const GuardChange *change)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	Oid			indexoid = RelationGetPrimaryKeyIndex(rel);
+	Oid			indexoid = key_index(rel);
 	Relation	index;
 	bool		ok = true;
 
-	if (!OidIsValid(indexoid))
-		indexoid = RelationGetReplicaIndex(rel);
 	if (!OidIsValid(indexoid))
 		return false;
 
