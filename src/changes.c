@@ -8,7 +8,9 @@
  * written with heap_insert in the writing transaction itself, so they
  * commit or roll back with the change.  Which change set and change the
  * current transaction is filling is kept in backend memory, tagged with
- * the subtransaction that created it and forgotten when that aborts.
+ * the subtransaction that created it and forgotten when that aborts.  The
+ * statement a change record names is the one hooks.c sets with
+ * guard_set_statement() while it finishes.
  *
  *-------------------------------------------------------------------------
  */
@@ -55,6 +57,9 @@ static bool layout_written_in_xact = false;
 struct LayoutEntry;
 static void layout_invalidate(Datum arg, Oid relid);
 static int64 layout_store(struct LayoutEntry *entry);
+
+/* the statement finishing now (set by hooks.c), or NULL when unknown */
+static const GuardStatement *current_statement = NULL;
 
 /* the change set of the current transaction, 0 if none yet */
 static int64 cur_changeset = 0;
@@ -191,13 +196,29 @@ guard_changeset_current(bool create)
 }
 
 /*
+ * Make "stmt" the statement whose AFTER triggers fire now, so that the
+ * changes they record carry its text and command type; NULL when unknown.
+ * Returns the one it replaces, for the caller to put back when the
+ * statement ends (statements nest: a trigger's own statements finish
+ * inside the outer one).  The executor and utility hooks call this.
+ */
+const GuardStatement *
+guard_set_statement(const GuardStatement *stmt)
+{
+	const GuardStatement *prev = current_statement;
+
+	current_statement = stmt;
+	return prev;
+}
+
+/*
  * The statement text to record: the statement finishing now, or the whole
  * query string if guard does not know it.
  */
 static Datum
 statement_datum(bool *isnull)
 {
-	const GuardStatement *stmt = guard_current_statement();
+	const GuardStatement *stmt = current_statement;
 	const char *text = NULL;
 	int			len = 0;
 
@@ -231,7 +252,7 @@ int64
 guard_change_for_statement(Relation rel, const char *kind, const char **final_kind)
 {
 	CommandId	cid = GetCurrentCommandId(false);
-	const GuardStatement *stmt = guard_current_statement();
+	const GuardStatement *stmt = current_statement;
 
 	if (last_change.change_id != 0 && last_change.cid == cid &&
 		last_change.relid == RelationGetRelid(rel) &&

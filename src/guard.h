@@ -51,17 +51,8 @@ extern void guard_require_preload(void);
 extern Oid	guard_namespace(void);
 extern Oid	guard_relid(const char *relname);
 
-/* hooks.c: the statement being finished, for change records */
-typedef struct GuardStatement
-{
-	const char *text;			/* source text, not NUL-terminated at len */
-	int			len;
-	CmdType		cmd;			/* CMD_UNKNOWN for utility (COPY) */
-	bool		is_copy;
-} GuardStatement;
-
+/* hooks.c: executor and utility hooks */
 extern void guard_install_hooks(void);
-extern const GuardStatement *guard_current_statement(void);
 
 /* policy.c */
 typedef enum GuardCapture
@@ -133,10 +124,23 @@ extern void guard_sync_relation(Oid relid);
 #define Anum_change_data			15
 #define Natts_guard_layout			6
 #define Natts_guard_snapshot		4
+#define Natts_guard_invariant		8
 
 extern Relation guard_open(const char *relname, LOCKMODE lockmode, int natts);
 
 /* changes.c: change sets and change records */
+
+/* the statement being finished, for change records (set by hooks.c) */
+typedef struct GuardStatement
+{
+	const char *text;			/* source text, not NUL-terminated at len */
+	int			len;
+	CmdType		cmd;			/* CMD_UNKNOWN for utility (COPY) */
+	bool		is_copy;
+} GuardStatement;
+
+extern const GuardStatement *guard_set_statement(const GuardStatement *stmt);
+
 typedef struct GuardChange
 {
 	int64		change_id;
@@ -203,7 +207,6 @@ extern void guard_keyscan_end(GuardKeyScan *ks);
 typedef struct GuardInvariantSet GuardInvariantSet;
 
 extern void guard_invariants_init(void);
-extern bool guard_has_invariants(Oid relid);
 extern GuardInvariantSet *guard_invariants_begin(Relation rel,
 												 const GuardPolicy *policy);
 extern void guard_invariants_row(GuardInvariantSet *set, TupleTableSlot *slot,

@@ -3,11 +3,12 @@
  * hooks.c
  *	  Executor and ProcessUtility hooks.
  *
- * The executor hook remembers which statement is finishing, so that the
- * capture trigger, which fires inside ExecutorFinish, can record the
+ * The executor hook tells changes.c which statement is finishing, so that
+ * the capture trigger, which fires inside ExecutorFinish, can record the
  * statement's own text and command type.  The utility hook does the same for
  * COPY, keeps guard's triggers from being dropped or disabled by anyone but
- * a superuser (who is logged), and gives them to new partitions.
+ * a superuser (who is logged), hands schema changes of protected tables to
+ * ddl.c, and gives guard's triggers to new partitions.
  *
  *-------------------------------------------------------------------------
  */
@@ -33,8 +34,6 @@
 static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 
-static const GuardStatement *current_statement = NULL;
-
 static void guard_ExecutorFinish(QueryDesc *queryDesc);
 static void guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 								 bool readOnlyTree,
@@ -53,16 +52,6 @@ guard_install_hooks(void)
 	ExecutorFinish_hook = guard_ExecutorFinish;
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = guard_ProcessUtility;
-}
-
-/*
- * The statement whose AFTER triggers are firing now, or NULL when unknown
- * (guard loaded in the middle of the statement).
- */
-const GuardStatement *
-guard_current_statement(void)
-{
-	return current_statement;
 }
 
 /*
@@ -100,7 +89,7 @@ set_statement_text(GuardStatement *stmt, const char *source, int location,
 static void
 guard_ExecutorFinish(QueryDesc *queryDesc)
 {
-	const GuardStatement *save = current_statement;
+	const GuardStatement *save;
 	GuardStatement stmt;
 
 	set_statement_text(&stmt, queryDesc->sourceText,
@@ -108,7 +97,7 @@ guard_ExecutorFinish(QueryDesc *queryDesc)
 					   queryDesc->plannedstmt->stmt_len);
 	stmt.cmd = queryDesc->operation;
 	stmt.is_copy = false;
-	current_statement = &stmt;
+	save = guard_set_statement(&stmt);
 
 	PG_TRY();
 	{
@@ -119,7 +108,7 @@ guard_ExecutorFinish(QueryDesc *queryDesc)
 	}
 	PG_FINALLY();
 	{
-		current_statement = save;
+		(void) guard_set_statement(save);
 	}
 	PG_END_TRY();
 }
@@ -288,7 +277,8 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 					 DestReceiver *dest, QueryCompletion *qc)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
-	const GuardStatement *save = current_statement;
+	const GuardStatement *save = NULL;
+	bool		is_copy = IsA(parsetree, CopyStmt);
 	GuardStatement stmt;
 	List	   *partitions = NIL;
 	RangeVar   *created = NULL;
@@ -326,15 +316,6 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		}
 	}
 
-	if (IsA(parsetree, CopyStmt))
-	{
-		set_statement_text(&stmt, queryString, pstmt->stmt_location,
-						   pstmt->stmt_len);
-		stmt.cmd = CMD_INSERT;
-		stmt.is_copy = true;
-		current_statement = &stmt;
-	}
-
 	/* schema changes of protected tables: snapshot what they destroy */
 	ddl_after = guard_ddl_before(pstmt, &replaced);
 	if (replaced != parsetree && replaced != NULL)
@@ -344,6 +325,16 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		memcpy(copy, pstmt, sizeof(PlannedStmt));
 		copy->utilityStmt = replaced;
 		pstmt = copy;
+	}
+
+	/* COPY: its capture is recorded with its text */
+	if (is_copy)
+	{
+		set_statement_text(&stmt, queryString, pstmt->stmt_location,
+						   pstmt->stmt_len);
+		stmt.cmd = CMD_INSERT;
+		stmt.is_copy = true;
+		save = guard_set_statement(&stmt);
 	}
 
 	PG_TRY();
@@ -363,7 +354,8 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	PG_FINALLY();
 	{
-		current_statement = save;
+		if (is_copy)
+			(void) guard_set_statement(save);
 	}
 	PG_END_TRY();
 

@@ -72,7 +72,6 @@ PG_FUNCTION_INFO_V1(guard_drop_invariant);
 PG_FUNCTION_INFO_V1(guard_check_invariants);
 PG_FUNCTION_INFO_V1(guard_check_deferred);
 
-#define Natts_guard_invariant	8
 #define MAX_SAMPLES				5
 /* failing rows remembered per table before checking the whole table */
 #define MAX_FAILING_KEYS		10000
@@ -255,15 +254,6 @@ invariants_lookup(Oid relid)
 	foreach(lc, defs)
 		entry->defs[foreach_current_index(lc)] = *(InvariantDef *) lfirst(lc);
 	return entry;
-}
-
-/*
- * Does protected table "relid" have any invariant?
- */
-bool
-guard_has_invariants(Oid relid)
-{
-	return invariants_lookup(relid)->ndefs > 0;
 }
 
 /*

@@ -196,6 +196,30 @@ guard_policy_lookup(Relation rel)
 }
 
 /*
+ * Does protected table "relid" have any invariant?  Read from
+ * guard.invariant itself, not through invariants.c's cache (that file is
+ * above this one): asked only when guard's triggers are given or taken.
+ */
+static bool
+has_invariants(Oid relid)
+{
+	Relation	irel;
+	SysScanDesc scan;
+	ScanKeyData key;
+	bool		found;
+
+	irel = guard_open("invariant", AccessShareLock, Natts_guard_invariant);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ,
+				ObjectIdGetDatum(relid));
+	scan = systable_beginscan(irel, guard_relid("invariant_pkey"), true,
+							  NULL, 1, &key);
+	found = HeapTupleIsValid(systable_getnext(scan));
+	systable_endscan(scan);
+	table_close(irel, AccessShareLock);
+	return found;
+}
+
+/*
  * Does a table under this policy need guard's triggers: to capture, to
  * apply row limits, or to check invariants?
  */
@@ -206,7 +230,7 @@ guard_policy_wants_triggers(const GuardPolicy *policy)
 		(policy->capture == GUARD_CAPTURE_DML ||
 		 policy->capture == GUARD_CAPTURE_ALL ||
 		 policy->max_rows > 0 || policy->max_fraction > 0 ||
-		 policy->require_where || guard_has_invariants(policy->relid));
+		 policy->require_where || has_invariants(policy->relid));
 }
 
 /*
@@ -514,7 +538,7 @@ guard_protect(PG_FUNCTION_ARGS)
 	set_capture_triggers_tree(relid,
 							  capture_has_dml(capture) || !PG_ARGISNULL(4) ||
 							  !PG_ARGISNULL(5) || PG_GETARG_BOOL(6) ||
-							  guard_has_invariants(relid));
+							  has_invariants(relid));
 
 	table_close(rel, NoLock);
 	PG_RETURN_VOID();
