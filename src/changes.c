@@ -618,8 +618,10 @@ layout_read(int64 layout_id, GuardChange *change)
 							  GetLatestSnapshot(), 1, &key);
 	tuple = systable_getnext(scan);
 	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "guard: layout " INT64_FORMAT " of change " INT64_FORMAT " is missing",
-			 layout_id, change->change_id);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("layout " INT64_FORMAT " of change " INT64_FORMAT " is missing from guard.layout",
+						layout_id, change->change_id)));
 	heap_deform_tuple(tuple, RelationGetDescr(rel), values, nulls);
 
 	deconstruct_array(DatumGetArrayTypeP(values[2]), TEXTOID, -1, false,

@@ -76,10 +76,19 @@ typedef struct GuardPolicy
 	bool		require_where;
 } GuardPolicy;
 
+/* what guard_open_table_to_manage() opens a table for, for its messages */
+typedef enum GuardManage
+{
+	GUARD_MANAGE_PROTECT,
+	GUARD_MANAGE_UNPROTECT,
+	GUARD_MANAGE_ADD_INVARIANT,
+	GUARD_MANAGE_DROP_INVARIANT
+} GuardManage;
+
 extern const GuardPolicy *guard_policy_lookup(Relation rel);
 extern int	guard_policy_mode(const GuardPolicy *policy);
 extern bool guard_may_read_relation(Oid relid);
-extern Relation guard_open_table_to_manage(Oid relid, const char *action);
+extern Relation guard_open_table_to_manage(Oid relid, GuardManage action);
 extern bool guard_policy_wants_triggers(const GuardPolicy *policy);
 extern bool guard_may_manage(Oid relid);
 

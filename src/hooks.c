@@ -149,18 +149,51 @@ relation_has_guard_trigger(Oid relid)
 	return found;
 }
 
+/* what a command would do to guard's triggers */
+typedef enum TriggerBypass
+{
+	BYPASS_DROP,
+	BYPASS_RENAME,
+	BYPASS_DISABLE
+} TriggerBypass;
+
 /*
- * Refuse (or, for a superuser, log) a command that would drop, rename or
- * disable one of guard's triggers, which would let writes bypass capture.
+ * Refuse (or, for a superuser, log and record) a command that would drop,
+ * rename or disable one of guard's triggers, which would let writes bypass
+ * capture.
  */
 static void
-check_trigger_bypass(const char *what, const char *relname, Oid relid)
+check_trigger_bypass(TriggerBypass bypass, const char *relname, Oid relid)
 {
+	const char *what;			/* as the change record names it */
+	const char *logged;
+	const char *denied;
+
+	switch (bypass)
+	{
+		case BYPASS_DROP:
+			what = "drop";
+			logged = gettext_noop("guard: superuser drops guard's capture on table \"%s\"");
+			denied = gettext_noop("permission denied to drop guard's capture on table \"%s\"");
+			break;
+		case BYPASS_RENAME:
+			what = "rename";
+			logged = gettext_noop("guard: superuser renames guard's capture on table \"%s\"");
+			denied = gettext_noop("permission denied to rename guard's capture on table \"%s\"");
+			break;
+		case BYPASS_DISABLE:
+		default:
+			what = "disable";
+			logged = gettext_noop("guard: superuser disables guard's capture on table \"%s\"");
+			denied = gettext_noop("permission denied to disable guard's capture on table \"%s\"");
+			break;
+	}
+
 	if (superuser())
 	{
 		ereport(LOG,
-				(errmsg("guard: superuser %s guard's capture on table \"%s\"",
-						what, relname)));
+				(errcode(ERRCODE_WARNING),
+				 errmsg(logged, relname)));
 		/* and recorded, in the transaction's change set */
 		if (OidIsValid(relid) && OidIsValid(get_extension_oid("guard", true)))
 		{
@@ -174,8 +207,7 @@ check_trigger_bypass(const char *what, const char *relname, Oid relid)
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-			 errmsg("permission denied to %s guard's capture on table \"%s\"",
-					what, relname),
+			 errmsg(denied, relname),
 			 errdetail("Triggers named guard_* keep the before-images of writes to protected tables."),
 			 errhint("Use guard.unprotect() to stop protecting the table.")));
 }
@@ -208,7 +240,7 @@ check_utility(Node *parsetree)
 						List	   *relname = list_truncate(list_copy(names),
 															list_length(names) - 1);
 
-						check_trigger_bypass("drop",
+						check_trigger_bypass(BYPASS_DROP,
 											 NameListToString(relname),
 											 RangeVarGetRelid(makeRangeVarFromNameList(relname),
 															  NoLock, true));
@@ -222,7 +254,7 @@ check_utility(Node *parsetree)
 
 				if (rename->renameType == OBJECT_TRIGGER &&
 					is_guard_trigger_name(rename->subname))
-					check_trigger_bypass("rename", rename->relation->relname,
+					check_trigger_bypass(BYPASS_RENAME, rename->relation->relname,
 										 RangeVarGetRelid(rename->relation, NoLock, true));
 				break;
 			}
@@ -252,7 +284,7 @@ check_utility(Node *parsetree)
 														 NoLock, true);
 							if (OidIsValid(relid) &&
 								relation_has_guard_trigger(relid))
-								check_trigger_bypass("disable",
+								check_trigger_bypass(BYPASS_DISABLE,
 													 atstmt->relation->relname, relid);
 							break;
 						default:

@@ -95,6 +95,14 @@ typedef struct InvariantCacheEntry
 	InvariantDef *defs;
 } InvariantCacheEntry;
 
+/* when a violation was found, for its message */
+typedef enum CheckedWhen
+{
+	CHECKED_AT_STATEMENT_END,	/* at the end of a statement */
+	CHECKED_AT_COMMIT,			/* by the deferred check at commit */
+	CHECKED_AFTER_DDL			/* over the table after a schema change */
+} CheckedWhen;
+
 /* a row failing a deferred row check, to re-check at commit */
 typedef struct FailingKey
 {
@@ -325,7 +333,11 @@ validate_query(const char *query, const char *search_path)
 	guard_as_role_path_begin(&as, GetUserId(), search_path, true);
 	plan = SPI_prepare(query, 0, NULL);
 	if (plan == NULL)
-		elog(ERROR, "guard: could not prepare invariant query");
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("could not prepare the query of the invariant"),
+				 errdetail_internal("SPI_prepare returned %s.",
+									SPI_result_code_string(SPI_result))));
 	sources = SPI_plan_get_plan_sources(plan);
 	src = list_length(sources) == 1 ? linitial(sources) : NULL;
 	ok = src != NULL && src->commandTag == CMDTAG_SELECT &&
@@ -382,7 +394,7 @@ guard_add_invariant(PG_FUNCTION_ARGS)
 				 errmsg("exactly one of row_check and query must be given"),
 				 errhint("A row check is an expression over one row; a query is a SELECT returning one boolean.")));
 
-	rel = guard_open_table_to_manage(relid, "add an invariant to");
+	rel = guard_open_table_to_manage(relid, GUARD_MANAGE_ADD_INVARIANT);
 	if (!guard_policy_lookup(rel)->found || rel->rd_rel->relispartition)
 	{
 		GuardPolicy own;
@@ -417,9 +429,8 @@ guard_add_invariant(PG_FUNCTION_ARGS)
 	values[6] = CStringGetTextDatum(search_path);
 
 	guard_as_role_begin(&owner, InvalidOid);
-	if (SPI_execute_with_args("SELECT 1 FROM guard.invariant WHERE relid = $1::pg_catalog.regclass AND name = $2",
-							  2, types, values, nulls, true, 0) != SPI_OK_SELECT)
-		elog(ERROR, "guard: could not read guard.invariant");
+	guard_run_sql("SELECT 1 FROM guard.invariant WHERE relid = $1::pg_catalog.regclass AND name = $2",
+				  2, types, values, nulls);
 	if (SPI_processed > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
@@ -455,7 +466,7 @@ guard_drop_invariant(PG_FUNCTION_ARGS)
 	uint64		n;
 
 	guard_require_preload();
-	rel = guard_open_table_to_manage(relid, "drop an invariant of");
+	rel = guard_open_table_to_manage(relid, GUARD_MANAGE_DROP_INVARIANT);
 	values[0] = ObjectIdGetDatum(relid);
 	values[1] = CStringGetTextDatum(name);
 	guard_as_role_begin(&owner, InvalidOid);
@@ -509,30 +520,47 @@ slot_key_text(Relation rel, TupleTableSlot *slot, AttrNumber *keys, int nkeys,
 }
 
 /*
+ * Where and when a violation was found, as the first sentence of its
+ * DETAIL, translated: "Checked at the end of change 5 (change set 3)."
+ */
+static char *
+checked_sentence(CheckedWhen when, int64 change_id, int64 changeset_id)
+{
+	switch (when)
+	{
+		case CHECKED_AT_STATEMENT_END:
+			if (change_id != 0)
+				return psprintf(_("Checked at the end of change %lld (change set %lld)."),
+								(long long) change_id, (long long) changeset_id);
+			return pstrdup(_("Checked at the end of a statement guard did not capture."));
+		case CHECKED_AT_COMMIT:
+			if (change_id != 0)
+				return psprintf(_("Checked at commit, after change %lld (change set %lld)."),
+								(long long) change_id, (long long) changeset_id);
+			return pstrdup(_("Checked at commit, after a statement guard did not capture."));
+		case CHECKED_AFTER_DDL:
+			break;
+	}
+	return pstrdup(_("Checked over the whole table after a schema change."));
+}
+
+/*
  * Report a violation: an ERROR in enforce mode; else a guard.violation row,
  * a WARNING and a NOTIFY delivered at commit.
  */
 static void
 report_violation(int mode, Oid relid, const char *relation, const char *invariant,
-				 int64 change_id, int64 rows, List *samples, const char *what)
+				 int64 change_id, int64 rows, List *samples, CheckedWhen when)
 {
 	StringInfoData keys;
-	StringInfoData where;
+	char	   *where;
 	ListCell   *lc;
 	int64		changeset_id = guard_changeset_current(false);
 
 	initStringInfo(&keys);
 	foreach(lc, samples)
 		appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", (char *) lfirst(lc));
-
-	/* where it was found: "at the end of change 5 (change set 3)" */
-	initStringInfo(&where);
-	appendStringInfoString(&where, what);
-	if (change_id != 0)
-		appendStringInfo(&where, " change " INT64_FORMAT " (change set " INT64_FORMAT ")",
-						 change_id, changeset_id);
-	else
-		appendStringInfoString(&where, " a statement guard did not capture");
+	where = checked_sentence(when, change_id, changeset_id);
 
 	if (mode == GUARD_MODE_ENFORCE)
 		ereport(ERROR,
@@ -543,8 +571,8 @@ report_violation(int mode, Oid relid, const char *relation, const char *invarian
 							   rows, invariant, relation, rows) :
 				 errmsg("invariant \"%s\" on table %s is violated", invariant, relation),
 				 keys.len ?
-				 errdetail("Checked %s. Failing keys: %s.", where.data, keys.data) :
-				 errdetail("Checked %s.", where.data),
+				 errdetail("%s Failing keys: %s.", where, keys.data) :
+				 errdetail_internal("%s", where),
 				 errhint("The transaction is rolled back; nothing of the change is kept.")));
 
 	{
@@ -578,9 +606,9 @@ report_violation(int mode, Oid relid, const char *relation, const char *invarian
 				(errcode(ERRCODE_CHECK_VIOLATION),
 				 errmsg("invariant \"%s\" on table %s is violated", invariant, relation),
 				 keys.len ?
-				 errdetail("Checked %s. Failing rows: " INT64_FORMAT "; keys: %s.",
-						   where.data, rows, keys.data) :
-				 errdetail("Checked %s.", where.data),
+				 errdetail("%s Failing rows: " INT64_FORMAT "; keys: %s.",
+						   where, rows, keys.data) :
+				 errdetail_internal("%s", where),
 				 errhint("guard.mode is warn: the change commits and the violation is recorded in guard.violations.")));
 
 		initStringInfo(&payload);
@@ -613,11 +641,18 @@ run_query(const InvariantDef *def, const char *relation)
 	bool		isnull = true;
 	bool		result = false;
 	uint64		n;
+	int			rc;
 
 	guard_as_role_path_begin(&as, get_role_oid(def->owner, false),
 							 def->search_path, true);
-	if (SPI_execute(def->query, false, 2) != SPI_OK_SELECT)
-		elog(ERROR, "guard: invariant query failed");
+	rc = SPI_execute(def->query, false, 2);
+	if (rc != SPI_OK_SELECT)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_OBJECT_DEFINITION),
+				 errmsg("query of invariant \"%s\" on table %s did not run as a SELECT",
+						def->name, relation),
+				 errdetail_internal("SPI_execute returned %s.",
+									SPI_result_code_string(rc))));
 	n = SPI_processed;
 	if (n == 1)
 	{
@@ -857,10 +892,10 @@ guard_invariants_end(GuardInvariantSet *set, int64 change_id)
 			continue;
 		if (def->row_check && set->failing[i] > 0)
 			report_violation(set->mode, set->policy_relid, relation, def->name,
-							 change_id, set->failing[i], set->samples[i], "at the end of");
+							 change_id, set->failing[i], set->samples[i], CHECKED_AT_STATEMENT_END);
 		else if (def->query && !run_query(def, relation))
 			report_violation(set->mode, set->policy_relid, relation, def->name,
-							 change_id, 0, NIL, "at the end of");
+							 change_id, 0, NIL, CHECKED_AT_STATEMENT_END);
 	}
 	FreeExecutorState(set->estate);
 	if (set->pending)
@@ -980,7 +1015,11 @@ check_rows(Relation rel, InvariantDef *defs, int ndefs, bool deferred_only,
 
 		guard_change_from_relation(rel, &layout);
 		if (!guard_keyscan_begin(&ks, rel, &layout))
-			elog(ERROR, "guard: table \"%s\" has no usable key", RelationGetRelationName(rel));
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("table \"%s\" has no primary key or replica identity index",
+							RelationGetRelationName(rel)),
+					 errdetail("guard finds the rows that failed a deferred row check by their key.")));
 		hash_seq_init(&status, keys);
 		while ((fk = hash_seq_search(&status)) != NULL)
 		{
@@ -1055,10 +1094,10 @@ guard_check_deferred(PG_FUNCTION_ARGS)
 			if (def->row_check && failing[i] > 0)
 				report_violation(guard_policy_mode(&policy), p->relid, relation,
 								 def->name, p->change_id, failing[i], samples[i],
-								 "at commit, after");
+								 CHECKED_AT_COMMIT);
 			else if (def->query && !run_query(def, relation))
 				report_violation(guard_policy_mode(&policy), p->relid, relation,
-								 def->name, p->change_id, 0, NIL, "at commit, after");
+								 def->name, p->change_id, 0, NIL, CHECKED_AT_COMMIT);
 		}
 		table_close(rel, AccessShareLock);
 	}
@@ -1134,7 +1173,8 @@ guard_check_invariants(PG_FUNCTION_ARGS)
 		entry = invariants_lookup(relid);
 		failing = palloc0(sizeof(int64) * Max(entry->ndefs, 1));
 		samples = palloc0(sizeof(List *) * Max(entry->ndefs, 1));
-		relation = RelationGetRelationName(rel);
+		relation = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+											  RelationGetRelationName(rel));
 		check_rows(rel, entry->defs, entry->ndefs, false, NULL, failing, samples);
 		for (int i = 0; i < entry->ndefs; i++)
 		{
@@ -1218,7 +1258,7 @@ guard_invariants_after_ddl(Relation rel)
 			if (immediate[i].row_check && failing[i] > 0)
 				report_violation(guard_policy_mode(policy), policy->relid, relation,
 								 immediate[i].name, 0, failing[i], samples[i],
-								 "over the whole table after a schema change, at the end of");
+								 CHECKED_AFTER_DDL);
 		}
 		table_close(prel, AccessShareLock);
 	}

@@ -369,13 +369,42 @@ capture_has_dml(const char *capture)
 }
 
 /*
- * Check that "rel" is a table guard can protect, and that the current user
- * may manage it.  The relation is locked against concurrent DDL.
+ * Open table "relid" for "action", checking that it is a table guard can
+ * protect and that the current user may manage it.  The relation is locked
+ * against concurrent DDL.
  */
 Relation
-guard_open_table_to_manage(Oid relid, const char *action)
+guard_open_table_to_manage(Oid relid, GuardManage action)
 {
 	Relation	rel = try_table_open(relid, ShareRowExclusiveLock);
+	const char *cannot;
+	const char *denied;
+	const char *only;
+
+	switch (action)
+	{
+		case GUARD_MANAGE_PROTECT:
+			cannot = gettext_noop("cannot protect table \"%s\"");
+			denied = gettext_noop("permission denied to protect table \"%s\"");
+			only = gettext_noop("Only the table's owner or a member of guard_admin may protect it.");
+			break;
+		case GUARD_MANAGE_UNPROTECT:
+			cannot = gettext_noop("cannot unprotect table \"%s\"");
+			denied = gettext_noop("permission denied to unprotect table \"%s\"");
+			only = gettext_noop("Only the table's owner or a member of guard_admin may unprotect it.");
+			break;
+		case GUARD_MANAGE_ADD_INVARIANT:
+			cannot = gettext_noop("cannot add an invariant to table \"%s\"");
+			denied = gettext_noop("permission denied to add an invariant to table \"%s\"");
+			only = gettext_noop("Only the table's owner or a member of guard_admin may add an invariant to it.");
+			break;
+		case GUARD_MANAGE_DROP_INVARIANT:
+		default:
+			cannot = gettext_noop("cannot drop an invariant of table \"%s\"");
+			denied = gettext_noop("permission denied to drop an invariant of table \"%s\"");
+			only = gettext_noop("Only the table's owner or a member of guard_admin may drop an invariant of it.");
+			break;
+	}
 
 	if (rel == NULL)
 		ereport(ERROR,
@@ -391,16 +420,13 @@ guard_open_table_to_manage(Oid relid, const char *action)
 		RelationGetNamespace(rel) == get_namespace_oid("guard", true))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot %s table \"%s\"", action,
-						RelationGetRelationName(rel)),
+				 errmsg(cannot, RelationGetRelationName(rel)),
 				 errdetail("System catalogs and guard's own tables cannot be protected.")));
 	if (!guard_may_manage(relid))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-				 errmsg("permission denied to %s table \"%s\"", action,
-						RelationGetRelationName(rel)),
-				 errdetail("Only the table's owner or a member of guard_admin may %s it.",
-						   action)));
+				 errmsg(denied, RelationGetRelationName(rel)),
+				 errdetail_internal("%s", _(only))));
 	return rel;
 }
 
@@ -481,7 +507,7 @@ guard_protect(PG_FUNCTION_ARGS)
 					 errhint("Use NULL for no limit.")));
 	}
 
-	rel = guard_open_table_to_manage(relid, "protect");
+	rel = guard_open_table_to_manage(relid, GUARD_MANAGE_PROTECT);
 
 	if (rel->rd_rel->relispartition)
 	{
@@ -558,7 +584,7 @@ guard_unprotect(PG_FUNCTION_ARGS)
 	Datum		values[1];
 
 	guard_require_preload();
-	rel = guard_open_table_to_manage(relid, "unprotect");
+	rel = guard_open_table_to_manage(relid, GUARD_MANAGE_UNPROTECT);
 	if (!policy_read(relid, &dummy))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),

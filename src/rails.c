@@ -94,8 +94,10 @@ guard_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 		if (refuse)
 			ereport(ERROR,
 					(errcode(ERRCODE_GUARD_RAIL),
-					 errmsg("%s without a WHERE clause on table \"%s\" is refused by guard",
-							query->commandType == CMD_UPDATE ? "UPDATE" : "DELETE",
+					 query->commandType == CMD_UPDATE ?
+					 errmsg("UPDATE without a WHERE clause on table \"%s\" is refused by guard",
+							RelationGetRelationName(rel)) :
+					 errmsg("DELETE without a WHERE clause on table \"%s\" is refused by guard",
 							RelationGetRelationName(rel)),
 					 errdetail("The policy of table \"%s\" has require_where; a WHERE that is always true counts as none.",
 							   RelationGetRelationName(rel)),
@@ -104,6 +106,9 @@ guard_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 	}
 }
 
+/*
+ * Install the post_parse_analyze hook, chained after any installed before.
+ */
 void
 guard_rails_install(void)
 {
