@@ -8,6 +8,33 @@
  * (shadow.c) and records the change and its change set (changes.c).
  * policy.c keeps who is protected and how; hooks.c follows statements.
  *
+ * The files form layers: a file calls only files below it, never one
+ * above it, so that the file-to-file call graph has no cycle.
+ *
+ *	guard.c			_PG_init: the init functions of guc, changes, invariants,
+ *					hooks and rails; nothing calls it
+ *	hooks.c			executor and utility hooks -> ddl, policy, changes
+ *	restore.c		guard.restore() -> ddl, shadow, changes, policy, rows
+ *	ddl.c			schema changes of protected tables -> invariants,
+ *					shadow, changes, policy, rows
+ *	capture.c		the capture trigger -> invariants, rails, shadow, policy
+ *	diff.c			guard.diff() -> shadow, changes, policy, rows
+ *	invariants.c	invariants -> policy, changes, rows
+ *	rails.c			require_where, max_rows, max_fraction -> policy
+ *	shadow.c		before-images in chunks -> changes, rows
+ *	changes.c		change sets, change records, layouts, and the statement
+ *					finishing now (which hooks.c sets) -> rows
+ *	policy.c		the policy cache, protect/unprotect and guard's
+ *					triggers, who may manage or read a table -> rows
+ *	spi.c			SQL as another role with a pinned search_path; guard's
+ *					own DDL, marked by guard_internal_ddl
+ *	catalog.c		guard's own relations (OIDs, opening with a layout check)
+ *	rows.c			a table's key columns, live rows by key
+ *	guc.c			settings and the preload check
+ *
+ * Any file above them may call spi.c, catalog.c, rows.c and guc.c; spi.c
+ * calls only catalog.c, and catalog.c, rows.c and guc.c call no other file.
+ *
  *-------------------------------------------------------------------------
  */
 #ifndef GUARD_H
@@ -54,7 +81,7 @@ extern Oid	guard_relid(const char *relname);
 /* hooks.c: executor and utility hooks */
 extern void guard_install_hooks(void);
 
-/* policy.c */
+/* policy.c: who is protected and how */
 typedef enum GuardCapture
 {
 	GUARD_CAPTURE_NONE,
@@ -91,6 +118,7 @@ extern bool guard_may_read_relation(Oid relid);
 extern Relation guard_open_table_to_manage(Oid relid, GuardManage action);
 extern bool guard_policy_wants_triggers(const GuardPolicy *policy);
 extern bool guard_may_manage(Oid relid);
+extern void guard_sync_relation(Oid relid);
 
 /* spi.c: guard's own SQL as another role, search_path pinned, SPI open */
 typedef struct GuardAsRole
@@ -110,12 +138,10 @@ extern bool guard_internal_ddl;
 extern void guard_run_internal_ddl(Oid role, const char *search_path,
 								   List *statements);
 
-extern void guard_sync_relation(Oid relid);
-
 /*
- * Column numbers of guard's own tables (sql/guard--0.1.sql); guard_open()
- * checks the count, so that a library and a script of different versions
- * fail cleanly instead of misreading rows.
+ * catalog.c: column numbers of guard's own tables (sql/guard--0.1.sql);
+ * guard_open() checks the count, so that a library and a script of
+ * different versions fail cleanly instead of misreading rows.
  */
 #define Natts_guard_policy			9
 #define Natts_guard_changeset		7
