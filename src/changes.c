@@ -131,6 +131,10 @@ changes_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
+/*
+ * Called from _PG_init: forget the current change set and change when a
+ * transaction or subtransaction ends.
+ */
 void
 guard_changes_init(void)
 {
@@ -334,7 +338,10 @@ typedef struct LayoutEntry
 	Datum		keyatts;		/* int2[] */
 } LayoutEntry;
 
-
+/*
+ * Free what a layout cache entry holds (the entry itself is the hash
+ * table's).
+ */
 static void
 layout_free(LayoutEntry *entry)
 {
@@ -344,6 +351,11 @@ layout_free(LayoutEntry *entry)
 	pfree(DatumGetPointer(entry->keyatts));
 }
 
+/*
+ * Relcache callback, and on abort: forget the layout of "relid" (or of
+ * all relations), since its columns or key may have changed or its row in
+ * guard.layout may be gone.
+ */
 static void
 layout_invalidate(Datum arg, Oid relid)
 {
@@ -361,6 +373,10 @@ layout_invalidate(Datum arg, Oid relid)
 	}
 }
 
+/*
+ * The layout of "rel" as it is now, from the cache or built and stored
+ * in guard.layout.
+ */
 static LayoutEntry *
 layout_lookup(Relation rel)
 {

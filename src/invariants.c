@@ -143,6 +143,10 @@ static List *pending_rels = NIL;	/* in TopTransactionContext */
 static bool token_armed = false;
 static SubTransactionId token_subid = InvalidSubTransactionId;
 
+/*
+ * Relcache callback: forget the invariants of "relid" (or of all tables);
+ * guard.add_invariant() and guard.drop_invariant() send the invalidation.
+ */
 static void
 invariant_cache_invalidate(Datum arg, Oid relid)
 {
@@ -161,6 +165,9 @@ invariant_cache_invalidate(Datum arg, Oid relid)
 		hash_search(invariant_cache, &relid, HASH_REMOVE, NULL);
 }
 
+/*
+ * At the end of the transaction, forget its pending deferred checks.
+ */
 static void
 invariants_xact_callback(XactEvent event, void *arg)
 {
@@ -180,6 +187,10 @@ invariants_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/*
+ * A subtransaction that wrote the token row of the deferred check aborted
+ * (the row is gone) or committed (its parent owns the row now).
+ */
 static void
 invariants_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 							SubTransactionId parentSubid, void *arg)
@@ -194,6 +205,9 @@ invariants_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		token_subid = parentSubid;
 }
 
+/*
+ * Called from _PG_init: register the transaction callbacks.
+ */
 void
 guard_invariants_init(void)
 {

@@ -12,8 +12,12 @@
  * partitions can be given them; hooks.c refuses to let them be disabled.
  *
  * The cache maps a relation to the policy that governs it (its own, or its
- * nearest protected ancestor's) and its key columns.  It is invalidated by
- * relcache callbacks; protect() and unprotect() send those invalidations.
+ * nearest protected ancestor's).  It is invalidated by relcache callbacks;
+ * protect() and unprotect() send those invalidations.  Also here: who may
+ * manage a table (its owner, guard_admin) and who may read its changes.
+ *
+ * Below invariants.c, which calls it: whether a table has invariants (it
+ * needs guard's triggers then) is read from guard.invariant directly.
  *
  *-------------------------------------------------------------------------
  */
@@ -272,6 +276,9 @@ guard_may_read_relation(Oid relid)
 								 &missing) == ACLCHECK_OK;
 }
 
+/*
+ * guard._may_read(relid), for guard's views: guard_may_read_relation().
+ */
 Datum
 guard_may_read(PG_FUNCTION_ARGS)
 {
@@ -302,6 +309,9 @@ has_trigger(Oid relid, const char *tgname)
 	return found;
 }
 
+/*
+ * The schema-qualified, quoted name of relation "relid", for SQL.
+ */
 static char *
 qualified_name(Oid relid)
 {
@@ -362,6 +372,9 @@ set_capture_triggers_tree(Oid relid, bool want)
 	}
 }
 
+/*
+ * Does a capture setting capture row changes?
+ */
 static bool
 capture_has_dml(const char *capture)
 {

@@ -224,6 +224,9 @@ guard_keyscan_fetch(GuardKeyScan *ks, Datum *keyvalues, Snapshot snapshot)
 	return false;
 }
 
+/*
+ * Release what guard_keyscan_begin() prepared.
+ */
 void
 guard_keyscan_end(GuardKeyScan *ks)
 {
