@@ -630,8 +630,8 @@ trash_table(Oid relid, DropBehavior behavior, List *dropping)
 	StringInfoData detail;
 	List	   *tree;
 	ListCell   *lc;
-	GuardAsRole owner;
 	List	   *recreate = NIL;
+	List	   *moves = NIL;
 
 	/* no reference held while dependents are dropped (ALTER TABLE checks) */
 	relation_close(rel, NoLock);
@@ -693,10 +693,6 @@ trash_table(Oid relid, DropBehavior behavior, List *dropping)
 	guard_change_record(rel, "DROP TABLE", detail.data);
 	relation_close(rel, NoLock);
 	(void) trash_namespace();
-	guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
-	guard_internal_ddl = true;
-	PG_TRY();
-	{
 	foreach(lc, tree)
 	{
 		Oid			child = lfirst_oid(lc);
@@ -714,26 +710,21 @@ trash_table(Oid relid, DropBehavior behavior, List *dropping)
 			char		parttrash[NAMEDATALEN];
 
 			snprintf(parttrash, sizeof(parttrash), "%u_%s", part, get_rel_name(part));
-			guard_run_sql(psprintf("ALTER %s %s RENAME TO %s",
-								   get_rel_relkind(part) == RELKIND_SEQUENCE ? "SEQUENCE" : "INDEX",
-								   quote_qualified_identifier(get_namespace_name(get_rel_namespace(part)),
-															  get_rel_name(part)),
-								   quote_identifier(parttrash)), 0, NULL, NULL, NULL);
+			moves = lappend(moves,
+							psprintf("ALTER %s %s RENAME TO %s",
+									 get_rel_relkind(part) == RELKIND_SEQUENCE ? "SEQUENCE" : "INDEX",
+									 quote_qualified_identifier(get_namespace_name(get_rel_namespace(part)),
+																get_rel_name(part)),
+									 quote_identifier(parttrash)));
 		}
 		snprintf(childtrash, sizeof(childtrash), "%u_%s", child, get_rel_name(child));
-		guard_run_sql(psprintf("ALTER TABLE %s RENAME TO %s", qname,
-							   quote_identifier(childtrash)), 0, NULL, NULL, NULL);
-		guard_run_sql(psprintf("ALTER TABLE %s SET SCHEMA " TRASH_SCHEMA,
-							   quote_qualified_identifier(get_namespace_name(get_rel_namespace(child)),
-														  childtrash)), 0, NULL, NULL, NULL);
+		moves = lappend(moves, psprintf("ALTER TABLE %s RENAME TO %s", qname,
+										quote_identifier(childtrash)));
+		moves = lappend(moves, psprintf("ALTER TABLE %s SET SCHEMA " TRASH_SCHEMA,
+										quote_qualified_identifier(get_namespace_name(get_rel_namespace(child)),
+																   childtrash)));
 	}
-	}
-	PG_FINALLY();
-	{
-		guard_internal_ddl = false;
-	}
-	PG_END_TRY();
-	guard_as_role_end(&owner);
+	run_internal_ddl(moves);
 }
 
 /*
@@ -956,7 +947,7 @@ guard_undrop_table(Oid relid, const char *(*detail_schema_of) (Oid relid, void *
 {
 	List	   *tree;
 	ListCell   *lc;
-	GuardAsRole owner;
+	List	   *moves = NIL;
 	Relation	rel = try_table_open(relid, AccessExclusiveLock);
 
 	if (rel == NULL)
@@ -992,51 +983,38 @@ guard_undrop_table(Oid relid, const char *(*detail_schema_of) (Oid relid, void *
 					 errhint("Rename or drop the new table first.")));
 	}
 
-	guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
-	guard_internal_ddl = true;
-	PG_TRY();
+	/*
+	 * Each table goes back into its schema, under its name; its indexes and
+	 * owned sequences, moved with it, get their names back.
+	 */
+	foreach(lc, tree)
 	{
-		foreach(lc, tree)
+		Oid			child = lfirst_oid(lc);
+		const char *schema = detail_schema_of(child, arg);
+		char	   *trashname = get_rel_name(child);
+		char	   *name = strchr(trashname, '_') + 1;
+		List	   *parts = table_parts(child);
+		ListCell   *pc;
+
+		moves = lappend(moves, psprintf("ALTER TABLE " TRASH_SCHEMA ".%s SET SCHEMA %s",
+										quote_identifier(trashname), quote_identifier(schema)));
+		moves = lappend(moves, psprintf("ALTER TABLE %s RENAME TO %s",
+										quote_qualified_identifier(schema, trashname),
+										quote_identifier(name)));
+		foreach(pc, parts)
 		{
-			Oid			child = lfirst_oid(lc);
-			const char *schema = detail_schema_of(child, arg);
-			char	   *trashname = get_rel_name(child);
-			char	   *name = strchr(trashname, '_') + 1;
+			Oid			part = lfirst_oid(pc);
+			const char *partname = detail_name_of(part, arg);
 
-			guard_run_sql(psprintf("ALTER TABLE " TRASH_SCHEMA ".%s SET SCHEMA %s",
-								   quote_identifier(trashname), quote_identifier(schema)),
-						  0, NULL, NULL, NULL);
-			guard_run_sql(psprintf("ALTER TABLE %s RENAME TO %s",
-								   quote_qualified_identifier(schema, trashname),
-								   quote_identifier(name)),
-						  0, NULL, NULL, NULL);
-			{
-				List	   *parts = table_parts(child);
-				ListCell   *pc;
-
-				foreach(pc, parts)
-				{
-					Oid			part = lfirst_oid(pc);
-					const char *partname = detail_name_of(part, arg);
-
-					if (partname == NULL)
-						continue;
-					guard_run_sql(psprintf("ALTER %s %s RENAME TO %s",
-										   get_rel_relkind(part) == RELKIND_SEQUENCE ? "SEQUENCE" : "INDEX",
-										   quote_qualified_identifier(get_namespace_name(get_rel_namespace(part)),
-																	  get_rel_name(part)),
-										   quote_identifier(partname)), 0, NULL, NULL, NULL);
-				}
-			}
+			if (partname == NULL)
+				continue;
+			moves = lappend(moves, psprintf("ALTER %s %s RENAME TO %s",
+											get_rel_relkind(part) == RELKIND_SEQUENCE ? "SEQUENCE" : "INDEX",
+											quote_qualified_identifier(schema, get_rel_name(part)),
+											quote_identifier(partname)));
 		}
 	}
-	PG_FINALLY();
-	{
-		guard_internal_ddl = false;
-	}
-	PG_END_TRY();
-	guard_as_role_end(&owner);
-	CommandCounterIncrement();
+	run_internal_ddl(moves);
 }
 
 /*
