@@ -182,7 +182,7 @@ drop_dependents(Oid relid, const char *name, DropBehavior behavior,
 	if (behavior != DROP_CASCADE)
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-				 errmsg("cannot drop table %s because other objects depend on it", name),
+				 errmsg("cannot drop table \"%s\" because other objects depend on it", name),
 				 errhint("Use DROP ... CASCADE to drop the dependent objects too.")));
 	recreate = guard_dependents_save(relid, dropping, &drops);
 	run_own_ddl(drops);
@@ -342,13 +342,19 @@ undrop_check(Oid relid, const char *(*detail_schema_of) (Oid relid, void *arg),
 		Oid			child = lfirst_oid(lc);
 		const char *schema = detail_schema_of(child, arg);
 		char	   *name = name_from_trash(get_rel_name(child));
-		Oid			nsp = schema ? get_namespace_oid(schema, true) : InvalidOid;
+		Oid			nsp;
 
+		if (schema == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_SCHEMA),
+					 errmsg("cannot undrop table \"%s\": the schema it was dropped from is not recorded",
+							name)));
+		nsp = get_namespace_oid(schema, true);
 		if (!OidIsValid(nsp))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_SCHEMA),
 					 errmsg("cannot undrop table \"%s\": schema \"%s\" does not exist",
-							name, schema ? schema : "?")));
+							name, schema)));
 		if (OidIsValid(get_relname_relid(name, nsp)))
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_TABLE),
