@@ -12,6 +12,9 @@ OBJS = \
 	src/rails.o \
 	src/invariants.o \
 	src/ddl.o \
+	src/refuse.o \
+	src/trash.o \
+	src/depend.o \
 	src/shadow.o \
 	src/changes.o \
 	src/rows.o \

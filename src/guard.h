@@ -251,14 +251,29 @@ extern void guard_invariants_deleted(GuardInvariantSet *set,
 extern void guard_invariants_end(GuardInvariantSet *set, int64 change_id);
 extern void guard_invariants_after_ddl(Relation rel);
 
-/* ddl.c */
+/* ddl.c: schema changes recorded (calls trash.c and refuse.c) */
 extern List *guard_ddl_before(PlannedStmt *pstmt, Node **replaced);
 extern void guard_ddl_after(List *after);
-extern void guard_recreate_dependents(List *statements);
+
+/* refuse.c: DROP SCHEMA ... CASCADE and DROP OWNED BY of protected tables */
+extern void guard_refuse_drop_schema(DropStmt *drop);
+extern void guard_refuse_drop_owned(DropOwnedStmt *drop);
+
+/* trash.c: DROP TABLE as a move into the trash, undrop, purge */
+#define GUARD_TRASH_SCHEMA	"guard_trash"
+
+extern void guard_json_field(StringInfo buf, const char *name,
+							 const char *value);
+extern void guard_trash_table(Oid relid, DropBehavior behavior, List *dropping);
 extern void guard_undrop_table(Oid relid,
 							   const char *(*schema_of) (Oid relid, void *arg),
 							   const char *(*name_of) (Oid relid, void *arg),
 							   void *arg);
+extern void guard_recreate_dependents(List *statements);
+
+/* depend.c: a protected table's outside dependents, saved as SQL */
+extern bool guard_dependents_exist(Oid relid, List *dropping);
+extern List *guard_dependents_save(Oid relid, List *dropping, List **drops);
 
 /* rails.c: guard rails */
 extern void guard_check_row_limits(Relation rel, const GuardPolicy *policy,
