@@ -15,7 +15,7 @@
  * the retention, and expires old snapshots.
  *
  * guard's own DDL here (the moves, the drops of dependents, purge) runs
- * through run_own_ddl(), marked with guard_internal_ddl so that the
+ * through guard_run_internal_ddl() (spi.c), marked with guard_internal_ddl so that the
  * utility hook lets it through unrecorded.
  *
  * Layering: ddl.c -> trash.c -> depend.c; this file does not call ddl.c.
@@ -59,36 +59,6 @@ guard_json_field(StringInfo buf, const char *name, const char *value)
 		escape_json(buf, value);
 	else
 		appendStringInfoString(buf, "null");
-}
-
-/*
- * Run "statements" as guard's owner with a pinned search_path, marked as
- * guard's own DDL so that the utility hook lets them through unrecorded.
- * The mark is restored to its saved value however they end.
- */
-static void
-run_own_ddl(List *statements)
-{
-	GuardAsRole owner;
-	bool		save = guard_internal_ddl;
-	ListCell   *lc;
-
-	if (statements == NIL)
-		return;
-	guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
-	guard_internal_ddl = true;
-	PG_TRY();
-	{
-		foreach(lc, statements)
-			guard_run_sql((char *) lfirst(lc), 0, NULL, NULL, NULL);
-	}
-	PG_FINALLY();
-	{
-		guard_internal_ddl = save;
-	}
-	PG_END_TRY();
-	guard_as_role_end(&owner);
-	CommandCounterIncrement();
 }
 
 /*
@@ -185,7 +155,7 @@ drop_dependents(Oid relid, const char *name, DropBehavior behavior,
 				 errmsg("cannot drop table \"%s\" because other objects depend on it", name),
 				 errhint("Use DROP ... CASCADE to drop the dependent objects too.")));
 	recreate = guard_dependents_save(relid, dropping, &drops);
-	run_own_ddl(drops);
+	guard_run_internal_ddl(InvalidOid, "pg_catalog, pg_temp", drops);
 	if (guard_dependents_exist(relid, dropping))
 		ereport(ERROR,
 				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
@@ -310,7 +280,7 @@ guard_trash_table(Oid relid, DropBehavior behavior, List *dropping)
 						drop_detail(relid, schema, name, tree, recreate));
 	relation_close(rel, NoLock);
 	(void) trash_namespace();
-	run_own_ddl(move_to_trash_sql(tree));
+	guard_run_internal_ddl(InvalidOid, "pg_catalog, pg_temp", move_to_trash_sql(tree));
 }
 
 /*
@@ -418,7 +388,9 @@ guard_undrop_table(Oid relid, const char *(*detail_schema_of) (Oid relid, void *
 {
 	List	   *tree = undrop_check(relid, detail_schema_of, arg);
 
-	run_own_ddl(move_from_trash_sql(tree, detail_schema_of, detail_name_of, arg));
+	guard_run_internal_ddl(InvalidOid, "pg_catalog, pg_temp",
+						   move_from_trash_sql(tree, detail_schema_of,
+											   detail_name_of, arg));
 }
 
 /*
@@ -429,7 +401,7 @@ guard_undrop_table(Oid relid, const char *(*detail_schema_of) (Oid relid, void *
 void
 guard_recreate_dependents(List *statements)
 {
-	run_own_ddl(statements);
+	guard_run_internal_ddl(InvalidOid, "pg_catalog, pg_temp", statements);
 }
 
 /*
@@ -507,7 +479,7 @@ purge_tables(List *tables)
 	if (drop.len > 0)
 	{
 		appendStringInfoString(&drop, " CASCADE");
-		run_own_ddl(list_make1(drop.data));
+		guard_run_internal_ddl(InvalidOid, "pg_catalog, pg_temp", list_make1(drop.data));
 	}
 }
 
