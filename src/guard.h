@@ -51,11 +51,14 @@
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 
-/* guard's own error codes, class GU (documented in README.md) */
+/*
+ * guard's own error codes, class ZG: the SQL standard leaves classes whose
+ * first character is 5-9 or I-Z to implementations (README.md lists them).
+ */
 #define ERRCODE_GUARD_NOT_PRELOADED		ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE
-#define ERRCODE_GUARD_SNAPSHOT_TOO_LARGE	MAKE_SQLSTATE('G','U','0','0','1')
-#define ERRCODE_GUARD_RESTORE_CONFLICT	MAKE_SQLSTATE('G','U','0','0','2')
-#define ERRCODE_GUARD_RAIL				MAKE_SQLSTATE('G','U','0','0','3')
+#define ERRCODE_GUARD_SNAPSHOT_TOO_LARGE	MAKE_SQLSTATE('Z','G','0','0','1')
+#define ERRCODE_GUARD_RESTORE_CONFLICT	MAKE_SQLSTATE('Z','G','0','0','2')
+#define ERRCODE_GUARD_RAIL				MAKE_SQLSTATE('Z','G','0','0','3')
 
 /* guc.c: settings and the preload check */
 typedef enum GuardMode
