@@ -12,6 +12,8 @@ OBJS = \
 	src/shadow.o \
 	src/changes.o \
 	src/rows.o \
+	src/later.o \
+	src/undo.o \
 	src/restore.o \
 	src/diff.o
 
