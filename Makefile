@@ -14,6 +14,7 @@ OBJS = \
 	src/rows.o \
 	src/later.o \
 	src/undo.o \
+	src/schema_undo.o \
 	src/restore.o \
 	src/diff.o
 

@@ -303,4 +303,8 @@ extern void guard_undo_rows(const GuardChange *change, GuardOnConflict mode,
 extern void guard_undo_blocked_error(const GuardChange *change,
 									 const char *column) pg_attribute_noreturn();
 
+/* schema_undo.c: the undo recipes of schema changes */
+extern void guard_undo_schema_change(const GuardChange *change, Datum exclude,
+									 GuardRestoreReport *report);
+
 #endif							/* GUARD_H */
