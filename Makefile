@@ -16,6 +16,7 @@ OBJS = \
 	src/undo.o \
 	src/schema_undo.o \
 	src/restore.o \
+	src/drill.o \
 	src/diff.o
 
 EXTENSION = guard

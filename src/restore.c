@@ -1,26 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * restore.c
- *	  Undo recorded changes: guard.restore(), restore_change(), restore_to()
- *	  and the verify_restore() drill.
+ *	  Undo recorded changes: guard.restore(), restore_change(), restore_to(),
+ *	  and the driver they share with the verify_restore() drill (drill.c).
  *
- * Changes are undone newest first, one at a time, each in three steps:
- *
- *	1. Lock the table in SHARE ROW EXCLUSIVE mode: concurrent writers wait
- *	   for the restore to commit (and a second restore of the same table
- *	   waits for the first), so what is checked in step 2 stays true.
- *	2. Decode the snapshot and look at each row's live version: an UPDATE is
- *	   undone column by column, the columns a later transaction wrote are
- *	   conflicts; a DELETE conflicts if its key exists again; an INSERT if
- *	   the row changed since.  "Wrote since" is read from the hash of the
- *	   after-values kept at capture (equal: nothing touched it), and which
- *	   columns from the later changes that captured the same key.
- *	3. Put the rows to write back into a tuplestore and apply them with at
- *	   most three set-based statements (UPDATE ... FROM, INSERT ... SELECT,
- *	   DELETE ... USING) that read it as an ephemeral named relation.  Run as
- *	   the table's owner, they check constraints, fire triggers and are
- *	   captured by guard like any write: a restore is a change set, and can
- *	   itself be restored.
+ * The driver loads and checks the changes to undo, records the restore as
+ * a change set of its own, undoes the changes newest first (a schema change
+ * by its recipe in schema_undo.c, the rows of a change in undo.c), marks
+ * them restored, and returns one report row per change.
  *
  * A dry run does the same inside a subtransaction that it rolls back, so
  * that its report is exactly what the real call would do.
@@ -29,26 +16,15 @@
  */
 #include "postgres.h"
 
-#include "access/table.h"
 #include "access/xact.h"
-#include "catalog/pg_inherits.h"
-#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/jsonb.h"
-#include "utils/fmgrprotos.h"
-#include "utils/datum.h"
-#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/queryenvironment.h"
-#include "utils/rel.h"
 #include "utils/resowner.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -57,7 +33,6 @@
 PG_FUNCTION_INFO_V1(guard_restore);
 PG_FUNCTION_INFO_V1(guard_restore_change);
 PG_FUNCTION_INFO_V1(guard_restore_to);
-PG_FUNCTION_INFO_V1(guard_verify_restore);
 
 /*
  * The on_conflict argument of the restore functions.
@@ -159,6 +134,21 @@ select_ids(const char *sql, int nargs, Oid *types, Datum *values)
 }
 
 /*
+ * The ids of the changes of a change set, newest first (the order to undo
+ * them in).
+ */
+List *
+guard_restore_changeset_ids(int64 changeset_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(changeset_id);
+	return select_ids("SELECT change_id FROM guard.change WHERE changeset_id = $1"
+					  " ORDER BY change_id DESC", 1, types, values);
+}
+
+/*
  * In a PG_CATCH: roll back the internal subtransaction the work ran in and
  * raise the error again in the outer one.
  */
@@ -177,18 +167,63 @@ abort_subxact_rethrow(MemoryContext oldcxt, ResourceOwner oldowner)
 }
 
 /*
- * Undo the changes (newest first), record the restore, and return the
- * report rows.  With dry_run, all of it happens in a subtransaction that is
- * rolled back.
+ * The change sets being undone, as an int8[]: their own later writes are
+ * expected, not conflicts.
  */
-static List *
-restore_changes(List *ids, GuardOnConflict mode, bool dry_run, int64 restore_of,
-				MemoryContext reportcxt)
+static Datum
+changesets_of(List *changes)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * (list_length(changes) + 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, changes)
+		elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->changeset_id);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+										   true, TYPALIGN_DOUBLE));
+}
+
+/*
+ * Mark the undone changes as restored by the current change set.
+ */
+static void
+mark_restored(List *changes)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * (list_length(changes) + 1));
+	int			n = 0;
+	ListCell   *lc;
+	GuardAsRole owner;
+	Oid			types[2] = {INT8ARRAYOID, INT8OID};
+	Datum		vals[2];
+
+	foreach(lc, changes)
+		elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->change_id);
+	vals[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+											  true, TYPALIGN_DOUBLE));
+	vals[1] = Int64GetDatum(guard_changeset_current(true));
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("UPDATE guard.change SET state = 'restored', restored_by = $2"
+				  " WHERE change_id = ANY ($1)", 2, types, vals, NULL);
+	guard_as_role_end(&owner);
+}
+
+/*
+ * Undo the changes "ids" (newest first), record the restore (of change set
+ * restore_of, or 0), and return the report rows, allocated in reportcxt.
+ * With dry_run, all of it happens in a subtransaction that is rolled back;
+ * "inspect", if not NULL, is called with the report rows just before that,
+ * to look at the restored tables (the drill).
+ */
+List *
+guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
+					  int64 restore_of, MemoryContext reportcxt,
+					  GuardRestoreInspect inspect, void *arg)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	List	   *reports = NIL;
 
+	Assert(dry_run || inspect == NULL);
 	if (dry_run)
 	{
 		BeginInternalSubTransaction(NULL);
@@ -198,21 +233,8 @@ restore_changes(List *ids, GuardOnConflict mode, bool dry_run, int64 restore_of,
 	PG_TRY();
 	{
 		List	   *changes = load_changes(ids);
-		List	   *changesets = NIL;
-		Datum	   *elems;
-		int			n = 0;
-		Datum		exclude;
+		Datum		exclude = changesets_of(changes);
 		ListCell   *lc;
-		Datum		args[1];
-
-		/* the change sets being undone: their own later writes are expected */
-		foreach(lc, changes)
-			changesets = lappend(changesets, &((GuardChange *) lfirst(lc))->changeset_id);
-		elems = palloc(sizeof(Datum) * (list_length(changesets) + 1));
-		foreach(lc, changesets)
-			elems[n++] = Int64GetDatum(*(int64 *) lfirst(lc));
-		exclude = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
-												  true, TYPALIGN_DOUBLE));
 
 		guard_changeset_begin_restore(restore_of, changes);
 
@@ -230,24 +252,9 @@ restore_changes(List *ids, GuardOnConflict mode, bool dry_run, int64 restore_of,
 			MemoryContextSwitchTo(old);
 		}
 
-		/* mark the undone changes */
-		n = 0;
-		foreach(lc, changes)
-			elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->change_id);
-		args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
-												  true, TYPALIGN_DOUBLE));
-		{
-			GuardAsRole owner;
-			Oid			types[2] = {INT8ARRAYOID, INT8OID};
-			Datum		vals[2];
-
-			vals[0] = args[0];
-			vals[1] = Int64GetDatum(guard_changeset_current(true));
-			guard_as_role_begin(&owner, InvalidOid);
-			guard_run_sql("UPDATE guard.change SET state = 'restored', restored_by = $2"
-						  " WHERE change_id = ANY ($1)", 2, types, vals, NULL);
-			guard_as_role_end(&owner);
-		}
+		mark_restored(changes);
+		if (inspect != NULL)
+			inspect(reports, arg);
 	}
 	PG_CATCH();
 	{
@@ -292,6 +299,11 @@ put_reports(FunctionCallInfo fcinfo, List *reports)
 	}
 }
 
+/*
+ * Refuse to run without the preloaded library, and refuse null arguments
+ * (the restore functions are not STRICT: a null must not look like "nothing
+ * to restore").
+ */
 static void
 check_args(FunctionCallInfo fcinfo)
 {
@@ -333,14 +345,14 @@ guard_restore(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("change set " INT64_FORMAT " does not exist", changeset_id)));
-	ids = select_ids("SELECT change_id FROM guard.change WHERE changeset_id = $1"
-					 " ORDER BY change_id DESC", 1, types, values);
+	ids = guard_restore_changeset_ids(changeset_id);
 	if (ids == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("change set " INT64_FORMAT " has no changes to restore", changeset_id)));
 
-	put_reports(fcinfo, restore_changes(ids, mode, dry_run, changeset_id, reportcxt));
+	put_reports(fcinfo, guard_restore_changes(ids, mode, dry_run, changeset_id,
+											  reportcxt, NULL, NULL));
 	return (Datum) 0;
 }
 
@@ -362,7 +374,8 @@ guard_restore_change(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	reportcxt = ((ReturnSetInfo *) fcinfo->resultinfo)->econtext->ecxt_per_query_memory;
 
-	put_reports(fcinfo, restore_changes(list_make1(id), mode, dry_run, 0, reportcxt));
+	put_reports(fcinfo, guard_restore_changes(list_make1(id), mode, dry_run, 0,
+											  reportcxt, NULL, NULL));
 	return (Datum) 0;
 }
 
@@ -406,188 +419,7 @@ guard_restore_to(PG_FUNCTION_ARGS)
 					 " ORDER BY change_id DESC",
 					 2, types, values);
 	if (ids != NIL)
-		put_reports(fcinfo, restore_changes(ids, mode, dry_run, 0, reportcxt));
-	return (Datum) 0;
-}
-
-/*
- * guard.verify_restore(changeset_id): the drill.  Restores the change set in
- * a subtransaction, checks that every captured row is back to its
- * before-image, rolls back, and reports per change.
- */
-Datum
-guard_verify_restore(PG_FUNCTION_ARGS)
-{
-	int64		changeset_id;
-	List	   *ids;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1];
-	ReturnSetInfo *rsinfo;
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	List	   *results = NIL;
-	ListCell   *lc;
-
-	check_args(fcinfo);
-	changeset_id = PG_GETARG_INT64(0);
-	InitMaterializedSRF(fcinfo, 0);
-	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-
-	values[0] = Int64GetDatum(changeset_id);
-	ids = select_ids("SELECT change_id FROM guard.change WHERE changeset_id = $1"
-					 " ORDER BY change_id DESC", 1, types, values);
-	if (ids == NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("change set " INT64_FORMAT " does not exist or has no changes",
-						changeset_id)));
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		List	   *reports = restore_changes(ids, GUARD_ON_CONFLICT_SKIP, false,
-											  changeset_id, oldcxt);
-		HTAB	   *seen;
-		HASHCTL		ctl;
-
-		ctl.keysize = NAMEDATALEN * 8;
-		ctl.entrysize = NAMEDATALEN * 8;
-		seen = hash_create("guard verified keys", 256, &ctl,
-						   HASH_ELEM | HASH_STRINGS);
-
-		CommandCounterIncrement();
-
-		/*
-		 * Compare, oldest change first: a row changed twice in the change set
-		 * must be back at the first change's before-image, so each key's
-		 * presence, and each of its columns, is checked against the oldest
-		 * change that captured it.
-		 */
-		for (int ri = list_length(reports) - 1; ri >= 0; ri--)
-		{
-			GuardRestoreReport *r = list_nth(reports, ri);
-			GuardChange change;
-			Relation	rel;
-			GuardKeyScan ks;
-			ShadowReader *reader;
-			ShadowRow	row;
-			int64		checked = 0;
-			int64		matching = 0;
-			Datum	   *res = MemoryContextAlloc(oldcxt, sizeof(Datum) * 5);
-
-			if (!guard_change_read(r->change_id, &change))
-				continue;
-			rel = table_open(change.relid, AccessShareLock);
-			if (!guard_keyscan_begin(&ks, rel, &change))
-				elog(ERROR, "guard: table %s has no usable key", change.relation);
-			reader = shadow_open(change.change_id, change.natts, change.atttypes,
-								 change.keys, change.nkeys, change.inline_chunk);
-			while (shadow_next(reader, &row))
-			{
-				Datum	   *key = row.keyvalues;
-				bool		live;
-				bool		ok = true;
-				bool		found;
-				bool		compared = false;
-				char	   *keytext;
-				char		seenkey[NAMEDATALEN * 8];
-
-				/* after undo, an UPDATE's row is found by its old key */
-				if (row.op == GUARD_OP_UPDATE)
-				{
-					key = palloc(sizeof(Datum) * change.nkeys);
-					for (int k = 0; k < change.nkeys; k++)
-					{
-						int			i = change.keys[k] - 1;
-
-						key[k] = row.captured[i] ? row.values[i] : row.keyvalues[k];
-					}
-				}
-				keytext = guard_key_text(&change, key);
-				live = guard_keyscan_fetch(&ks, key, GetLatestSnapshot());
-
-				/* presence: the oldest change of a key says if it must exist */
-				snprintf(seenkey, sizeof(seenkey), "%u %s", change.relid, keytext);
-				hash_search(seen, seenkey, HASH_ENTER, &found);
-				if (!found)
-				{
-					compared = true;
-					ok = (row.op == GUARD_OP_INSERT) ? !live : live;
-				}
-
-				/* values: each column against its oldest before-image */
-				for (int i = 0; i < row.natts && ok && live; i++)
-				{
-					AttrNumber	attnum;
-					Form_pg_attribute att;
-					TupleDesc	desc = RelationGetDescr(ks.found);
-
-					if (!row.captured[i] || change.attnames[i] == NULL)
-						continue;
-					snprintf(seenkey, sizeof(seenkey), "%u %s %s", change.relid,
-							 keytext, change.attnames[i]);
-					hash_search(seen, seenkey, HASH_ENTER, &found);
-					if (found)
-						continue;
-					compared = true;
-					attnum = get_attnum(RelationGetRelid(ks.found), change.attnames[i]);
-					if (attnum <= 0)
-					{
-						ok = false;
-						break;
-					}
-					att = TupleDescAttr(desc, attnum - 1);
-					if (row.nulls[i] || ks.slot->tts_isnull[attnum - 1])
-						ok = row.nulls[i] && ks.slot->tts_isnull[attnum - 1];
-					else
-						ok = datum_image_eq(row.values[i], ks.slot->tts_values[attnum - 1],
-											att->attbyval, att->attlen);
-				}
-				if (!compared)
-					continue;
-				checked++;
-				if (ok)
-					matching++;
-			}
-			shadow_close(reader);
-			guard_keyscan_end(&ks);
-			table_close(rel, AccessShareLock);
-
-			res[0] = Int64GetDatum(r->change_id);
-			res[1] = PointerGetDatum(MemoryContextStrdup(oldcxt, r->relation));
-			res[2] = Int64GetDatum(checked);
-			res[3] = Int64GetDatum(matching);
-			res[4] = BoolGetDatum(checked == matching);
-			{
-				MemoryContext old = MemoryContextSwitchTo(oldcxt);
-
-				results = lappend(results, res);
-				MemoryContextSwitchTo(old);
-			}
-		}
-	}
-	PG_CATCH();
-	{
-		abort_subxact_rethrow(oldcxt, oldowner);
-	}
-	PG_END_TRY();
-	RollbackAndReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(oldcxt);
-	CurrentResourceOwner = oldowner;
-
-	foreach(lc, results)
-	{
-		Datum	   *res = lfirst(lc);
-		Datum		out[5];
-		bool		nulls[5] = {false, false, false, false, false};
-
-		out[0] = res[0];
-		out[1] = CStringGetTextDatum(DatumGetCString(res[1]));
-		out[2] = res[2];
-		out[3] = res[3];
-		out[4] = res[4];
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
-	}
+		put_reports(fcinfo, guard_restore_changes(ids, mode, dry_run, 0,
+												  reportcxt, NULL, NULL));
 	return (Datum) 0;
 }
