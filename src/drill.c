@@ -154,7 +154,11 @@ drill_change(Drill *d, const GuardRestoreReport *r)
 		return;
 	rel = table_open(change.relid, AccessShareLock);
 	if (!guard_keyscan_begin(&ks, rel, &change))
-		elog(ERROR, "guard: table %s has no usable key", change.relation);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot verify change " INT64_FORMAT ": table \"%s\" no longer has the key it was captured with",
+						change.change_id, guard_undo_relname(&change)),
+				 errhint("Restore the later change set that altered the table first.")));
 	reader = shadow_open(change.change_id, change.natts, change.atttypes,
 						 change.keys, change.nkeys, change.inline_chunk);
 	while (shadow_next(reader, &row))

@@ -305,6 +305,7 @@ extern void guard_undo_rows(const GuardChange *change, GuardOnConflict mode,
 							GuardRestoreReport *report);
 extern void guard_undo_blocked_error(const GuardChange *change,
 									 const char *column) pg_attribute_noreturn();
+extern const char *guard_undo_relname(const GuardChange *change);
 
 /* later.c: what changes recorded after the one being undone wrote, by key */
 #define GUARD_LATER_KEYLEN	(NAMEDATALEN * 4)	/* longer key texts are cut */

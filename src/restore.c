@@ -98,7 +98,7 @@ load_changes(List *ids)
 		if (get_rel_name(change->relid) != NULL && !guard_may_manage(change->relid))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to restore table %s", change->relation),
+					 errmsg("permission denied to restore table \"%s\"", guard_undo_relname(change)),
 					 errdetail("Only the table's owner or a member of guard_admin may restore it.")));
 		changes = lappend(changes, change);
 	}

@@ -176,8 +176,8 @@ undo_column_values(const GuardChange *change, const SchemaTarget *t,
 		if (get_attnum(change->relid, column) > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_COLUMN),
-					 errmsg("cannot restore change " INT64_FORMAT ": column \"%s\" of table %s exists again",
-							change->change_id, column, change->relation),
+					 errmsg("cannot restore change " INT64_FORMAT ": column \"%s\" of table \"%s\" exists again",
+							change->change_id, column, guard_undo_relname(change)),
 					 errhint("Rename or drop the new column first.")));
 		run_as_owner(t->owner, psprintf("ALTER TABLE %s ADD COLUMN %s %s%s%s", t->qualname, qcol,
 										type, collation ? " COLLATE " : "",
@@ -262,8 +262,8 @@ guard_undo_schema_change(const GuardChange *change, Datum exclude,
 	if (rel == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot restore change " INT64_FORMAT ": table %s no longer exists",
-						change->change_id, change->relation)));
+				 errmsg("cannot restore change " INT64_FORMAT ": table \"%s\" no longer exists",
+						change->change_id, guard_undo_relname(change))));
 	t.owner = rel->rd_rel->relowner;
 	t.qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 											RelationGetRelationName(rel));
@@ -281,8 +281,8 @@ guard_undo_schema_change(const GuardChange *change, Datum exclude,
 	else
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot restore change " INT64_FORMAT " of table %s: guard cannot undo %s",
-						change->change_id, change->relation, change->kind),
+				 errmsg("cannot restore change " INT64_FORMAT " of table \"%s\": guard cannot undo %s",
+						change->change_id, guard_undo_relname(change), change->kind),
 				 errdetail("The change was: %s", guard_change_statement(change->change_id)),
 				 errhint("Undo it by hand, then restore the other changes with guard.restore_change().")));
 }

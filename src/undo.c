@@ -36,6 +36,7 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
+#include "utils/varlena.h"
 
 #include "guard.h"
 
@@ -93,6 +94,29 @@ typedef struct RowUndo
 } RowUndo;
 
 /*
+ * The name of a change's table for messages, in PostgreSQL's form: the
+ * recorded name (schema.table, quoted as identifiers where needed) without
+ * the identifier quoting, for the caller to put in double quotes.  A name
+ * that does not parse is returned as recorded.
+ */
+const char *
+guard_undo_relname(const GuardChange *change)
+{
+	char	   *raw = pstrdup(change->relation);
+	List	   *names;
+	ListCell   *lc;
+	StringInfoData buf;
+
+	if (!SplitIdentifierString(raw, '.', &names) || names == NIL)
+		return change->relation;
+	initStringInfo(&buf);
+	foreach(lc, names)
+		appendStringInfo(&buf, "%s%s", foreach_current_index(lc) > 0 ? "." : "",
+						 (char *) lfirst(lc));
+	return buf.data;
+}
+
+/*
  * The ERROR for a change that a later schema change keeps from being
  * undone: it names the later change set to restore first.
  */
@@ -124,14 +148,14 @@ guard_undo_blocked_error(const GuardChange *change, const char *column)
 	if (later != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot restore change " INT64_FORMAT " of table %s: column \"%s\" was dropped or changed type since",
-						change->change_id, change->relation, column),
+				 errmsg("cannot restore change " INT64_FORMAT " of table \"%s\": column \"%s\" was dropped or changed type since",
+						change->change_id, guard_undo_relname(change), column),
 				 errdetail("Change set " INT64_FORMAT " (%s) altered the table later.", later, kind),
 				 errhint("Restore change set " INT64_FORMAT " first.", later)));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("cannot restore change " INT64_FORMAT " of table %s: column \"%s\" was dropped or changed type since",
-					change->change_id, change->relation, column),
+			 errmsg("cannot restore change " INT64_FORMAT " of table \"%s\": column \"%s\" was dropped or changed type since",
+					change->change_id, guard_undo_relname(change), column),
 			 errhint("The table was altered in a way guard did not record; put the column back first.")));
 }
 
@@ -150,8 +174,8 @@ undo_open_table(RowUndo *u)
 	if (u->rel == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot restore change " INT64_FORMAT ": table %s no longer exists",
-						change->change_id, change->relation)));
+				 errmsg("cannot restore change " INT64_FORMAT ": table \"%s\" no longer exists",
+						change->change_id, guard_undo_relname(change))));
 	livedesc = RelationGetDescr(u->rel);
 	u->qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(u->rel)),
 											 RelationGetRelationName(u->rel));
@@ -189,8 +213,8 @@ undo_open_table(RowUndo *u)
 	if (!guard_keyscan_begin(&u->ks, u->rel, change))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot restore change " INT64_FORMAT ": table %s no longer has the key it was captured with",
-						change->change_id, change->relation),
+				 errmsg("cannot restore change " INT64_FORMAT ": table \"%s\" no longer has the key it was captured with",
+						change->change_id, guard_undo_relname(change)),
 				 errhint("Restore the later change set that altered the table first.")));
 }
 
@@ -508,10 +532,10 @@ undo_conflict_error(RowUndo *u)
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_GUARD_RESTORE_CONFLICT),
-			 errmsg_plural("cannot restore change " INT64_FORMAT " of table %s: " INT64_FORMAT " row was changed since",
-						   "cannot restore change " INT64_FORMAT " of table %s: " INT64_FORMAT " rows were changed since",
+			 errmsg_plural("cannot restore change " INT64_FORMAT " of table \"%s\": " INT64_FORMAT " row was changed since",
+						   "cannot restore change " INT64_FORMAT " of table \"%s\": " INT64_FORMAT " rows were changed since",
 						   u->conflicts,
-						   u->change->change_id, u->change->relation, u->conflicts),
+						   u->change->change_id, guard_undo_relname(u->change), u->conflicts),
 			 sets.len ?
 			 errdetail("Sample keys: %s. Written since by change sets %s.",
 					   keys.data, sets.data) :
