@@ -636,8 +636,10 @@ undo_apply_rows(RowUndo *u, GuardRestoreReport *report)
 {
 	GuardAsRole as;
 	EphemeralNamedRelation enr = palloc0(sizeof(EphemeralNamedRelationData));
-	const char ops[3] = {'I', 'U', 'D'};
+	const char ops[3] = {'I', 'U', 'D'};	/* by GuardRowOp - 1 */
 
+	StaticAssertStmt(GUARD_OP_INSERT == 1 && GUARD_OP_UPDATE == 2 &&
+					 GUARD_OP_DELETE == 3, "ops[] follows GuardRowOp");
 	enr->md.name = ENR_NAME;
 	enr->md.reliddesc = InvalidOid;
 	enr->md.tupdesc = u->enrdesc;
@@ -655,8 +657,7 @@ undo_apply_rows(RowUndo *u, GuardRestoreReport *report)
 		elog(ERROR, "guard: could not register the rows to restore");
 	for (int o = 0; o < 3; o++)
 	{
-		int64		n = u->napply[ops[o] == 'I' ? GUARD_OP_INSERT - 1 :
-								  ops[o] == 'U' ? GUARD_OP_UPDATE - 1 : GUARD_OP_DELETE - 1];
+		int64		n = u->napply[o];
 		int			rc;
 
 		if (n == 0)
