@@ -18,7 +18,11 @@ OBJS = \
 	src/shadow.o \
 	src/changes.o \
 	src/rows.o \
+	src/later.o \
+	src/undo.o \
+	src/schema_undo.o \
 	src/restore.o \
+	src/drill.o \
 	src/diff.o
 
 EXTENSION = guard

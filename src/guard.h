@@ -325,4 +325,63 @@ extern void shadow_close(ShadowReader *r);
 extern uint32 shadow_hash_value(Datum value, bool isnull, int16 typlen,
 								bool typbyval, uint32 hash);
 
+/*
+ * Restore, from the top down: drill.c (verify_restore) -> restore.c (the
+ * SQL functions and the driver) -> schema_undo.c (schema change recipes)
+ * -> undo.c (row undo) -> later.c (the later-writes index).
+ */
+typedef enum GuardOnConflict
+{
+	GUARD_ON_CONFLICT_ABORT,
+	GUARD_ON_CONFLICT_SKIP,
+	GUARD_ON_CONFLICT_OVERWRITE
+} GuardOnConflict;
+
+/* one row of a restore's report */
+typedef struct GuardRestoreReport
+{
+	int64		change_id;
+	int64		changeset_id;
+	char	   *relation;
+	char	   *kind;
+	int64		restored;
+	int64		skipped;
+	int64		conflicts;
+} GuardRestoreReport;
+
+/* restore.c: the driver, for the drill */
+typedef void (*GuardRestoreInspect) (List *reports, void *arg);
+
+extern List *guard_restore_changeset_ids(int64 changeset_id);
+extern List *guard_restore_changes(List *ids, GuardOnConflict mode,
+								   bool dry_run, int64 restore_of,
+								   MemoryContext reportcxt,
+								   GuardRestoreInspect inspect, void *arg);
+
+/* schema_undo.c: the undo recipes of schema changes */
+extern void guard_undo_schema_change(const GuardChange *change, Datum exclude,
+									 GuardRestoreReport *report);
+
+/* undo.c: row undo */
+extern void guard_undo_rows(const GuardChange *change, GuardOnConflict mode,
+							Datum exclude, bool force,
+							GuardRestoreReport *report);
+extern void guard_undo_blocked_error(const GuardChange *change,
+									 const char *column) pg_attribute_noreturn();
+extern const char *guard_undo_relname(const GuardChange *change);
+
+/* later.c: what changes recorded after the one being undone wrote, by key */
+#define GUARD_LATER_KEYLEN	(NAMEDATALEN * 4)	/* longer key texts are cut */
+
+typedef struct GuardLaterWrites GuardLaterWrites;
+typedef struct GuardLaterEntry GuardLaterEntry;
+
+extern Datum guard_related_relids(Oid relid);
+extern GuardLaterWrites *guard_later_writes_build(const GuardChange *change,
+												  Datum exclude);
+extern const GuardLaterEntry *guard_later_find(GuardLaterWrites *later,
+											   const char *key);
+extern bool guard_later_wrote(const GuardLaterEntry *entry, const char *column);
+extern List *guard_later_changesets(const GuardLaterEntry *entry);
+
 #endif							/* GUARD_H */

@@ -1,26 +1,13 @@
 /*-------------------------------------------------------------------------
  *
  * restore.c
- *	  Undo recorded changes: guard.restore(), restore_change(), restore_to()
- *	  and the verify_restore() drill.
+ *	  Undo recorded changes: guard.restore(), restore_change(), restore_to(),
+ *	  and the driver they share with the verify_restore() drill (drill.c).
  *
- * Changes are undone newest first, one at a time, each in three steps:
- *
- *	1. Lock the table in SHARE ROW EXCLUSIVE mode: concurrent writers wait
- *	   for the restore to commit (and a second restore of the same table
- *	   waits for the first), so what is checked in step 2 stays true.
- *	2. Decode the snapshot and look at each row's live version: an UPDATE is
- *	   undone column by column, the columns a later transaction wrote are
- *	   conflicts; a DELETE conflicts if its key exists again; an INSERT if
- *	   the row changed since.  "Wrote since" is read from the hash of the
- *	   after-values kept at capture (equal: nothing touched it), and which
- *	   columns from the later changes that captured the same key.
- *	3. Put the rows to write back into a tuplestore and apply them with at
- *	   most three set-based statements (UPDATE ... FROM, INSERT ... SELECT,
- *	   DELETE ... USING) that read it as an ephemeral named relation.  Run as
- *	   the table's owner, they check constraints, fire triggers and are
- *	   captured by guard like any write: a restore is a change set, and can
- *	   itself be restored.
+ * The driver loads and checks the changes to undo, records the restore as
+ * a change set of its own, undoes the changes newest first (a schema change
+ * by its recipe in schema_undo.c, the rows of a change in undo.c), marks
+ * them restored, and returns one report row per change.
  *
  * A dry run does the same inside a subtransaction that it rolls back, so
  * that its report is exactly what the real call would do.
@@ -29,26 +16,15 @@
  */
 #include "postgres.h"
 
-#include "access/table.h"
 #include "access/xact.h"
-#include "catalog/pg_inherits.h"
-#include "catalog/partition.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "miscadmin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/jsonb.h"
-#include "utils/fmgrprotos.h"
-#include "utils/datum.h"
-#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/queryenvironment.h"
-#include "utils/rel.h"
 #include "utils/resowner.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 
@@ -57,942 +33,40 @@
 PG_FUNCTION_INFO_V1(guard_restore);
 PG_FUNCTION_INFO_V1(guard_restore_change);
 PG_FUNCTION_INFO_V1(guard_restore_to);
-PG_FUNCTION_INFO_V1(guard_verify_restore);
 
-#define MAX_SAMPLES		5
-#define ENR_NAME		"guard_restore_rows"
-
-typedef enum OnConflict
-{
-	ON_CONFLICT_ABORT,
-	ON_CONFLICT_SKIP,
-	ON_CONFLICT_OVERWRITE
-} OnConflict;
-
-/* one row of the report */
-typedef struct RestoreReport
-{
-	int64		change_id;
-	int64		changeset_id;
-	char	   *relation;
-	char	   *kind;
-	int64		restored;
-	int64		skipped;
-	int64		conflicts;
-} RestoreReport;
-
-/* what later changes wrote to one key */
-typedef struct LaterEntry
-{
-	char		key[NAMEDATALEN * 4];	/* hash key: the key as text */
-	List	   *columns;		/* column names written */
-	List	   *changesets;		/* change set ids that wrote them */
-} LaterEntry;
-
-/* one column of the change being undone, mapped to the live table */
-typedef struct RestoreColumn
-{
-	const char *name;
-	int			recorded;		/* attnum - 1 in the recorded layout */
-	int			live;			/* attnum - 1 in the live table */
-	bool		generated;
-	bool		used;			/* some row writes it back */
-	int16		typlen;
-	bool		typbyval;
-} RestoreColumn;
-
-static OnConflict
+/*
+ * The on_conflict argument of the restore functions.
+ */
+static GuardOnConflict
 parse_on_conflict(text *arg)
 {
 	char	   *s = text_to_cstring(arg);
 
 	if (strcmp(s, "abort") == 0)
-		return ON_CONFLICT_ABORT;
+		return GUARD_ON_CONFLICT_ABORT;
 	if (strcmp(s, "skip") == 0)
-		return ON_CONFLICT_SKIP;
+		return GUARD_ON_CONFLICT_SKIP;
 	if (strcmp(s, "overwrite") == 0)
-		return ON_CONFLICT_OVERWRITE;
+		return GUARD_ON_CONFLICT_OVERWRITE;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid on_conflict \"%s\"", s),
 			 errhint("Valid values are \"abort\", \"skip\" and \"overwrite\".")));
-	return ON_CONFLICT_ABORT;	/* keep compiler quiet */
+	return GUARD_ON_CONFLICT_ABORT; /* keep compiler quiet */
 }
 
 /*
- * The relation and all its partitions and partition ancestors: a later
- * write to the same rows may have been recorded on any of them.
- */
-static Datum
-related_relids(Oid relid)
-{
-	List	   *rels = find_all_inheritors(relid, NoLock, NULL);
-	List	   *ancestors = get_partition_ancestors(relid);
-	ListCell   *lc;
-	Datum	   *elems;
-	int			n = 0;
-
-	rels = list_concat(rels, ancestors);
-	elems = palloc(sizeof(Datum) * list_length(rels));
-	foreach(lc, rels)
-		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
-	return PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid),
-										   true, TYPALIGN_INT));
-}
-
-/*
- * Read what the changes recorded after "change" (outside the change sets
- * being restored) wrote to the same table, by key.
- */
-static HTAB *
-later_writes_build(const GuardChange *change, Datum exclude)
-{
-	HASHCTL		ctl;
-	HTAB	   *later;
-	GuardAsRole owner;
-	Oid			types[3] = {OIDARRAYOID, INT8OID, INT8ARRAYOID};
-	Datum		values[3];
-	List	   *ids = NIL;
-	ListCell   *lc;
-	MemoryContext outer = CurrentMemoryContext;
-	MemoryContext rowcxt;
-
-	ctl.keysize = sizeof(((LaterEntry *) NULL)->key);
-	ctl.entrysize = sizeof(LaterEntry);
-	ctl.hcxt = outer;
-	later = hash_create("guard later writes", 256, &ctl,
-						HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
-
-	values[0] = related_relids(change->relid);
-	values[1] = Int64GetDatum(change->change_id);
-	values[2] = exclude;
-	guard_as_role_begin(&owner, InvalidOid);
-	guard_run_sql("SELECT change_id FROM guard.change"
-				  " WHERE relid = ANY ($1) AND change_id > $2"
-				  " AND changeset_id <> ALL ($3) ORDER BY change_id",
-				  3, types, values, NULL);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[i],
-									  SPI_tuptable->tupdesc, 1, &isnull);
-		MemoryContext old = MemoryContextSwitchTo(outer);
-
-		ids = lappend(ids, palloc(sizeof(int64)));
-		*(int64 *) llast(ids) = DatumGetInt64(d);
-		MemoryContextSwitchTo(old);
-	}
-	guard_as_role_end(&owner);
-
-	/* each row's key text is only needed until it is copied into the hash */
-	rowcxt = AllocSetContextCreate(outer, "guard later writes row",
-								   ALLOCSET_SMALL_SIZES);
-	foreach(lc, ids)
-	{
-		GuardChange later_change;
-		ShadowReader *reader;
-		ShadowRow	row;
-
-		if (!guard_change_read(*(int64 *) lfirst(lc), &later_change))
-			continue;
-		reader = shadow_open(later_change.change_id, later_change.natts,
-							 later_change.atttypes, later_change.keys,
-							 later_change.nkeys, later_change.inline_chunk);
-		while (shadow_next(reader, &row))
-		{
-			char	   *key;
-			LaterEntry *entry;
-			bool		found;
-			MemoryContext old;
-
-			MemoryContextReset(rowcxt);
-			old = MemoryContextSwitchTo(rowcxt);
-			key = guard_key_text(&later_change, row.keyvalues);
-			MemoryContextSwitchTo(old);
-			if (strlen(key) >= sizeof(entry->key))
-				key[sizeof(entry->key) - 1] = '\0';
-			entry = hash_search(later, key, HASH_ENTER, &found);
-			old = MemoryContextSwitchTo(outer);
-			if (!found)
-			{
-				entry->columns = NIL;
-				entry->changesets = NIL;
-			}
-			for (int i = 0; i < row.natts; i++)
-			{
-				if ((row.captured[i] || row.op == GUARD_OP_INSERT) &&
-					later_change.attnames[i] != NULL)
-					entry->columns = lappend(entry->columns,
-											 later_change.attnames[i]);
-			}
-			if (list_length(entry->changesets) < 3 &&
-				!list_member_ptr(entry->changesets, NULL))
-			{
-				bool		have = false;
-				ListCell   *c;
-
-				foreach(c, entry->changesets)
-					have |= (*(int64 *) lfirst(c) == later_change.changeset_id);
-				if (!have)
-				{
-					int64	   *id = palloc(sizeof(int64));
-
-					*id = later_change.changeset_id;
-					entry->changesets = lappend(entry->changesets, id);
-				}
-			}
-			MemoryContextSwitchTo(old);
-		}
-		shadow_close(reader);
-	}
-	MemoryContextDelete(rowcxt);
-	return later;
-}
-
-static bool
-later_wrote(LaterEntry *entry, const char *column)
-{
-	ListCell   *lc;
-
-	if (entry == NULL)
-		return false;
-	foreach(lc, entry->columns)
-	{
-		if (strcmp((char *) lfirst(lc), column) == 0)
-			return true;
-	}
-	return false;
-}
-
-/*
- * The hash of the live row over the given recorded columns, as capture
- * computed it over the after-values.
- */
-static uint32
-live_hash(TupleTableSlot *slot, RestoreColumn *cols, int ncols,
-		  const bool *which)
-{
-	uint32		hash = 0;
-
-	for (int c = 0; c < ncols; c++)
-	{
-		if (!which[cols[c].recorded])
-			continue;
-		hash = shadow_hash_value(slot->tts_values[cols[c].live],
-								 slot->tts_isnull[cols[c].live],
-								 cols[c].typlen, cols[c].typbyval, hash);
-	}
-	return hash;
-}
-
-/*
- * Build the statements that apply the rows, reading them from the
- * ephemeral relation: k_N are the key columns, v_N / m_N the value and
- * "write it back" flag of column N, op the row's operation.
- */
-static char *
-build_sql(char op, const char *qualname, const GuardChange *change,
-		  RestoreColumn *cols, int ncols, OnConflict mode)
-{
-	StringInfoData sql;
-	StringInfoData keyjoin;
-	bool		first = true;
-
-	initStringInfo(&keyjoin);
-	for (int k = 0; k < change->nkeys; k++)
-		appendStringInfo(&keyjoin, " AND t.%s = r.k_%d",
-						 quote_identifier(change->attnames[change->keys[k] - 1]), k + 1);
-
-	initStringInfo(&sql);
-	switch (op)
-	{
-		case 'U':
-			appendStringInfo(&sql, "UPDATE %s AS t SET ", qualname);
-			for (int c = 0; c < ncols; c++)
-			{
-				const char *col = quote_identifier(cols[c].name);
-
-				if (!cols[c].used || cols[c].generated)
-					continue;
-				appendStringInfo(&sql, "%s%s = CASE WHEN r.m_%d THEN r.v_%d ELSE t.%s END",
-								 first ? "" : ", ", col, c, c, col);
-				first = false;
-			}
-			appendStringInfo(&sql, " FROM " ENR_NAME " r WHERE r.op = 'U'%s",
-							 keyjoin.data);
-			break;
-		case 'D':
-			appendStringInfo(&sql, "INSERT INTO %s AS t (", qualname);
-			for (int c = 0; c < ncols; c++)
-			{
-				if (cols[c].generated)
-					continue;
-				appendStringInfo(&sql, "%s%s", first ? "" : ", ",
-								 quote_identifier(cols[c].name));
-				first = false;
-			}
-			appendStringInfoString(&sql, ") OVERRIDING SYSTEM VALUE SELECT ");
-			first = true;
-			for (int c = 0; c < ncols; c++)
-			{
-				if (cols[c].generated)
-					continue;
-				appendStringInfo(&sql, "%sr.v_%d", first ? "" : ", ", c);
-				first = false;
-			}
-			appendStringInfoString(&sql, " FROM " ENR_NAME " r WHERE r.op = 'D'");
-			if (mode == ON_CONFLICT_OVERWRITE)
-			{
-				appendStringInfoString(&sql, " ON CONFLICT (");
-				for (int k = 0; k < change->nkeys; k++)
-					appendStringInfo(&sql, "%s%s", k ? ", " : "",
-									 quote_identifier(change->attnames[change->keys[k] - 1]));
-				appendStringInfoString(&sql, ") DO UPDATE SET ");
-				first = true;
-				for (int c = 0; c < ncols; c++)
-				{
-					if (cols[c].generated)
-						continue;
-					appendStringInfo(&sql, "%s%s = excluded.%s", first ? "" : ", ",
-									 quote_identifier(cols[c].name),
-									 quote_identifier(cols[c].name));
-					first = false;
-				}
-			}
-			break;
-		case 'I':
-			appendStringInfo(&sql, "DELETE FROM %s AS t USING " ENR_NAME " r WHERE r.op = 'I'%s",
-							 qualname, keyjoin.data);
-			break;
-	}
-	return sql.data;
-}
-
-/*
- * The ERROR for a change that a later schema change keeps from being
- * undone: it names the later change set to restore first.
+ * Undo one change: a schema change by its own recipe (schema_undo.c), a row
+ * change by its rows (undo.c).  Fills *report.
  */
 static void
-blocked_error(const GuardChange *change, const char *column)
+restore_one(const GuardChange *change, GuardOnConflict mode, Datum exclude,
+			GuardRestoreReport *report)
 {
-	GuardAsRole owner;
-	Oid			types[2] = {OIDARRAYOID, INT8OID};
-	Datum		values[2];
-	int64		later = 0;
-	char	   *kind = NULL;
-
-	values[0] = related_relids(change->relid);
-	values[1] = Int64GetDatum(change->change_id);
-	guard_as_role_begin(&owner, InvalidOid);
-	guard_run_sql("SELECT changeset_id, kind FROM guard.change"
-				  " WHERE relid = ANY ($1) AND change_id > $2 AND detail IS NOT NULL"
-				  " AND state = 'active' ORDER BY change_id LIMIT 1",
-				  2, types, values, NULL);
-	if (SPI_processed > 0)
-	{
-		bool		isnull;
-
-		later = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-		kind = kind ? MemoryContextStrdup(TopTransactionContext, kind) : NULL;
-	}
-	guard_as_role_end(&owner);
-	if (later != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot restore change " INT64_FORMAT " of table %s: column \"%s\" was dropped or changed type since",
-						change->change_id, change->relation, column),
-				 errdetail("Change set " INT64_FORMAT " (%s) altered the table later.", later, kind),
-				 errhint("Restore change set " INT64_FORMAT " first.", later)));
-	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("cannot restore change " INT64_FORMAT " of table %s: column \"%s\" was dropped or changed type since",
-					change->change_id, change->relation, column),
-			 errhint("The table was altered in a way guard did not record; put the column back first.")));
-}
-
-/*
- * Undo the rows of one change.  Fills *report.  With "force", rows are
- * written back without conflict checks (the values of a column that a
- * schema change undo has just re-created).
- */
-static void
-restore_rows(const GuardChange *change, OnConflict mode, Datum exclude,
-			 bool force, RestoreReport *report)
-{
-	Relation	rel;
-	TupleDesc	livedesc;
-	RestoreColumn *cols;
-	int			ncols = 0;
-	int		   *colindex;		/* recorded attnum - 1 -> index in cols */
-	GuardKeyScan ks;
-	ShadowReader *reader;
-	ShadowRow	row;
-	TupleDesc	enrdesc;
-	Tuplestorestate *rows;
-	HTAB	   *later = NULL;
-	Snapshot	snapshot;
-	int			nsamples = 0;
-	char	   *samples[MAX_SAMPLES];
-	List	   *sample_changesets = NIL;
-	int64		conflicts = 0;
-	int64		skipped = 0;
-	int64		napply[3] = {0, 0, 0};
-	Datum	   *values;
-	bool	   *nulls;
-	int			enr_natts;
-	char	   *qualname;
-	bool		keys_usable;
-	const char *gone = NULL;	/* a recorded column the table lost since */
-	bool	   *write;			/* per row: which columns it writes back */
-	MemoryContext rowcxt;		/* per row scratch, reset for each row */
-
-	report->change_id = change->change_id;
-	report->changeset_id = change->changeset_id;
-	report->relation = pstrdup(change->relation);
-	report->kind = pstrdup(change->kind);
-
-	rel = try_table_open(change->relid, ShareRowExclusiveLock);
-	if (rel == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot restore change " INT64_FORMAT ": table %s no longer exists",
-						change->change_id, change->relation)));
-	livedesc = RelationGetDescr(rel);
-	qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-										  RelationGetRelationName(rel));
-
-	/* map the recorded columns to the live table by name */
-	cols = palloc0(sizeof(RestoreColumn) * Max(change->natts, 1));
-	colindex = palloc(sizeof(int) * Max(change->natts, 1));
-	for (int i = 0; i < change->natts; i++)
-	{
-		AttrNumber	live;
-		Form_pg_attribute att;
-
-		colindex[i] = -1;
-		if (change->attnames[i] == NULL)
-			continue;
-		live = get_attnum(RelationGetRelid(rel), change->attnames[i]);
-		if (live <= 0 ||
-			TupleDescAttr(livedesc, live - 1)->atttypid != change->atttypes[i])
-		{
-			/* only an error if a row needs the column: see below */
-			if (gone == NULL)
-				gone = change->attnames[i];
-			continue;
-		}
-		att = TupleDescAttr(livedesc, live - 1);
-		cols[ncols].name = change->attnames[i];
-		cols[ncols].recorded = i;
-		cols[ncols].live = live - 1;
-		cols[ncols].generated = att->attgenerated != '\0';
-		cols[ncols].typlen = att->attlen;
-		cols[ncols].typbyval = att->attbyval;
-		colindex[i] = ncols++;
-	}
-
-	keys_usable = guard_keyscan_begin(&ks, rel, change);
-	if (!keys_usable)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot restore change " INT64_FORMAT ": table %s no longer has the key it was captured with",
-						change->change_id, change->relation),
-				 errhint("Restore the later change set that altered the table first.")));
-
-	/* the rows to write back: k_1.., op, then v_N, m_N per column */
-	enr_natts = change->nkeys + 1 + 2 * ncols;
-	enrdesc = CreateTemplateTupleDesc(enr_natts);
-	for (int k = 0; k < change->nkeys; k++)
-	{
-		char		name[NAMEDATALEN];
-
-		snprintf(name, sizeof(name), "k_%d", k + 1);
-		TupleDescInitEntry(enrdesc, k + 1, name,
-						   change->atttypes[change->keys[k] - 1], -1, 0);
-	}
-	TupleDescInitEntry(enrdesc, change->nkeys + 1, "op", CHAROID, -1, 0);
-	for (int c = 0; c < ncols; c++)
-	{
-		char		name[NAMEDATALEN];
-		Form_pg_attribute att = TupleDescAttr(livedesc, cols[c].live);
-
-		snprintf(name, sizeof(name), "v_%d", c);
-		TupleDescInitEntry(enrdesc, change->nkeys + 2 + 2 * c, name,
-						   att->atttypid, att->atttypmod, 0);
-		TupleDescInitEntryCollation(enrdesc, change->nkeys + 2 + 2 * c,
-									att->attcollation);
-		snprintf(name, sizeof(name), "m_%d", c);
-		TupleDescInitEntry(enrdesc, change->nkeys + 3 + 2 * c, name,
-						   BOOLOID, -1, 0);
-	}
-	rows = tuplestore_begin_heap(false, false, work_mem);
-	values = palloc(sizeof(Datum) * enr_natts);
-	nulls = palloc(sizeof(bool) * enr_natts);
-
-	/* see every commit made before the lock was granted */
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-
-	write = palloc(sizeof(bool) * Max(ncols, 1));
-	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "guard restore row",
-								   ALLOCSET_SMALL_SIZES);
-	reader = shadow_open(change->change_id, change->natts, change->atttypes,
-						 change->keys, change->nkeys, change->inline_chunk);
-	while (shadow_next(reader, &row))
-	{
-		bool		live = guard_keyscan_fetch(&ks, row.keyvalues, snapshot);
-		bool		apply = true;
-		bool		conflict = false;
-
-		CHECK_FOR_INTERRUPTS();
-		memset(write, 0, sizeof(bool) * Max(ncols, 1));
-		MemoryContextReset(rowcxt);
-
-		if (gone != NULL)
-		{
-			bool		needs = row.op != GUARD_OP_UPDATE;
-
-			for (int i = 0; i < row.natts && !needs; i++)
-				needs = row.captured[i] && change->attnames[i] != NULL &&
-					colindex[i] < 0;
-			if (needs)
-				blocked_error(change, gone);
-		}
-
-		switch (row.op)
-		{
-			case GUARD_OP_UPDATE:
-				for (int c = 0; c < ncols; c++)
-					write[c] = row.captured[cols[c].recorded];
-				if (!live)
-				{
-					/* deleted since: nothing to write the columns into */
-					conflict = true;
-					apply = false;
-				}
-				else if (!force &&
-						 live_hash(ks.slot, cols, ncols, row.captured) != row.hash)
-				{
-					char	   *key;
-					LaterEntry *entry;
-					bool		any = false;
-					MemoryContext old = MemoryContextSwitchTo(rowcxt);
-
-					key = guard_key_text(change, row.keyvalues);
-					MemoryContextSwitchTo(old);
-					if (later == NULL)
-						later = later_writes_build(change, exclude);
-					if (strlen(key) >= sizeof(entry->key))
-						key[sizeof(entry->key) - 1] = '\0';
-					entry = hash_search(later, key, HASH_FIND, NULL);
-					conflict = true;
-					for (int c = 0; c < ncols; c++)
-					{
-						if (write[c] && later_wrote(entry, cols[c].name))
-						{
-							any = true;
-							if (mode != ON_CONFLICT_OVERWRITE)
-								write[c] = false;
-						}
-					}
-					if (!any && mode != ON_CONFLICT_OVERWRITE)
-					{
-						/* written outside guard: every column is suspect */
-						for (int c = 0; c < ncols; c++)
-							write[c] = false;
-					}
-					apply = false;
-					for (int c = 0; c < ncols; c++)
-						apply |= write[c];
-				}
-				break;
-			case GUARD_OP_DELETE:
-				for (int c = 0; c < ncols; c++)
-					write[c] = true;
-				if (live)
-				{
-					conflict = true;
-					apply = (mode == ON_CONFLICT_OVERWRITE);
-				}
-				break;
-			case GUARD_OP_INSERT:
-				if (!live)
-					apply = false;	/* deleted since: nothing to undo */
-				else
-				{
-					bool	   *all = MemoryContextAlloc(rowcxt,
-														 sizeof(bool) * Max(change->natts, 1));
-
-					for (int i = 0; i < change->natts; i++)
-						all[i] = change->attnames[i] != NULL && colindex[i] >= 0 &&
-							!cols[colindex[i]].generated;
-					if (live_hash(ks.slot, cols, ncols, all) != row.hash)
-					{
-						conflict = true;
-						apply = (mode == ON_CONFLICT_OVERWRITE);
-					}
-				}
-				break;
-		}
-
-		if (conflict)
-		{
-			conflicts++;
-			if (mode == ON_CONFLICT_ABORT)
-			{
-				if (nsamples < MAX_SAMPLES)
-				{
-					LaterEntry *entry = NULL;
-					char	   *key = guard_key_text(change, row.keyvalues);
-
-					samples[nsamples++] = key;
-					if (later == NULL)
-						later = later_writes_build(change, exclude);
-					if (strlen(key) < sizeof(entry->key))
-						entry = hash_search(later, key, HASH_FIND, NULL);
-					if (entry)
-						sample_changesets = list_concat(sample_changesets,
-														entry->changesets);
-				}
-				continue;
-			}
-		}
-		if (!apply)
-		{
-			skipped++;
-			continue;
-		}
-
-		memset(nulls, true, sizeof(bool) * enr_natts);
-		for (int k = 0; k < change->nkeys; k++)
-		{
-			values[k] = row.keyvalues[k];
-			nulls[k] = false;
-		}
-		values[change->nkeys] = CharGetDatum(row.op == GUARD_OP_UPDATE ? 'U' :
-											 row.op == GUARD_OP_DELETE ? 'D' : 'I');
-		nulls[change->nkeys] = false;
-		for (int c = 0; c < ncols && row.op != GUARD_OP_INSERT; c++)
-		{
-			int			i = cols[c].recorded;
-			int			v = change->nkeys + 1 + 2 * c;
-
-			if (row.captured[i] && !row.nulls[i])
-			{
-				values[v] = row.values[i];
-				nulls[v] = false;
-			}
-			values[v + 1] = BoolGetDatum(write[c]);
-			nulls[v + 1] = false;
-			if (write[c])
-				cols[c].used = true;
-		}
-		tuplestore_putvalues(rows, enrdesc, values, nulls);
-		napply[row.op - 1]++;
-	}
-	shadow_close(reader);
-	MemoryContextDelete(rowcxt);
-	guard_keyscan_end(&ks);
-	UnregisterSnapshot(snapshot);
-
-	if (mode == ON_CONFLICT_ABORT && conflicts > 0)
-	{
-		StringInfoData keys;
-		StringInfoData sets;
-		ListCell   *lc;
-
-		initStringInfo(&keys);
-		for (int i = 0; i < nsamples; i++)
-			appendStringInfo(&keys, "%s%s", i ? ", " : "", samples[i]);
-		initStringInfo(&sets);
-		foreach(lc, sample_changesets)
-		{
-			char		buf[32];
-
-			snprintf(buf, sizeof(buf), INT64_FORMAT, *(int64 *) lfirst(lc));
-			if (strstr(sets.data, buf) == NULL)
-				appendStringInfo(&sets, "%s%s", sets.len ? ", " : "", buf);
-		}
-		ereport(ERROR,
-				(errcode(ERRCODE_GUARD_RESTORE_CONFLICT),
-				 errmsg_plural("cannot restore change " INT64_FORMAT " of table %s: " INT64_FORMAT " row was changed since",
-							   "cannot restore change " INT64_FORMAT " of table %s: " INT64_FORMAT " rows were changed since",
-							   conflicts,
-							   change->change_id, change->relation, conflicts),
-				 sets.len ?
-				 errdetail("Sample keys: %s. Written since by change sets %s.",
-						   keys.data, sets.data) :
-				 errdetail("Sample keys: %s.", keys.data),
-				 errhint("Run a dry run, then restore with on_conflict => 'skip' to keep the later values, or 'overwrite' to replace them.")));
-	}
-
-	/* apply, as the table's owner */
-	if (napply[0] + napply[1] + napply[2] > 0)
-	{
-		GuardAsRole as;
-		EphemeralNamedRelation enr = palloc0(sizeof(EphemeralNamedRelationData));
-		const char ops[3] = {'I', 'U', 'D'};
-
-		enr->md.name = ENR_NAME;
-		enr->md.reliddesc = InvalidOid;
-		enr->md.tupdesc = enrdesc;
-		enr->md.enrtype = ENR_NAMED_TUPLESTORE;
-		enr->md.enrtuples = napply[0] + napply[1] + napply[2];
-		enr->reldata = rows;
-
-		/*
-		 * As the table's owner, not in a security-restricted operation: the
-		 * writes may queue deferred triggers (guard's commit-time checks,
-		 * deferred foreign keys), which such an operation forbids.
-		 */
-		guard_as_role_path_begin(&as, rel->rd_rel->relowner, "pg_catalog, pg_temp", false);
-		if (SPI_register_relation(enr) != SPI_OK_REL_REGISTER)
-			elog(ERROR, "guard: could not register the rows to restore");
-		for (int o = 0; o < 3; o++)
-		{
-			int64		n = napply[ops[o] == 'I' ? GUARD_OP_INSERT - 1 :
-								   ops[o] == 'U' ? GUARD_OP_UPDATE - 1 : GUARD_OP_DELETE - 1];
-			int			rc;
-
-			if (n == 0)
-				continue;
-			rc = SPI_execute(build_sql(ops[o], qualname, change, cols, ncols, mode),
-							 false, 0);
-			if (rc < 0)
-				elog(ERROR, "guard: restore statement failed (%d)", rc);
-			report->restored += SPI_processed;
-			/* rows the statement did not reach were skipped */
-			if ((int64) SPI_processed < n)
-				skipped += n - SPI_processed;
-			tuplestore_rescan(rows);
-		}
-		guard_as_role_end(&as);
-	}
-	tuplestore_end(rows);
-
-	report->skipped = skipped;
-	report->conflicts = conflicts;
-	table_close(rel, NoLock);
-}
-
-/*
- * A field of a schema change's detail, or NULL.
- */
-static char *
-detail_field(const GuardChange *change, const char *name)
-{
-	LOCAL_FCINFO(fcinfo, 2);
-	Datum		result;
-
-	if (change->detail == NULL)
-		return NULL;
-	InitFunctionCallInfoData(*fcinfo, NULL, 2, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = DirectFunctionCall1(jsonb_in, CStringGetDatum(change->detail));
-	fcinfo->args[0].isnull = false;
-	fcinfo->args[1].value = CStringGetTextDatum(name);
-	fcinfo->args[1].isnull = false;
-	result = jsonb_object_field_text(fcinfo);
-	if (fcinfo->isnull)
-		return NULL;
-	return TextDatumGetCString(result);
-}
-
-/*
- * Run one statement of a schema change undo, as the table's owner.
- */
-static void
-run_as_owner(Oid owner, const char *sql)
-{
-	GuardAsRole as;
-
-	guard_as_role_path_begin(&as, owner, "pg_catalog, pg_temp", false);
-	guard_run_sql(sql, 0, NULL, NULL, NULL);
-	guard_as_role_end(&as);
-	CommandCounterIncrement();
-}
-
-static int64
-count_values(const char *qualname, const char *column)
-{
-	GuardAsRole as;
-	bool		isnull;
-	int64		n;
-
-	guard_as_role_begin(&as, InvalidOid);
-	guard_run_sql(psprintf("SELECT pg_catalog.count(%s) FROM %s",
-						   quote_identifier(column), qualname), 0, NULL, NULL, NULL);
-	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	guard_as_role_end(&as);
-	return n;
-}
-
-/* where a trashed table (or partition) came from, read from the detail */
-static const char *
-drop_schema_of(Oid relid, void *arg)
-{
-	char		field[64];
-
-	snprintf(field, sizeof(field), "schema_%u", relid);
-	return detail_field((const GuardChange *) arg, field);
-}
-
-/* the name an index or owned sequence had before it went to the trash */
-static const char *
-drop_name_of(Oid relid, void *arg)
-{
-	char		field[64];
-
-	snprintf(field, sizeof(field), "name_%u", relid);
-	return detail_field((const GuardChange *) arg, field);
-}
-
-static void
-restore_drop_table(const GuardChange *change, RestoreReport *report)
-{
-	List	   *recreate = NIL;
-
-	guard_undrop_table(change->relid, drop_schema_of, drop_name_of, (void *) change);
-	/* the views and foreign keys a DROP ... CASCADE took with it */
-	for (int i = 1;; i++)
-	{
-		char		field[32];
-		char	   *sql;
-
-		snprintf(field, sizeof(field), "recreate_%d", i);
-		sql = detail_field(change, field);
-		if (sql == NULL)
-			break;
-		recreate = lappend(recreate, sql);
-	}
-	guard_recreate_dependents(recreate);
-	report->restored = 0;
-}
-
-/*
- * Undo one change: a schema change by its own recipe, then (for those that
- * destroyed values) its rows; a row change by its rows.  Fills *report.
- */
-static void
-restore_one(const GuardChange *change, OnConflict mode, Datum exclude,
-			RestoreReport *report)
-{
-	Relation	rel;
-	Oid			owner;
-	char	   *qualname;
-	char	   *relname;
-	char	   *column = detail_field(change, "column");
-
 	if (change->detail == NULL || strcmp(change->kind, "TRUNCATE") == 0)
-	{
-		restore_rows(change, mode, exclude, false, report);
-		return;
-	}
-
-	report->change_id = change->change_id;
-	report->changeset_id = change->changeset_id;
-	report->relation = pstrdup(change->relation);
-	report->kind = pstrdup(change->kind);
-
-	if (strcmp(change->kind, "DROP TABLE") == 0)
-	{
-		restore_drop_table(change, report);
-		return;
-	}
-
-	rel = try_table_open(change->relid, AccessExclusiveLock);
-	if (rel == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot restore change " INT64_FORMAT ": table %s no longer exists",
-						change->change_id, change->relation)));
-	owner = rel->rd_rel->relowner;
-	qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-										  RelationGetRelationName(rel));
-	relname = pstrdup(RelationGetRelationName(rel));
-	/* keep the lock, drop the reference: ALTER TABLE refuses a table in use */
-	table_close(rel, NoLock);
-
-	if (strcmp(change->kind, "ADD COLUMN") == 0)
-	{
-		if (get_attnum(change->relid, column) <= 0)
-			blocked_error(change, column);
-		/* the values written since go with the column: count them */
-		report->restored = count_values(qualname, column);
-		run_as_owner(owner, psprintf("ALTER TABLE %s DROP COLUMN %s", qualname,
-									 quote_identifier(column)));
-	}
-	else if (strcmp(change->kind, "DROP COLUMN") == 0 ||
-			 strcmp(change->kind, "ALTER COLUMN TYPE") == 0)
-	{
-		char	   *type = detail_field(change, "type");
-		char	   *collation = detail_field(change, "collation");
-		char	   *def = detail_field(change, "default");
-		bool		not_null = strcmp(detail_field(change, "not_null"), "true") == 0;
-		const char *qcol = quote_identifier(column);
-		RestoreReport values;
-
-		if (strcmp(change->kind, "DROP COLUMN") == 0)
-		{
-			if (get_attnum(change->relid, column) > 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_DUPLICATE_COLUMN),
-						 errmsg("cannot restore change " INT64_FORMAT ": column \"%s\" of table %s exists again",
-								change->change_id, column, change->relation),
-						 errhint("Rename or drop the new column first.")));
-			run_as_owner(owner, psprintf("ALTER TABLE %s ADD COLUMN %s %s%s%s", qualname, qcol,
-										 type, collation ? " COLLATE " : "",
-										 collation ? collation : ""));
-		}
-		else
-		{
-			if (get_attnum(change->relid, column) <= 0)
-				blocked_error(change, column);
-			run_as_owner(owner, psprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL,"
-										 " ALTER COLUMN %s DROP DEFAULT,"
-										 " ALTER COLUMN %s TYPE %s%s%s USING NULL",
-										 qualname, qcol, qcol, qcol, type,
-										 collation ? " COLLATE " : "",
-										 collation ? collation : ""));
-		}
-		memset(&values, 0, sizeof(values));
-		restore_rows(change, ON_CONFLICT_OVERWRITE, exclude, true, &values);
-		report->restored = values.restored;
-		report->skipped = values.skipped;
-		if (def)
-			run_as_owner(owner, psprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s",
-										 qualname, qcol, def));
-		if (not_null)
-			run_as_owner(owner, psprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL",
-										 qualname, qcol));
-	}
-	else if (strcmp(change->kind, "RENAME") == 0)
-	{
-		char	   *what = detail_field(change, "what");
-		char	   *oldname = detail_field(change, "old");
-		char	   *newname = detail_field(change, "new");
-
-		if (strcmp(what, "column") == 0)
-		{
-			if (get_attnum(change->relid, newname) <= 0)
-				blocked_error(change, newname);
-			run_as_owner(owner, psprintf("ALTER TABLE %s RENAME COLUMN %s TO %s", qualname,
-										 quote_identifier(newname), quote_identifier(oldname)));
-		}
-		else
-		{
-			if (strcmp(relname, newname) != 0)
-				blocked_error(change, newname);
-			run_as_owner(owner, psprintf("ALTER TABLE %s RENAME TO %s", qualname,
-										 quote_identifier(oldname)));
-		}
-	}
+		guard_undo_rows(change, mode, exclude, false, report);
 	else
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("cannot restore change " INT64_FORMAT " of table %s: guard cannot undo %s",
-						change->change_id, change->relation, change->kind),
-				 errdetail("The change was: %s", guard_change_statement(change->change_id)),
-				 errhint("Undo it by hand, then restore the other changes with guard.restore_change().")));
+		guard_undo_schema_change(change, exclude, report);
 }
 
 /*
@@ -1024,7 +98,7 @@ load_changes(List *ids)
 		if (get_rel_name(change->relid) != NULL && !guard_may_manage(change->relid))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
-					 errmsg("permission denied to restore table %s", change->relation),
+					 errmsg("permission denied to restore table \"%s\"", guard_undo_relname(change)),
 					 errdetail("Only the table's owner or a member of guard_admin may restore it.")));
 		changes = lappend(changes, change);
 	}
@@ -1060,6 +134,21 @@ select_ids(const char *sql, int nargs, Oid *types, Datum *values)
 }
 
 /*
+ * The ids of the changes of a change set, newest first (the order to undo
+ * them in).
+ */
+List *
+guard_restore_changeset_ids(int64 changeset_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(changeset_id);
+	return select_ids("SELECT change_id FROM guard.change WHERE changeset_id = $1"
+					  " ORDER BY change_id DESC", 1, types, values);
+}
+
+/*
  * In a PG_CATCH: roll back the internal subtransaction the work ran in and
  * raise the error again in the outer one.
  */
@@ -1078,18 +167,63 @@ abort_subxact_rethrow(MemoryContext oldcxt, ResourceOwner oldowner)
 }
 
 /*
- * Undo the changes (newest first), record the restore, and return the
- * report rows.  With dry_run, all of it happens in a subtransaction that is
- * rolled back.
+ * The change sets being undone, as an int8[]: their own later writes are
+ * expected, not conflicts.
  */
-static List *
-restore_changes(List *ids, OnConflict mode, bool dry_run, int64 restore_of,
-				MemoryContext reportcxt)
+static Datum
+changesets_of(List *changes)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * (list_length(changes) + 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, changes)
+		elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->changeset_id);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+										   true, TYPALIGN_DOUBLE));
+}
+
+/*
+ * Mark the undone changes as restored by the current change set.
+ */
+static void
+mark_restored(List *changes)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * (list_length(changes) + 1));
+	int			n = 0;
+	ListCell   *lc;
+	GuardAsRole owner;
+	Oid			types[2] = {INT8ARRAYOID, INT8OID};
+	Datum		vals[2];
+
+	foreach(lc, changes)
+		elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->change_id);
+	vals[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+											  true, TYPALIGN_DOUBLE));
+	vals[1] = Int64GetDatum(guard_changeset_current(true));
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("UPDATE guard.change SET state = 'restored', restored_by = $2"
+				  " WHERE change_id = ANY ($1)", 2, types, vals, NULL);
+	guard_as_role_end(&owner);
+}
+
+/*
+ * Undo the changes "ids" (newest first), record the restore (of change set
+ * restore_of, or 0), and return the report rows, allocated in reportcxt.
+ * With dry_run, all of it happens in a subtransaction that is rolled back;
+ * "inspect", if not NULL, is called with the report rows just before that,
+ * to look at the restored tables (the drill).
+ */
+List *
+guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
+					  int64 restore_of, MemoryContext reportcxt,
+					  GuardRestoreInspect inspect, void *arg)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	List	   *reports = NIL;
 
+	Assert(dry_run || inspect == NULL);
 	if (dry_run)
 	{
 		BeginInternalSubTransaction(NULL);
@@ -1099,28 +233,15 @@ restore_changes(List *ids, OnConflict mode, bool dry_run, int64 restore_of,
 	PG_TRY();
 	{
 		List	   *changes = load_changes(ids);
-		List	   *changesets = NIL;
-		Datum	   *elems;
-		int			n = 0;
-		Datum		exclude;
+		Datum		exclude = changesets_of(changes);
 		ListCell   *lc;
-		Datum		args[1];
-
-		/* the change sets being undone: their own later writes are expected */
-		foreach(lc, changes)
-			changesets = lappend(changesets, &((GuardChange *) lfirst(lc))->changeset_id);
-		elems = palloc(sizeof(Datum) * (list_length(changesets) + 1));
-		foreach(lc, changesets)
-			elems[n++] = Int64GetDatum(*(int64 *) lfirst(lc));
-		exclude = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
-												  true, TYPALIGN_DOUBLE));
 
 		guard_changeset_begin_restore(restore_of, changes);
 
 		foreach(lc, changes)
 		{
 			MemoryContext old = MemoryContextSwitchTo(reportcxt);
-			RestoreReport *report = palloc0(sizeof(RestoreReport));
+			GuardRestoreReport *report = palloc0(sizeof(GuardRestoreReport));
 
 			MemoryContextSwitchTo(old);
 			restore_one((GuardChange *) lfirst(lc), mode, exclude, report);
@@ -1131,24 +252,9 @@ restore_changes(List *ids, OnConflict mode, bool dry_run, int64 restore_of,
 			MemoryContextSwitchTo(old);
 		}
 
-		/* mark the undone changes */
-		n = 0;
-		foreach(lc, changes)
-			elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->change_id);
-		args[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
-												  true, TYPALIGN_DOUBLE));
-		{
-			GuardAsRole owner;
-			Oid			types[2] = {INT8ARRAYOID, INT8OID};
-			Datum		vals[2];
-
-			vals[0] = args[0];
-			vals[1] = Int64GetDatum(guard_changeset_current(true));
-			guard_as_role_begin(&owner, InvalidOid);
-			guard_run_sql("UPDATE guard.change SET state = 'restored', restored_by = $2"
-						  " WHERE change_id = ANY ($1)", 2, types, vals, NULL);
-			guard_as_role_end(&owner);
-		}
+		mark_restored(changes);
+		if (inspect != NULL)
+			inspect(reports, arg);
 	}
 	PG_CATCH();
 	{
@@ -1178,7 +284,7 @@ put_reports(FunctionCallInfo fcinfo, List *reports)
 
 	foreach(lc, reports)
 	{
-		RestoreReport *r = lfirst(lc);
+		GuardRestoreReport *r = lfirst(lc);
 		Datum		values[7];
 		bool		nulls[7] = {false, false, false, false, false, false, false};
 
@@ -1193,6 +299,11 @@ put_reports(FunctionCallInfo fcinfo, List *reports)
 	}
 }
 
+/*
+ * Refuse to run without the preloaded library, and refuse null arguments
+ * (the restore functions are not STRICT: a null must not look like "nothing
+ * to restore").
+ */
 static void
 check_args(FunctionCallInfo fcinfo)
 {
@@ -1214,7 +325,7 @@ guard_restore(PG_FUNCTION_ARGS)
 {
 	int64		changeset_id;
 	bool		dry_run;
-	OnConflict	mode;
+	GuardOnConflict mode;
 	List	   *ids;
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
@@ -1234,14 +345,14 @@ guard_restore(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("change set " INT64_FORMAT " does not exist", changeset_id)));
-	ids = select_ids("SELECT change_id FROM guard.change WHERE changeset_id = $1"
-					 " ORDER BY change_id DESC", 1, types, values);
+	ids = guard_restore_changeset_ids(changeset_id);
 	if (ids == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("change set " INT64_FORMAT " has no changes to restore", changeset_id)));
 
-	put_reports(fcinfo, restore_changes(ids, mode, dry_run, changeset_id, reportcxt));
+	put_reports(fcinfo, guard_restore_changes(ids, mode, dry_run, changeset_id,
+											  reportcxt, NULL, NULL));
 	return (Datum) 0;
 }
 
@@ -1253,7 +364,7 @@ guard_restore_change(PG_FUNCTION_ARGS)
 {
 	int64	   *id = palloc(sizeof(int64));
 	bool		dry_run;
-	OnConflict	mode;
+	GuardOnConflict mode;
 	MemoryContext reportcxt;
 
 	check_args(fcinfo);
@@ -1263,7 +374,8 @@ guard_restore_change(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	reportcxt = ((ReturnSetInfo *) fcinfo->resultinfo)->econtext->ecxt_per_query_memory;
 
-	put_reports(fcinfo, restore_changes(list_make1(id), mode, dry_run, 0, reportcxt));
+	put_reports(fcinfo, guard_restore_changes(list_make1(id), mode, dry_run, 0,
+											  reportcxt, NULL, NULL));
 	return (Datum) 0;
 }
 
@@ -1276,7 +388,7 @@ guard_restore_to(PG_FUNCTION_ARGS)
 {
 	Oid			relid;
 	bool		dry_run;
-	OnConflict	mode;
+	GuardOnConflict mode;
 	List	   *ids;
 	Oid			types[2] = {OIDARRAYOID, TIMESTAMPTZOID};
 	Datum		values[2];
@@ -1293,7 +405,7 @@ guard_restore_to(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("relation with OID %u does not exist", relid)));
-	values[0] = related_relids(relid);
+	values[0] = guard_related_relids(relid);
 	values[1] = PG_GETARG_DATUM(1);
 	/*
 	 * Every change after "at" still in effect; a restore made after "at" of
@@ -1307,188 +419,7 @@ guard_restore_to(PG_FUNCTION_ARGS)
 					 " ORDER BY change_id DESC",
 					 2, types, values);
 	if (ids != NIL)
-		put_reports(fcinfo, restore_changes(ids, mode, dry_run, 0, reportcxt));
-	return (Datum) 0;
-}
-
-/*
- * guard.verify_restore(changeset_id): the drill.  Restores the change set in
- * a subtransaction, checks that every captured row is back to its
- * before-image, rolls back, and reports per change.
- */
-Datum
-guard_verify_restore(PG_FUNCTION_ARGS)
-{
-	int64		changeset_id;
-	List	   *ids;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1];
-	ReturnSetInfo *rsinfo;
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
-	List	   *results = NIL;
-	ListCell   *lc;
-
-	check_args(fcinfo);
-	changeset_id = PG_GETARG_INT64(0);
-	InitMaterializedSRF(fcinfo, 0);
-	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-
-	values[0] = Int64GetDatum(changeset_id);
-	ids = select_ids("SELECT change_id FROM guard.change WHERE changeset_id = $1"
-					 " ORDER BY change_id DESC", 1, types, values);
-	if (ids == NIL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("change set " INT64_FORMAT " does not exist or has no changes",
-						changeset_id)));
-
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
-	PG_TRY();
-	{
-		List	   *reports = restore_changes(ids, ON_CONFLICT_SKIP, false,
-											  changeset_id, oldcxt);
-		HTAB	   *seen;
-		HASHCTL		ctl;
-
-		ctl.keysize = NAMEDATALEN * 8;
-		ctl.entrysize = NAMEDATALEN * 8;
-		seen = hash_create("guard verified keys", 256, &ctl,
-						   HASH_ELEM | HASH_STRINGS);
-
-		CommandCounterIncrement();
-
-		/*
-		 * Compare, oldest change first: a row changed twice in the change set
-		 * must be back at the first change's before-image, so each key's
-		 * presence, and each of its columns, is checked against the oldest
-		 * change that captured it.
-		 */
-		for (int ri = list_length(reports) - 1; ri >= 0; ri--)
-		{
-			RestoreReport *r = list_nth(reports, ri);
-			GuardChange change;
-			Relation	rel;
-			GuardKeyScan ks;
-			ShadowReader *reader;
-			ShadowRow	row;
-			int64		checked = 0;
-			int64		matching = 0;
-			Datum	   *res = MemoryContextAlloc(oldcxt, sizeof(Datum) * 5);
-
-			if (!guard_change_read(r->change_id, &change))
-				continue;
-			rel = table_open(change.relid, AccessShareLock);
-			if (!guard_keyscan_begin(&ks, rel, &change))
-				elog(ERROR, "guard: table %s has no usable key", change.relation);
-			reader = shadow_open(change.change_id, change.natts, change.atttypes,
-								 change.keys, change.nkeys, change.inline_chunk);
-			while (shadow_next(reader, &row))
-			{
-				Datum	   *key = row.keyvalues;
-				bool		live;
-				bool		ok = true;
-				bool		found;
-				bool		compared = false;
-				char	   *keytext;
-				char		seenkey[NAMEDATALEN * 8];
-
-				/* after undo, an UPDATE's row is found by its old key */
-				if (row.op == GUARD_OP_UPDATE)
-				{
-					key = palloc(sizeof(Datum) * change.nkeys);
-					for (int k = 0; k < change.nkeys; k++)
-					{
-						int			i = change.keys[k] - 1;
-
-						key[k] = row.captured[i] ? row.values[i] : row.keyvalues[k];
-					}
-				}
-				keytext = guard_key_text(&change, key);
-				live = guard_keyscan_fetch(&ks, key, GetLatestSnapshot());
-
-				/* presence: the oldest change of a key says if it must exist */
-				snprintf(seenkey, sizeof(seenkey), "%u %s", change.relid, keytext);
-				hash_search(seen, seenkey, HASH_ENTER, &found);
-				if (!found)
-				{
-					compared = true;
-					ok = (row.op == GUARD_OP_INSERT) ? !live : live;
-				}
-
-				/* values: each column against its oldest before-image */
-				for (int i = 0; i < row.natts && ok && live; i++)
-				{
-					AttrNumber	attnum;
-					Form_pg_attribute att;
-					TupleDesc	desc = RelationGetDescr(ks.found);
-
-					if (!row.captured[i] || change.attnames[i] == NULL)
-						continue;
-					snprintf(seenkey, sizeof(seenkey), "%u %s %s", change.relid,
-							 keytext, change.attnames[i]);
-					hash_search(seen, seenkey, HASH_ENTER, &found);
-					if (found)
-						continue;
-					compared = true;
-					attnum = get_attnum(RelationGetRelid(ks.found), change.attnames[i]);
-					if (attnum <= 0)
-					{
-						ok = false;
-						break;
-					}
-					att = TupleDescAttr(desc, attnum - 1);
-					if (row.nulls[i] || ks.slot->tts_isnull[attnum - 1])
-						ok = row.nulls[i] && ks.slot->tts_isnull[attnum - 1];
-					else
-						ok = datum_image_eq(row.values[i], ks.slot->tts_values[attnum - 1],
-											att->attbyval, att->attlen);
-				}
-				if (!compared)
-					continue;
-				checked++;
-				if (ok)
-					matching++;
-			}
-			shadow_close(reader);
-			guard_keyscan_end(&ks);
-			table_close(rel, AccessShareLock);
-
-			res[0] = Int64GetDatum(r->change_id);
-			res[1] = PointerGetDatum(MemoryContextStrdup(oldcxt, r->relation));
-			res[2] = Int64GetDatum(checked);
-			res[3] = Int64GetDatum(matching);
-			res[4] = BoolGetDatum(checked == matching);
-			{
-				MemoryContext old = MemoryContextSwitchTo(oldcxt);
-
-				results = lappend(results, res);
-				MemoryContextSwitchTo(old);
-			}
-		}
-	}
-	PG_CATCH();
-	{
-		abort_subxact_rethrow(oldcxt, oldowner);
-	}
-	PG_END_TRY();
-	RollbackAndReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(oldcxt);
-	CurrentResourceOwner = oldowner;
-
-	foreach(lc, results)
-	{
-		Datum	   *res = lfirst(lc);
-		Datum		out[5];
-		bool		nulls[5] = {false, false, false, false, false};
-
-		out[0] = res[0];
-		out[1] = CStringGetTextDatum(DatumGetCString(res[1]));
-		out[2] = res[2];
-		out[3] = res[3];
-		out[4] = res[4];
-		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, out, nulls);
-	}
+		put_reports(fcinfo, guard_restore_changes(ids, mode, dry_run, 0,
+												  reportcxt, NULL, NULL));
 	return (Datum) 0;
 }
