@@ -53,10 +53,12 @@ include $(PGXS)
 # every object depends on the private header
 $(OBJS): src/guard.h
 
-.PHONY: demo test bench
+.PHONY: demo test bench check-postgres
 demo:
 	bash test/run-demo.sh
 test:
 	bash test/run-tests.sh
 bench:
 	bash bench/run.sh
+check-postgres:
+	bash test/check-postgres.sh
