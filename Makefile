@@ -10,6 +10,7 @@ OBJS = \
 	src/invariants.o \
 	src/ddl.o \
 	src/shadow.o \
+	src/writer.o \
 	src/changes.o \
 	src/rows.o \
 	src/restore.o \

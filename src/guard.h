@@ -220,6 +220,15 @@ extern void guard_check_row_limits(Relation rel, const GuardPolicy *policy,
 								   int event, int64 nrows);
 extern void guard_rails_install(void);
 
+/* writer.c: rows into guard's own tables, constraints and indexes included */
+typedef struct GuardWriter GuardWriter;
+
+extern GuardWriter *guard_writer_begin(const char *relname, int natts);
+extern void guard_writer_add(GuardWriter *w, Datum *values, bool *nulls);
+extern void guard_writer_end(GuardWriter *w);
+extern void guard_writer_insert(const char *relname, int natts,
+								Datum *values, bool *nulls);
+
 /* shadow.c: packed before-images */
 typedef enum GuardRowOp
 {

@@ -21,8 +21,8 @@
  * bytes, varlena with its header, out-of-line TOAST fetched first (never a
  * raw TOAST pointer), so restore gives back the exact bytes.  Rows are
  * packed into chunks of about CHUNK_TARGET bytes, each decodable alone, and
- * written with heap_insert: a million captured rows make a few thousand
- * shadow tuples, and memory stays at one chunk however many rows there are.
+ * written in batches through writer.c: a million captured rows make a few
+ * thousand shadow tuples, and memory stays at one chunk however many rows there are.
  *
  *-------------------------------------------------------------------------
  */
@@ -33,7 +33,6 @@
 #include "access/heaptoast.h"
 #include "access/htup_details.h"
 #include "access/table.h"
-#include "catalog/indexing.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
 #include "utils/fmgroids.h"
@@ -84,8 +83,7 @@ struct ShadowWriter
 	bool		enforce;
 	bool		warned;
 	const char *relname;
-	Relation	rel;
-	CatalogIndexState indstate;
+	GuardWriter *out;			/* guard.snapshot, once a chunk goes there */
 	MemoryContext cxt;			/* where the writer lives */
 	MemoryContext rowcxt;		/* detoasted values of one row */
 };
@@ -288,7 +286,6 @@ shadow_flush(ShadowWriter *w)
 {
 	Datum		values[Natts_guard_snapshot];
 	bool		nulls[Natts_guard_snapshot] = {false, false, false, false};
-	HeapTuple	tuple;
 	bool		keep_inline = false;
 
 	if (w->nrows == 0)
@@ -310,22 +307,19 @@ shadow_flush(ShadowWriter *w)
 	}
 	if (!keep_inline)
 	{
-		if (w->rel == NULL)
+		if (w->out == NULL)
 		{
 			/* in the writer's context: the caller may be inside SPI */
 			MemoryContext old = MemoryContextSwitchTo(w->cxt);
 
-			w->rel = guard_open("snapshot", RowExclusiveLock, Natts_guard_snapshot);
-			w->indstate = CatalogOpenIndexes(w->rel);
+			w->out = guard_writer_begin("snapshot", Natts_guard_snapshot);
 			MemoryContextSwitchTo(old);
 		}
 		values[0] = Int64GetDatum(w->change_id);
 		values[1] = Int32GetDatum((*w->chunkno)++);
 		values[2] = Int32GetDatum(w->nrows);
 		values[3] = PointerGetDatum(w->buf.data);
-		tuple = heap_form_tuple(RelationGetDescr(w->rel), values, nulls);
-		CatalogTupleInsertWithInfo(w->rel, tuple, w->indstate);
-		heap_freetuple(tuple);
+		guard_writer_add(w->out, values, nulls);
 	}
 
 	w->bytes += w->buf.len;
@@ -585,11 +579,8 @@ shadow_end(ShadowWriter *w)
 						w->relname),
 				 errdetail("The snapshot takes " INT64_FORMAT " bytes; the limit is %d kB.",
 						   bytes, guard_max_snapshot_size)));
-	if (w->rel)
-	{
-		CatalogCloseIndexes(w->indstate);
-		table_close(w->rel, RowExclusiveLock);
-	}
+	if (w->out)
+		guard_writer_end(w->out);
 	MemoryContextDelete(w->rowcxt);
 	pfree(w->buf.data);
 	pfree(w);
