@@ -60,12 +60,10 @@ typedef union AlignedDatum
 
 struct ShadowWriter
 {
-	int64		change_id;		/* 0 until the first chunk is written */
-	Relation	source;			/* the table written to */
-	const char *kind;
-	const char *record_kind;	/* the change record is ours to write */
-	bytea	   *first;			/* ... with this first chunk inline */
-	int32		first_nrows;
+	int64		change_id;		/* 0 until the first chunk is full */
+	int32	   *chunkno;		/* the change's chunk counter */
+	ShadowOpenChange open_change;	/* asked for both, on the first chunk */
+	void	   *arg;			/* ... with this argument */
 	int			natts;
 	int			nkeys;
 	AttrNumber	keys[INDEX_MAX_KEYS];
@@ -77,7 +75,6 @@ struct ShadowWriter
 	uint8	   *nullmap;
 	StringInfoData buf;			/* the chunk being filled, after VARHDRSZ */
 	int32		nrows;			/* rows in the chunk */
-	int32	   *chunkno;		/* the change's chunk counter */
 	int64		bytes;			/* bytes written for this change */
 	int64		limit;			/* guard.max_snapshot_size in bytes, or -1 */
 	bool		enforce;
@@ -237,18 +234,21 @@ append_value(StringInfo buf, Datum value, Form_pg_attribute att)
 }
 
 /*
- * Start writing the snapshot of one trigger firing on "rel".  The change
- * record is made when the first chunk is written, so that a statement whose
- * rows all kept their values records nothing.
+ * Start encoding a snapshot of rows of "rel".  No change is known yet:
+ * when the first chunk is full, "open_change" is asked (with "arg") for the
+ * change it belongs to, so that a statement whose rows all kept their
+ * values records nothing.  "limit" is guard.max_snapshot_size in bytes
+ * (-1: none); past it the snapshot fails if "enforce", else warns.
  */
 ShadowWriter *
-shadow_begin(Relation rel, const char *kind, int64 limit, bool enforce)
+shadow_writer_begin(Relation rel, int64 limit, bool enforce,
+					ShadowOpenChange open_change, void *arg)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	ShadowWriter *w = palloc0(sizeof(ShadowWriter));
 
-	w->source = rel;
-	w->kind = kind;
+	w->open_change = open_change;
+	w->arg = arg;
 	w->natts = desc->natts;
 	w->nkeys = guard_key_attnums(rel, w->keys);
 	w->skip = palloc0(sizeof(bool) * desc->natts);
@@ -276,10 +276,10 @@ shadow_begin(Relation rel, const char *kind, int64 limit, bool enforce)
 }
 
 /*
- * Write the chunk being filled, if any.  The first chunk of a change this
- * writer began is kept to go inline in the change record (written by
- * shadow_end): a one-row statement then costs one row in guard.change and
- * none in guard.snapshot.
+ * Write the chunk being filled, if any.  The first chunk goes to whoever
+ * opens the change: it may keep it (inline in the change record, so that
+ * a one-row statement costs one row in guard.change and none in
+ * guard.snapshot) instead of its going to guard.snapshot.
  */
 static void
 shadow_flush(ShadowWriter *w)
@@ -293,18 +293,8 @@ shadow_flush(ShadowWriter *w)
 
 	SET_VARSIZE(w->buf.data, w->buf.len);
 	if (w->change_id == 0)
-	{
-		w->change_id = guard_change_for_statement(w->source, w->kind, &w->record_kind);
-		w->chunkno = guard_change_chunk_counter();
-		if (w->record_kind)
-		{
-			/* our own change: its first chunk goes into its record */
-			w->first = (bytea *) MemoryContextAlloc(w->cxt, w->buf.len);
-			memcpy(w->first, w->buf.data, w->buf.len);
-			w->first_nrows = w->nrows;
-			keep_inline = true;
-		}
-	}
+		keep_inline = w->open_change(w->arg, (bytea *) w->buf.data, w->nrows,
+									 &w->change_id, &w->chunkno);
 	if (!keep_inline)
 	{
 		if (w->out == NULL)
@@ -561,30 +551,34 @@ shadow_add_insert(ShadowWriter *w, TupleTableSlot *newslot)
  * the change id (0 if no row needed capture).
  */
 int64
-shadow_end(ShadowWriter *w)
+shadow_writer_end(ShadowWriter *w)
 {
-	int64		bytes;
 	int64		change_id;
 
 	shadow_flush(w);
-	bytes = w->bytes;
 	change_id = w->change_id;
-	if (w->record_kind)
-		guard_change_insert(w->source, w->change_id, w->record_kind, NULL,
-							w->first, w->first_nrows);
+	if (w->out)
+		guard_writer_end(w->out);
 	if (w->warned)
 		ereport(WARNING,
 				(errcode(ERRCODE_GUARD_SNAPSHOT_TOO_LARGE),
 				 errmsg("snapshot of the change to table \"%s\" exceeds guard.max_snapshot_size",
 						w->relname),
 				 errdetail("The snapshot takes " INT64_FORMAT " bytes; the limit is %d kB.",
-						   bytes, guard_max_snapshot_size)));
-	if (w->out)
-		guard_writer_end(w->out);
+						   w->bytes, guard_max_snapshot_size)));
 	MemoryContextDelete(w->rowcxt);
 	pfree(w->buf.data);
 	pfree(w);
 	return change_id;
+}
+
+/*
+ * The "arg" the writer was begun with, for its caller's end.
+ */
+void *
+shadow_writer_arg(ShadowWriter *w)
+{
+	return w->arg;
 }
 
 /*
