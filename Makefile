@@ -10,6 +10,7 @@ OBJS = \
 	src/invariants.o \
 	src/ddl.o \
 	src/shadow.o \
+	src/shadow_read.o \
 	src/writer.o \
 	src/changes.o \
 	src/rows.o \
@@ -43,6 +44,7 @@ include $(PGXS)
 
 # every object depends on the private header
 $(OBJS): src/guard.h
+src/shadow.o src/shadow_read.o: src/shadow.h
 
 .PHONY: demo test bench
 demo:

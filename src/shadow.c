@@ -1,18 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * shadow.c
- *	  Shadow storage: before-images packed into chunks of guard.snapshot.
- *
- * One captured row is encoded as
- *
- *	  flags			1 byte: operation (bits 0-1), HAS_NULLS, NEW_SET
- *	  set			bitmap of the columns whose before-value follows, present
- *					only when it differs from the previous row's (NEW_SET)
- *	  nulls			bitmap of which of those are NULL (HAS_NULLS)
- *	  key			the row's key after the change (UPDATE, INSERT)
- *	  values		the before-values of the set's non-NULL columns
- *	  hash			4 bytes: hash of the after-values of the set's columns
- *					(UPDATE) or of the whole new row (INSERT)
+ *	  Shadow storage: before-images encoded into chunks of guard.snapshot.
  *
  * UPDATE keeps only the columns whose value changed (binary comparison);
  * DELETE keeps every column; INSERT keeps only the key.  Dropped and
@@ -20,43 +9,31 @@
  * Values are kept as the type stores them: fixed-length types as their
  * bytes, varlena with its header, out-of-line TOAST fetched first (never a
  * raw TOAST pointer), so restore gives back the exact bytes.  Rows are
- * packed into chunks of about CHUNK_TARGET bytes, each decodable alone, and
- * written in batches through writer.c: a million captured rows make a few
- * thousand shadow tuples, and memory stays at one chunk however many rows there are.
+ * encoded as shadow.h describes and packed into chunks of about
+ * CHUNK_TARGET bytes, each decodable alone, written in batches through
+ * writer.c: a million captured rows make a few thousand shadow tuples, and
+ * memory stays at one chunk however many rows there are.
+ *
+ * This file does not decide which change the chunks belong to: its caller
+ * (capture.c) is asked when the first chunk is full, and may keep that
+ * chunk to write inline in the change record.  shadow_read.c decodes.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/detoast.h"
-#include "access/genam.h"
-#include "access/heaptoast.h"
-#include "access/htup_details.h"
-#include "access/table.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
-#include "utils/fmgroids.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/snapmgr.h"
 
 #include "guard.h"
+#include "shadow.h"
 
 #define CHUNK_TARGET	1900
 
-#define ROW_OP_MASK		0x03
-#define ROW_HAS_NULLS	0x04
-#define ROW_NEW_SET		0x08
-
 #define NULL_HASH_SEED	0x9e3779b9
-
-/* room for one pass-by-value Datum's bytes, aligned for store_att_byval */
-typedef union AlignedDatum
-{
-	Datum		d;
-	char		c[sizeof(Datum)];
-} AlignedDatum;
 
 struct ShadowWriter
 {
@@ -84,35 +61,6 @@ struct ShadowWriter
 	MemoryContext cxt;			/* where the writer lives */
 	MemoryContext rowcxt;		/* detoasted values of one row */
 };
-
-struct ShadowReader
-{
-	Relation	rel;
-	SysScanDesc scan;
-	int			natts;
-	int16	   *typlen;
-	bool	   *typbyval;
-	int			nkeys;
-	AttrNumber	keys[INDEX_MAX_KEYS];
-	int			setbytes;
-	uint8	   *set;
-	bytea	   *chunk;
-	const char *pos;
-	const char *end;
-	MemoryContext rowcxt;
-};
-
-static inline bool
-bit_is_set(const uint8 *map, int i)
-{
-	return (map[i >> 3] & (1 << (i & 7))) != 0;
-}
-
-static inline void
-bit_set(uint8 *map, int i)
-{
-	map[i >> 3] |= (1 << (i & 7));
-}
 
 /*
  * A varlena value as a plain in-memory varlena: TOAST pointers are
@@ -357,6 +305,9 @@ append_header(ShadowWriter *w, GuardRowOp op, bool has_nulls)
 		appendBinaryStringInfo(&w->buf, (char *) w->nullmap, w->setbytes);
 }
 
+/*
+ * Append the row's key values, taken from "slot" (the row after the change).
+ */
 static void
 append_key(ShadowWriter *w, TupleTableSlot *slot)
 {
@@ -371,6 +322,9 @@ append_key(ShadowWriter *w, TupleTableSlot *slot)
 	}
 }
 
+/*
+ * Append the row's 4-byte hash, in native byte order as the reader takes it.
+ */
 static void
 append_hash(ShadowWriter *w, uint32 hash)
 {
@@ -579,200 +533,4 @@ void *
 shadow_writer_arg(ShadowWriter *w)
 {
 	return w->arg;
-}
-
-/*
- * Open the snapshot of change "change_id" for reading.  "types" gives the
- * type of each attnum as recorded with the change (InvalidOid: dropped).
- */
-ShadowReader *
-shadow_open(int64 change_id, int natts, const Oid *types,
-			const AttrNumber *keys, int nkeys, bytea *inline_chunk)
-{
-	ShadowReader *r = palloc0(sizeof(ShadowReader));
-	ScanKeyData key;
-	Snapshot	snapshot;
-
-	r->natts = natts;
-	r->typlen = palloc0(sizeof(int16) * natts);
-	r->typbyval = palloc0(sizeof(bool) * natts);
-	for (int i = 0; i < natts; i++)
-	{
-		if (OidIsValid(types[i]))
-			get_typlenbyval(types[i], &r->typlen[i], &r->typbyval[i]);
-	}
-	r->nkeys = nkeys;
-	memcpy(r->keys, keys, sizeof(AttrNumber) * nkeys);
-	r->setbytes = (natts + 7) / 8;
-	r->set = palloc0(r->setbytes);
-	r->rowcxt = AllocSetContextCreate(CurrentMemoryContext,
-									  "guard snapshot row",
-									  ALLOCSET_DEFAULT_SIZES);
-
-	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
-	r->rel = guard_open("snapshot", AccessShareLock, Natts_guard_snapshot);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ,
-				Int64GetDatum(change_id));
-	r->scan = systable_beginscan(r->rel, guard_relid("snapshot_pkey"), true,
-								 snapshot, 1, &key);
-	if (inline_chunk)
-	{
-		/* the first chunk, kept in the change record */
-		r->chunk = (bytea *) PG_DETOAST_DATUM_COPY(PointerGetDatum(inline_chunk));
-		r->pos = VARDATA(r->chunk);
-		r->end = r->pos + VARSIZE(r->chunk) - VARHDRSZ;
-	}
-	return r;
-}
-
-/*
- * Read one value of attribute index i at r->pos, as a Datum in rowcxt.
- */
-static Datum
-read_value(ShadowReader *r, int i)
-{
-	int16		len = r->typlen[i];
-	Datum		d;
-
-	if (len == 0)
-		elog(ERROR, "guard: snapshot names a column of unknown type");
-	if (r->typbyval[i])
-	{
-		AlignedDatum tmp;
-
-		memcpy(tmp.c, r->pos, len);
-		d = fetch_att(tmp.c, true, len);
-		r->pos += len;
-	}
-	else if (len > 0)
-	{
-		char	   *p = palloc(len);
-
-		memcpy(p, r->pos, len);
-		d = PointerGetDatum(p);
-		r->pos += len;
-	}
-	else if (len == -2)
-	{
-		size_t		n = strlen(r->pos) + 1;
-
-		d = PointerGetDatum(pstrdup(r->pos));
-		r->pos += n;
-	}
-	else
-	{
-		Size		size;
-		char	   *p;
-
-		if (VARATT_IS_1B(r->pos))
-			size = VARSIZE_1B(r->pos);
-		else
-		{
-			varattrib_4b hdr;
-
-			memcpy(&hdr, r->pos, sizeof(uint32));
-			size = VARSIZE_4B(&hdr);
-		}
-		p = palloc(size);
-		memcpy(p, r->pos, size);
-		d = PointerGetDatum(p);
-		r->pos += size;
-	}
-	if (r->pos > r->end)
-		elog(ERROR, "guard: snapshot chunk is corrupt");
-	return d;
-}
-
-/*
- * Decode the next captured row into "row" (arrays allocated by the reader,
- * valid until the next call).  Returns false at the end.
- */
-bool
-shadow_next(ShadowReader *r, ShadowRow *row)
-{
-	uint8		flags;
-	uint8	   *nullmap = NULL;
-	MemoryContext oldcxt;
-
-	while (r->pos == NULL || r->pos >= r->end)
-	{
-		HeapTuple	tuple = systable_getnext(r->scan);
-		bool		isnull;
-		Datum		d;
-
-		if (!HeapTupleIsValid(tuple))
-			return false;
-		d = heap_getattr(tuple, 4, RelationGetDescr(r->rel), &isnull);
-		if (r->chunk)
-			pfree(r->chunk);
-		r->chunk = (bytea *) detoast_attr((struct varlena *) DatumGetPointer(d));
-		if ((Pointer) r->chunk == DatumGetPointer(d))
-		{
-			/* not toasted: copy, the scan's tuple goes away */
-			r->chunk = (bytea *) PG_DETOAST_DATUM_COPY(d);
-		}
-		r->pos = VARDATA(r->chunk);
-		r->end = r->pos + VARSIZE(r->chunk) - VARHDRSZ;
-		memset(r->set, 0, r->setbytes);
-	}
-
-	MemoryContextReset(r->rowcxt);
-	oldcxt = MemoryContextSwitchTo(r->rowcxt);
-
-	row->natts = r->natts;
-	row->captured = palloc0(sizeof(bool) * r->natts);
-	row->values = palloc0(sizeof(Datum) * r->natts);
-	row->nulls = palloc0(sizeof(bool) * r->natts);
-	row->keyvalues = palloc0(sizeof(Datum) * Max(r->nkeys, 1));
-	row->hash = 0;
-
-	flags = (uint8) *r->pos++;
-	row->op = (GuardRowOp) (flags & ROW_OP_MASK);
-	if (flags & ROW_NEW_SET)
-	{
-		memcpy(r->set, r->pos, r->setbytes);
-		r->pos += r->setbytes;
-	}
-	if (flags & ROW_HAS_NULLS)
-	{
-		nullmap = (uint8 *) r->pos;
-		r->pos += r->setbytes;
-	}
-	if (row->op != GUARD_OP_DELETE)
-	{
-		for (int k = 0; k < r->nkeys; k++)
-			row->keyvalues[k] = read_value(r, r->keys[k] - 1);
-	}
-	for (int i = 0; i < r->natts; i++)
-	{
-		if (!bit_is_set(r->set, i))
-			continue;
-		row->captured[i] = true;
-		if (nullmap && bit_is_set(nullmap, i))
-			row->nulls[i] = true;
-		else
-			row->values[i] = read_value(r, i);
-	}
-	if (row->op == GUARD_OP_DELETE)
-	{
-		for (int k = 0; k < r->nkeys; k++)
-			row->keyvalues[k] = row->values[r->keys[k] - 1];
-	}
-	else
-	{
-		memcpy(&row->hash, r->pos, sizeof(uint32));
-		r->pos += sizeof(uint32);
-	}
-	if (r->pos > r->end)
-		elog(ERROR, "guard: snapshot chunk is corrupt");
-	MemoryContextSwitchTo(oldcxt);
-	return true;
-}
-
-void
-shadow_close(ShadowReader *r)
-{
-	systable_endscan(r->scan);
-	table_close(r->rel, AccessShareLock);
-	MemoryContextDelete(r->rowcxt);
 }
