@@ -18,8 +18,14 @@
  * so memory stays bounded however many rows one writer takes.  A writer
  * flushing a single row inserts it with table_tuple_insert and never
  * creates a BulkInsertState (whose buffer ring would only cost there).
- * Everything a writer allocates lives in its own memory context, deleted
- * by guard_writer_end(); an error unwinds with the transaction.
+ * Everything a writer allocates lives in its own memory context (its
+ * executor state's), deleted by guard_writer_end(); an error unwinds with
+ * the transaction.
+ *
+ * A change record is written by a writer of its own, once per statement:
+ * so that this costs no more than a catalog insert, the tables' CHECK
+ * constraints are parsed and planned once and kept in a small cache,
+ * invalidated through relcache and syscache callbacks.
  *
  *-------------------------------------------------------------------------
  */
@@ -33,8 +39,11 @@
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "nodes/makefuncs.h"
+#include "optimizer/optimizer.h"
+#include "utils/inval.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "guard.h"
 
@@ -50,32 +59,172 @@ struct GuardWriter
 	BulkInsertState bistate;	/* made at the first flush of several rows */
 	TupleTableSlot **slots;		/* buffered rows, [0 .. nused) */
 	int			nslots;			/* slots created so far */
+	int			maxslots;		/* length of the slots array */
 	int			nused;
 	Size		bytes;			/* data bytes of the buffered rows */
-	MemoryContext cxt;			/* where all of the above lives */
+	MemoryContext cxt;			/* where all of the above lives: the
+								 * executor state's */
 };
 
 /*
+ * The CHECK constraints of one of guard's tables, parsed and planned once
+ * per relcache generation instead of by every writer (ExecConstraints
+ * would do it per ResultRelInfo, that is per change record).
+ */
+typedef struct WriterChecks
+{
+	Oid			relid;			/* InvalidOid: a free slot */
+	int			ncheck;
+	Expr	  **exprs;			/* planned, in the relation's check order */
+	MemoryContext cxt;			/* holds exprs, under CacheMemoryContext */
+} WriterChecks;
+
+/* guard has a handful of tables: a small array, searched linearly */
+#define WRITER_MAX_CHECKED_RELS 16
+
+static WriterChecks writer_checks[WRITER_MAX_CHECKED_RELS];
+static bool writer_callback_registered = false;
+static uint64 writer_checks_generation = 0;	/* invalidations so far */
+
+/*
+ * Relcache callback: forget the checks of "relid" (of all tables if
+ * InvalidOid), freeing their memory.  Writers hold copies, never these.
+ */
+static void
+writer_checks_invalidate(Datum arg, Oid relid)
+{
+	writer_checks_generation++;
+	for (int i = 0; i < WRITER_MAX_CHECKED_RELS; i++)
+	{
+		WriterChecks *c = &writer_checks[i];
+
+		if (OidIsValid(c->relid) && (!OidIsValid(relid) || c->relid == relid))
+		{
+			MemoryContextDelete(c->cxt);
+			memset(c, 0, sizeof(WriterChecks));
+		}
+	}
+}
+
+/*
+ * Syscache callback: a function or type changed, which planning may have
+ * folded or inlined into a check (as the plan cache assumes): forget all.
+ */
+static void
+writer_checks_syscache_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	writer_checks_invalidate((Datum) 0, InvalidOid);
+}
+
+/*
+ * The planned CHECK constraints of "rel" (which has some), from the cache
+ * or parsed and planned now.  NULL if they cannot be cached (the cache is
+ * full, or was invalidated while they were planned).
+ */
+static WriterChecks *
+writer_checks_lookup(Relation rel)
+{
+	TupleConstr *constr = RelationGetDescr(rel)->constr;
+	WriterChecks *free_slot = NULL;
+	MemoryContext cxt;
+	MemoryContext old;
+	Expr	  **exprs;
+	uint64		generation;
+
+	for (int i = 0; i < WRITER_MAX_CHECKED_RELS; i++)
+	{
+		WriterChecks *c = &writer_checks[i];
+
+		if (c->relid == RelationGetRelid(rel) &&
+			c->ncheck == rel->rd_rel->relchecks)
+			return c;
+		if (!OidIsValid(c->relid) && free_slot == NULL)
+			free_slot = c;
+	}
+	if (free_slot == NULL || constr == NULL ||
+		constr->num_check != rel->rd_rel->relchecks)
+		return NULL;
+	if (!writer_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(writer_checks_invalidate, (Datum) 0);
+		CacheRegisterSyscacheCallback(PROCOID, writer_checks_syscache_invalidate,
+									  (Datum) 0);
+		CacheRegisterSyscacheCallback(TYPEOID, writer_checks_syscache_invalidate,
+									  (Datum) 0);
+		writer_callback_registered = true;
+	}
+
+	/* built under the caller's context, kept only once complete */
+	generation = writer_checks_generation;
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "guard writer checks",
+								ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(cxt);
+	exprs = palloc(sizeof(Expr *) * constr->num_check);
+	for (int i = 0; i < constr->num_check; i++)
+		exprs[i] = expression_planner((Expr *) stringToNode(constr->check[i].ccbin));
+	MemoryContextSwitchTo(old);
+	if (generation != writer_checks_generation)
+	{
+		/* planning read catalogs that changed meanwhile: do not keep it */
+		MemoryContextDelete(cxt);
+		return NULL;
+	}
+	MemoryContextSetParent(cxt, CacheMemoryContext);
+
+	free_slot->relid = RelationGetRelid(rel);
+	free_slot->ncheck = constr->num_check;
+	free_slot->exprs = exprs;
+	free_slot->cxt = cxt;
+	return free_slot;
+}
+
+/*
+ * Give the writer's ResultRelInfo its CHECK constraints, ready to run, so
+ * that ExecConstraints need not parse and plan them again.  Each writer
+ * copies them first, then initialises the copies: initialising may read
+ * catalogs and so run the callbacks that free the cached ones.
+ */
+static void
+writer_prepare_checks(GuardWriter *w)
+{
+	WriterChecks *c = writer_checks_lookup(w->rel);
+	int			ncheck;
+	Expr	  **exprs;
+	ExprState **states;
+
+	if (c == NULL)
+		return;					/* ExecConstraints builds them itself */
+	ncheck = c->ncheck;
+	exprs = palloc(sizeof(Expr *) * ncheck);
+	for (int i = 0; i < ncheck; i++)
+		exprs[i] = copyObject(c->exprs[i]);
+	states = palloc(sizeof(ExprState *) * ncheck);
+	for (int i = 0; i < ncheck; i++)
+		states[i] = ExecInitExpr(exprs[i], NULL);
+	w->rri->ri_ConstraintExprs = states;
+}
+
+/*
  * Open guard's table "relname" (with "natts" columns, as guard_open checks)
- * for writing rows.  The writer and everything it allocates live in a new
- * child of the current memory context.
+ * for writing rows.  The writer and everything it allocates live in the
+ * memory context of its executor state, a new child of the current one.
  */
 GuardWriter *
 guard_writer_begin(const char *relname, int natts)
 {
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
-											  "guard writer",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
+	EState	   *estate = CreateExecutorState();
+	MemoryContext old = MemoryContextSwitchTo(estate->es_query_cxt);
 	GuardWriter *w = palloc0(sizeof(GuardWriter));
 
-	w->cxt = cxt;
+	w->cxt = estate->es_query_cxt;
+	w->estate = estate;
 	w->rel = guard_open(relname, RowExclusiveLock, natts);
-	w->estate = CreateExecutorState();
 	w->rri = makeNode(ResultRelInfo);
 	/* no range table entry: constraint errors show no row values */
 	InitResultRelInfo(w->rri, w->rel, 0, NULL, 0);
 	ExecOpenIndices(w->rri, false);
+	if (w->rel->rd_rel->relchecks > 0)
+		writer_prepare_checks(w);
 	MemoryContextSwitchTo(old);
 	return w;
 }
@@ -142,10 +291,18 @@ guard_writer_add(GuardWriter *w, Datum *values, bool *nulls)
 	TupleTableSlot *slot;
 	MemoryContext old = MemoryContextSwitchTo(w->cxt);
 
-	if (w->slots == NULL)
-		w->slots = palloc0(sizeof(TupleTableSlot *) * WRITER_MAX_ROWS);
 	if (w->nused == w->nslots)
+	{
+		/* a writer of one row makes one slot, of many up to the maximum */
+		if (w->nslots == w->maxslots)
+		{
+			w->maxslots = Min(Max(w->maxslots * 2, 4), WRITER_MAX_ROWS);
+			w->slots = w->slots ?
+				repalloc(w->slots, sizeof(TupleTableSlot *) * w->maxslots) :
+				palloc(sizeof(TupleTableSlot *) * w->maxslots);
+		}
 		w->slots[w->nslots++] = table_slot_create(w->rel, NULL);
+	}
 	slot = w->slots[w->nused];
 
 	ExecClearTuple(slot);
@@ -182,9 +339,9 @@ guard_writer_end(GuardWriter *w)
 		table_finish_bulk_insert(w->rel, 0);
 	}
 	ExecCloseIndices(w->rri);
-	FreeExecutorState(w->estate);
 	table_close(w->rel, RowExclusiveLock);
-	MemoryContextDelete(w->cxt);
+	/* last: the writer itself lives in the executor state's context */
+	FreeExecutorState(w->estate);
 }
 
 /*
