@@ -245,21 +245,19 @@ writer_flush(GuardWriter *w)
 	/* the current command, as when each row was inserted on its own */
 	cid = GetCurrentCommandId(true);
 
-	/* the table AM may leak memory: per-tuple context, as COPY does */
+	if (w->nused > 1 && w->bistate == NULL)
+	{
+		old = MemoryContextSwitchTo(w->cxt);
+		w->bistate = GetBulkInsertState();
+		MemoryContextSwitchTo(old);
+	}
+
+	/* the table and index AMs may leak: per-tuple context, as COPY does */
 	old = MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
 	if (w->nused == 1)
 		table_tuple_insert(w->rel, w->slots[0], cid, 0, w->bistate);
 	else
-	{
-		if (w->bistate == NULL)
-		{
-			MemoryContextSwitchTo(w->cxt);
-			w->bistate = GetBulkInsertState();
-			MemoryContextSwitchTo(GetPerTupleMemoryContext(estate));
-		}
 		table_multi_insert(w->rel, w->slots, w->nused, cid, 0, w->bistate);
-	}
-	MemoryContextSwitchTo(old);
 
 	for (int i = 0; i < w->nused; i++)
 	{
@@ -274,6 +272,7 @@ writer_flush(GuardWriter *w)
 		}
 		ExecClearTuple(w->slots[i]);
 	}
+	MemoryContextSwitchTo(old);
 	ResetPerTupleExprContext(estate);
 	w->nused = 0;
 	w->bytes = 0;
