@@ -12,7 +12,8 @@
  * encoded as shadow.h describes and packed into chunks of about
  * CHUNK_TARGET bytes, each decodable alone, written in batches through
  * writer.c: a million captured rows make a few thousand shadow tuples, and
- * memory stays at one chunk however many rows there are.
+ * memory stays at one chunk and the writer's bounded batch however many
+ * rows there are.
  *
  * This file does not decide which change the chunks belong to: its caller
  * (capture.c) is asked when the first chunk is full, and may keep that
