@@ -125,6 +125,79 @@ rewind_transition(Tuplestorestate *ts)
 }
 
 /*
+ * Read the statement's transition tables once, handing each row to the
+ * snapshot ("w", if capturing) and to the row checks ("checks", if any).
+ * An UPDATE's old and new rows pair by position.
+ */
+static void
+feed_rows(Relation rel, TriggerEvent event, Tuplestorestate *oldtable,
+		  Tuplestorestate *newtable, ShadowWriter *w, GuardInvariantSet *checks)
+{
+	int64		rowno = 0;
+	TupleTableSlot *oldslot = NULL;
+	TupleTableSlot *newslot = NULL;
+
+	if (oldtable)
+	{
+		rewind_transition(oldtable);
+		oldslot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
+										   &TTSOpsMinimalTuple);
+	}
+	if (newtable)
+	{
+		rewind_transition(newtable);
+		newslot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
+										   &TTSOpsMinimalTuple);
+	}
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+
+		if (TRIGGER_FIRED_BY_UPDATE(event))
+		{
+			bool		have_old = tuplestore_gettupleslot(oldtable, true, false, oldslot);
+			bool		have_new = tuplestore_gettupleslot(newtable, true, false, newslot);
+
+			if (!have_old || !have_new)
+			{
+				if (have_old != have_new)
+					elog(ERROR, "guard: transition tables of table \"%s\" differ in length",
+						 RelationGetRelationName(rel));
+				break;
+			}
+			if (w)
+				shadow_add_update(w, oldslot, newslot);
+			if (checks)
+				guard_invariants_row(checks, newslot, ++rowno);
+		}
+		else if (TRIGGER_FIRED_BY_DELETE(event))
+		{
+			if (!tuplestore_gettupleslot(oldtable, true, false, oldslot))
+				break;
+			if (w)
+				shadow_add_delete(w, oldslot);
+			if (checks)
+				guard_invariants_deleted(checks, oldslot, ++rowno);
+		}
+		else
+		{
+			if (!tuplestore_gettupleslot(newtable, true, false, newslot))
+				break;
+			if (w)
+				shadow_add_insert(w, newslot);
+			if (checks)
+				guard_invariants_row(checks, newslot, ++rowno);
+		}
+	}
+
+	if (oldslot)
+		ExecDropSingleTupleTableSlot(oldslot);
+	if (newslot)
+		ExecDropSingleTupleTableSlot(newslot);
+}
+
+/*
  * guard.capture(): keep the before-images of the rows the statement wrote.
  */
 Datum
@@ -139,14 +212,11 @@ guard_capture(PG_FUNCTION_ARGS)
 	Tuplestorestate *counted;
 	const char *kind;
 	int64		nrows;
-	int64		rowno = 0;
 	int64		change_id = 0;
 	bool		capture;
 	GuardInvariantSet *checks;
 	int64		limit;
 	ShadowWriter *w = NULL;
-	TupleTableSlot *oldslot = NULL;
-	TupleTableSlot *newslot = NULL;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -235,68 +305,12 @@ guard_capture(PG_FUNCTION_ARGS)
 								guard_policy_mode(policy) == GUARD_MODE_ENFORCE);
 	}
 
-	if (oldtable)
-	{
-		rewind_transition(oldtable);
-		oldslot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
-										   &TTSOpsMinimalTuple);
-	}
-	if (newtable)
-	{
-		rewind_transition(newtable);
-		newslot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
-										   &TTSOpsMinimalTuple);
-	}
-
-	for (;;)
-	{
-		CHECK_FOR_INTERRUPTS();
-
-		if (TRIGGER_FIRED_BY_UPDATE(event))
-		{
-			bool		have_old = tuplestore_gettupleslot(oldtable, true, false, oldslot);
-			bool		have_new = tuplestore_gettupleslot(newtable, true, false, newslot);
-
-			if (!have_old || !have_new)
-			{
-				if (have_old != have_new)
-					elog(ERROR, "guard: transition tables of table \"%s\" differ in length",
-						 RelationGetRelationName(rel));
-				break;
-			}
-			if (w)
-				shadow_add_update(w, oldslot, newslot);
-			if (checks)
-				guard_invariants_row(checks, newslot, ++rowno);
-		}
-		else if (TRIGGER_FIRED_BY_DELETE(event))
-		{
-			if (!tuplestore_gettupleslot(oldtable, true, false, oldslot))
-				break;
-			if (w)
-				shadow_add_delete(w, oldslot);
-			if (checks)
-				guard_invariants_deleted(checks, oldslot, ++rowno);
-		}
-		else
-		{
-			if (!tuplestore_gettupleslot(newtable, true, false, newslot))
-				break;
-			if (w)
-				shadow_add_insert(w, newslot);
-			if (checks)
-				guard_invariants_row(checks, newslot, ++rowno);
-		}
-	}
+	feed_rows(rel, event, oldtable, newtable, w, checks);
 
 	if (w)
 		change_id = guard_capture_end(w);
 	if (checks)
 		guard_invariants_end(checks, change_id);
-	if (oldslot)
-		ExecDropSingleTupleTableSlot(oldslot);
-	if (newslot)
-		ExecDropSingleTupleTableSlot(newslot);
 
 	return PointerGetDatum(NULL);
 }
