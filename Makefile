@@ -16,6 +16,8 @@ OBJS = \
 	src/trash.o \
 	src/depend.o \
 	src/shadow.o \
+	src/shadow_read.o \
+	src/writer.o \
 	src/changes.o \
 	src/rows.o \
 	src/later.o \
@@ -52,6 +54,7 @@ include $(PGXS)
 
 # every object depends on the private header
 $(OBJS): src/guard.h
+src/shadow.o src/shadow_read.o: src/shadow.h
 
 .PHONY: demo test bench check-postgres
 demo:

@@ -15,6 +15,12 @@
  * The transition tables hold the very row versions the statement replaced,
  * READ COMMITTED re-checks included.
  *
+ * shadow.c only encodes and writes chunks; this file opens the change they
+ * belong to (guard_capture_begin/end, also used by ddl.c for the snapshots
+ * of schema changes): when the first chunk is full it asks changes.c for
+ * the statement's change, and if the record is new, keeps that chunk to
+ * write inline in the record at the end.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -30,6 +36,81 @@
 
 PG_FUNCTION_INFO_V1(guard_capture);
 
+/* the change a snapshot belongs to, opened when its first chunk is full */
+typedef struct CaptureChange
+{
+	Relation	rel;			/* the table written to */
+	const char *kind;			/* what its trigger saw: INSERT ... */
+	int64		change_id;		/* 0 until opened */
+	const char *record_kind;	/* the change record is ours to write */
+	bytea	   *first;			/* ... with this first chunk inline */
+	int32		first_nrows;
+	MemoryContext cxt;			/* where the capture began */
+} CaptureChange;
+
+/*
+ * ShadowOpenChange of a capture: the change of the statement now finishing
+ * (one its other triggers began, or a new one) and its chunk counter.  A
+ * new change keeps its first chunk, to go inline in its record.
+ */
+static bool
+open_change(void *arg, bytea *first, int32 nrows, int64 *change_id,
+			int32 **chunkno)
+{
+	CaptureChange *c = (CaptureChange *) arg;
+
+	c->change_id = guard_change_for_statement(c->rel, c->kind,
+											  &c->record_kind);
+	*change_id = c->change_id;
+	*chunkno = guard_change_chunk_counter();
+	if (c->record_kind == NULL)
+		return false;
+	/* in the capture's context: the caller may be inside SPI */
+	c->first = (bytea *) MemoryContextAlloc(c->cxt, VARSIZE(first));
+	memcpy(c->first, first, VARSIZE(first));
+	c->first_nrows = nrows;
+	return true;
+}
+
+/*
+ * Start a snapshot of rows of "rel" for the current statement's change of
+ * "kind" ("limit" and "enforce" as shadow_writer_begin takes them).  The
+ * change is opened when the first chunk is full: a statement whose rows
+ * all kept their values records nothing.
+ */
+ShadowWriter *
+guard_capture_begin(Relation rel, const char *kind, int64 limit, bool enforce)
+{
+	CaptureChange *c = palloc0(sizeof(CaptureChange));
+
+	c->rel = rel;
+	c->kind = kind;
+	c->cxt = CurrentMemoryContext;
+	return shadow_writer_begin(rel, limit, enforce, open_change, c);
+}
+
+/*
+ * Finish a snapshot begun by guard_capture_begin: write its last chunks,
+ * then the change record if the change is new.  Returns the change id (0
+ * if no row needed capture).
+ */
+int64
+guard_capture_end(ShadowWriter *w)
+{
+	CaptureChange *c = (CaptureChange *) shadow_writer_arg(w);
+	int64		change_id;
+
+	shadow_writer_end(w);
+	change_id = c->change_id;
+	if (c->record_kind)
+		guard_change_insert(c->rel, c->change_id, c->record_kind, NULL,
+							c->first, c->first_nrows);
+	if (c->first)
+		pfree(c->first);
+	pfree(c);
+	return change_id;
+}
+
 /*
  * Position a fresh read pointer at the start of a transition table, so
  * that other triggers reading the same tuplestore are not disturbed.
@@ -41,6 +122,79 @@ rewind_transition(Tuplestorestate *ts)
 
 	tuplestore_select_read_pointer(ts, ptr);
 	tuplestore_rescan(ts);
+}
+
+/*
+ * Read the statement's transition tables once, handing each row to the
+ * snapshot ("w", if capturing) and to the row checks ("checks", if any).
+ * An UPDATE's old and new rows pair by position.
+ */
+static void
+feed_rows(Relation rel, TriggerEvent event, Tuplestorestate *oldtable,
+		  Tuplestorestate *newtable, ShadowWriter *w, GuardInvariantSet *checks)
+{
+	int64		rowno = 0;
+	TupleTableSlot *oldslot = NULL;
+	TupleTableSlot *newslot = NULL;
+
+	if (oldtable)
+	{
+		rewind_transition(oldtable);
+		oldslot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
+										   &TTSOpsMinimalTuple);
+	}
+	if (newtable)
+	{
+		rewind_transition(newtable);
+		newslot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
+										   &TTSOpsMinimalTuple);
+	}
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+
+		if (TRIGGER_FIRED_BY_UPDATE(event))
+		{
+			bool		have_old = tuplestore_gettupleslot(oldtable, true, false, oldslot);
+			bool		have_new = tuplestore_gettupleslot(newtable, true, false, newslot);
+
+			if (!have_old || !have_new)
+			{
+				if (have_old != have_new)
+					elog(ERROR, "guard: transition tables of table \"%s\" differ in length",
+						 RelationGetRelationName(rel));
+				break;
+			}
+			if (w)
+				shadow_add_update(w, oldslot, newslot);
+			if (checks)
+				guard_invariants_row(checks, newslot, ++rowno);
+		}
+		else if (TRIGGER_FIRED_BY_DELETE(event))
+		{
+			if (!tuplestore_gettupleslot(oldtable, true, false, oldslot))
+				break;
+			if (w)
+				shadow_add_delete(w, oldslot);
+			if (checks)
+				guard_invariants_deleted(checks, oldslot, ++rowno);
+		}
+		else
+		{
+			if (!tuplestore_gettupleslot(newtable, true, false, newslot))
+				break;
+			if (w)
+				shadow_add_insert(w, newslot);
+			if (checks)
+				guard_invariants_row(checks, newslot, ++rowno);
+		}
+	}
+
+	if (oldslot)
+		ExecDropSingleTupleTableSlot(oldslot);
+	if (newslot)
+		ExecDropSingleTupleTableSlot(newslot);
 }
 
 /*
@@ -58,14 +212,11 @@ guard_capture(PG_FUNCTION_ARGS)
 	Tuplestorestate *counted;
 	const char *kind;
 	int64		nrows;
-	int64		rowno = 0;
 	int64		change_id = 0;
 	bool		capture;
 	GuardInvariantSet *checks;
 	int64		limit;
 	ShadowWriter *w = NULL;
-	TupleTableSlot *oldslot = NULL;
-	TupleTableSlot *newslot = NULL;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -150,72 +301,16 @@ guard_capture(PG_FUNCTION_ARGS)
 	{
 		limit = guard_max_snapshot_size < 0 ? -1 :
 			(int64) guard_max_snapshot_size * 1024;
-		w = shadow_begin(rel, kind, limit,
-						 guard_policy_mode(policy) == GUARD_MODE_ENFORCE);
+		w = guard_capture_begin(rel, kind, limit,
+								guard_policy_mode(policy) == GUARD_MODE_ENFORCE);
 	}
 
-	if (oldtable)
-	{
-		rewind_transition(oldtable);
-		oldslot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
-										   &TTSOpsMinimalTuple);
-	}
-	if (newtable)
-	{
-		rewind_transition(newtable);
-		newslot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
-										   &TTSOpsMinimalTuple);
-	}
-
-	for (;;)
-	{
-		CHECK_FOR_INTERRUPTS();
-
-		if (TRIGGER_FIRED_BY_UPDATE(event))
-		{
-			bool		have_old = tuplestore_gettupleslot(oldtable, true, false, oldslot);
-			bool		have_new = tuplestore_gettupleslot(newtable, true, false, newslot);
-
-			if (!have_old || !have_new)
-			{
-				if (have_old != have_new)
-					elog(ERROR, "guard: transition tables of table \"%s\" differ in length",
-						 RelationGetRelationName(rel));
-				break;
-			}
-			if (w)
-				shadow_add_update(w, oldslot, newslot);
-			if (checks)
-				guard_invariants_row(checks, newslot, ++rowno);
-		}
-		else if (TRIGGER_FIRED_BY_DELETE(event))
-		{
-			if (!tuplestore_gettupleslot(oldtable, true, false, oldslot))
-				break;
-			if (w)
-				shadow_add_delete(w, oldslot);
-			if (checks)
-				guard_invariants_deleted(checks, oldslot, ++rowno);
-		}
-		else
-		{
-			if (!tuplestore_gettupleslot(newtable, true, false, newslot))
-				break;
-			if (w)
-				shadow_add_insert(w, newslot);
-			if (checks)
-				guard_invariants_row(checks, newslot, ++rowno);
-		}
-	}
+	feed_rows(rel, event, oldtable, newtable, w, checks);
 
 	if (w)
-		change_id = shadow_end(w);
+		change_id = guard_capture_end(w);
 	if (checks)
 		guard_invariants_end(checks, change_id);
-	if (oldslot)
-		ExecDropSingleTupleTableSlot(oldslot);
-	if (newslot)
-		ExecDropSingleTupleTableSlot(newslot);
 
 	return PointerGetDatum(NULL);
 }

@@ -283,6 +283,15 @@ extern void guard_check_row_limits(Relation rel, const GuardPolicy *policy,
 								   int event, int64 nrows);
 extern void guard_rails_install(void);
 
+/* writer.c: rows into guard's own tables, constraints and indexes included */
+typedef struct GuardWriter GuardWriter;
+
+extern GuardWriter *guard_writer_begin(const char *relname, int natts);
+extern void guard_writer_add(GuardWriter *w, Datum *values, bool *nulls);
+extern void guard_writer_end(GuardWriter *w);
+extern void guard_writer_insert(const char *relname, int natts,
+								Datum *values, bool *nulls);
+
 /* shadow.c: packed before-images */
 typedef enum GuardRowOp
 {
@@ -293,15 +302,37 @@ typedef enum GuardRowOp
 
 typedef struct ShadowWriter ShadowWriter;
 
-extern ShadowWriter *shadow_begin(Relation rel, const char *kind,
-								  int64 limit, bool enforce);
+/*
+ * Asked by a ShadowWriter when its first chunk is full: the change the
+ * chunks belong to and that change's chunk counter.  Returns true if it
+ * keeps the chunk itself (a copy, inline in the change record), false to
+ * have it written to guard.snapshot like the others.
+ */
+typedef bool (*ShadowOpenChange) (void *arg, bytea *first, int32 nrows,
+								  int64 *change_id, int32 **chunkno);
+
+extern ShadowWriter *shadow_writer_begin(Relation rel, int64 limit,
+										 bool enforce,
+										 ShadowOpenChange open_change,
+										 void *arg);
 extern void shadow_add_update(ShadowWriter *w, TupleTableSlot *oldslot,
 							  TupleTableSlot *newslot);
 extern void shadow_add_delete(ShadowWriter *w, TupleTableSlot *oldslot);
 extern void shadow_add_insert(ShadowWriter *w, TupleTableSlot *newslot);
 extern void shadow_add_column(ShadowWriter *w, TupleTableSlot *slot,
 							  AttrNumber attnum);
-extern int64 shadow_end(ShadowWriter *w);
+extern int64 shadow_writer_end(ShadowWriter *w);
+extern void *shadow_writer_arg(ShadowWriter *w);
+
+/* capture.c: a snapshot of rows of one change, its record opened on need */
+extern ShadowWriter *guard_capture_begin(Relation rel, const char *kind,
+										 int64 limit, bool enforce);
+extern int64 guard_capture_end(ShadowWriter *w);
+
+/* ddl.c's names for the two above, until it calls them by theirs */
+#define shadow_begin(rel, kind, limit, enforce) \
+	guard_capture_begin(rel, kind, limit, enforce)
+#define shadow_end(w) guard_capture_end(w)
 
 /* one decoded row of a snapshot */
 typedef struct ShadowRow

@@ -1,18 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * shadow.c
- *	  Shadow storage: before-images packed into chunks of guard.snapshot.
- *
- * One captured row is encoded as
- *
- *	  flags			1 byte: operation (bits 0-1), HAS_NULLS, NEW_SET
- *	  set			bitmap of the columns whose before-value follows, present
- *					only when it differs from the previous row's (NEW_SET)
- *	  nulls			bitmap of which of those are NULL (HAS_NULLS)
- *	  key			the row's key after the change (UPDATE, INSERT)
- *	  values		the before-values of the set's non-NULL columns
- *	  hash			4 bytes: hash of the after-values of the set's columns
- *					(UPDATE) or of the whole new row (INSERT)
+ *	  Shadow storage: before-images encoded into chunks of guard.snapshot.
  *
  * UPDATE keeps only the columns whose value changed (binary comparison);
  * DELETE keeps every column; INSERT keeps only the key.  Dropped and
@@ -20,53 +9,39 @@
  * Values are kept as the type stores them: fixed-length types as their
  * bytes, varlena with its header, out-of-line TOAST fetched first (never a
  * raw TOAST pointer), so restore gives back the exact bytes.  Rows are
- * packed into chunks of about CHUNK_TARGET bytes, each decodable alone, and
- * written with heap_insert: a million captured rows make a few thousand
- * shadow tuples, and memory stays at one chunk however many rows there are.
+ * encoded as shadow.h describes and packed into chunks of about
+ * CHUNK_TARGET bytes, each decodable alone, written in batches through
+ * writer.c: a million captured rows make a few thousand shadow tuples, and
+ * memory stays at one chunk and the writer's bounded batch however many
+ * rows there are.
+ *
+ * This file does not decide which change the chunks belong to: its caller
+ * (capture.c) is asked when the first chunk is full, and may keep that
+ * chunk to write inline in the change record.  shadow_read.c decodes.
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
 #include "access/detoast.h"
-#include "access/genam.h"
-#include "access/heaptoast.h"
-#include "access/htup_details.h"
-#include "access/table.h"
-#include "catalog/indexing.h"
 #include "common/hashfn.h"
 #include "executor/tuptable.h"
-#include "utils/fmgroids.h"
-#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
-#include "utils/snapmgr.h"
 
 #include "guard.h"
+#include "shadow.h"
 
 #define CHUNK_TARGET	1900
 
-#define ROW_OP_MASK		0x03
-#define ROW_HAS_NULLS	0x04
-#define ROW_NEW_SET		0x08
-
 #define NULL_HASH_SEED	0x9e3779b9
-
-/* room for one pass-by-value Datum's bytes, aligned for store_att_byval */
-typedef union AlignedDatum
-{
-	Datum		d;
-	char		c[sizeof(Datum)];
-} AlignedDatum;
 
 struct ShadowWriter
 {
-	int64		change_id;		/* 0 until the first chunk is written */
-	Relation	source;			/* the table written to */
-	const char *kind;
-	const char *record_kind;	/* the change record is ours to write */
-	bytea	   *first;			/* ... with this first chunk inline */
-	int32		first_nrows;
+	int64		change_id;		/* 0 until the first chunk is full */
+	int32	   *chunkno;		/* the change's chunk counter */
+	ShadowOpenChange open_change;	/* asked for both, on the first chunk */
+	void	   *arg;			/* ... with this argument */
 	int			natts;
 	int			nkeys;
 	AttrNumber	keys[INDEX_MAX_KEYS];
@@ -78,46 +53,15 @@ struct ShadowWriter
 	uint8	   *nullmap;
 	StringInfoData buf;			/* the chunk being filled, after VARHDRSZ */
 	int32		nrows;			/* rows in the chunk */
-	int32	   *chunkno;		/* the change's chunk counter */
 	int64		bytes;			/* bytes written for this change */
 	int64		limit;			/* guard.max_snapshot_size in bytes, or -1 */
 	bool		enforce;
 	bool		warned;
 	const char *relname;
-	Relation	rel;
-	CatalogIndexState indstate;
+	GuardWriter *out;			/* guard.snapshot, once a chunk goes there */
 	MemoryContext cxt;			/* where the writer lives */
 	MemoryContext rowcxt;		/* detoasted values of one row */
 };
-
-struct ShadowReader
-{
-	Relation	rel;
-	SysScanDesc scan;
-	int			natts;
-	int16	   *typlen;
-	bool	   *typbyval;
-	int			nkeys;
-	AttrNumber	keys[INDEX_MAX_KEYS];
-	int			setbytes;
-	uint8	   *set;
-	bytea	   *chunk;
-	const char *pos;
-	const char *end;
-	MemoryContext rowcxt;
-};
-
-static inline bool
-bit_is_set(const uint8 *map, int i)
-{
-	return (map[i >> 3] & (1 << (i & 7))) != 0;
-}
-
-static inline void
-bit_set(uint8 *map, int i)
-{
-	map[i >> 3] |= (1 << (i & 7));
-}
 
 /*
  * A varlena value as a plain in-memory varlena: TOAST pointers are
@@ -239,18 +183,21 @@ append_value(StringInfo buf, Datum value, Form_pg_attribute att)
 }
 
 /*
- * Start writing the snapshot of one trigger firing on "rel".  The change
- * record is made when the first chunk is written, so that a statement whose
- * rows all kept their values records nothing.
+ * Start encoding a snapshot of rows of "rel".  No change is known yet:
+ * when the first chunk is full, "open_change" is asked (with "arg") for the
+ * change it belongs to, so that a statement whose rows all kept their
+ * values records nothing.  "limit" is guard.max_snapshot_size in bytes
+ * (-1: none); past it the snapshot fails if "enforce", else warns.
  */
 ShadowWriter *
-shadow_begin(Relation rel, const char *kind, int64 limit, bool enforce)
+shadow_writer_begin(Relation rel, int64 limit, bool enforce,
+					ShadowOpenChange open_change, void *arg)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
 	ShadowWriter *w = palloc0(sizeof(ShadowWriter));
 
-	w->source = rel;
-	w->kind = kind;
+	w->open_change = open_change;
+	w->arg = arg;
 	w->natts = desc->natts;
 	w->nkeys = guard_key_attnums(rel, w->keys);
 	w->skip = palloc0(sizeof(bool) * desc->natts);
@@ -278,17 +225,16 @@ shadow_begin(Relation rel, const char *kind, int64 limit, bool enforce)
 }
 
 /*
- * Write the chunk being filled, if any.  The first chunk of a change this
- * writer began is kept to go inline in the change record (written by
- * shadow_end): a one-row statement then costs one row in guard.change and
- * none in guard.snapshot.
+ * Write the chunk being filled, if any.  The first chunk goes to whoever
+ * opens the change: it may keep it (inline in the change record, so that
+ * a one-row statement costs one row in guard.change and none in
+ * guard.snapshot) instead of its going to guard.snapshot.
  */
 static void
 shadow_flush(ShadowWriter *w)
 {
 	Datum		values[Natts_guard_snapshot];
 	bool		nulls[Natts_guard_snapshot] = {false, false, false, false};
-	HeapTuple	tuple;
 	bool		keep_inline = false;
 
 	if (w->nrows == 0)
@@ -296,36 +242,23 @@ shadow_flush(ShadowWriter *w)
 
 	SET_VARSIZE(w->buf.data, w->buf.len);
 	if (w->change_id == 0)
-	{
-		w->change_id = guard_change_for_statement(w->source, w->kind, &w->record_kind);
-		w->chunkno = guard_change_chunk_counter();
-		if (w->record_kind)
-		{
-			/* our own change: its first chunk goes into its record */
-			w->first = (bytea *) MemoryContextAlloc(w->cxt, w->buf.len);
-			memcpy(w->first, w->buf.data, w->buf.len);
-			w->first_nrows = w->nrows;
-			keep_inline = true;
-		}
-	}
+		keep_inline = w->open_change(w->arg, (bytea *) w->buf.data, w->nrows,
+									 &w->change_id, &w->chunkno);
 	if (!keep_inline)
 	{
-		if (w->rel == NULL)
+		if (w->out == NULL)
 		{
 			/* in the writer's context: the caller may be inside SPI */
 			MemoryContext old = MemoryContextSwitchTo(w->cxt);
 
-			w->rel = guard_open("snapshot", RowExclusiveLock, Natts_guard_snapshot);
-			w->indstate = CatalogOpenIndexes(w->rel);
+			w->out = guard_writer_begin("snapshot", Natts_guard_snapshot);
 			MemoryContextSwitchTo(old);
 		}
 		values[0] = Int64GetDatum(w->change_id);
 		values[1] = Int32GetDatum((*w->chunkno)++);
 		values[2] = Int32GetDatum(w->nrows);
 		values[3] = PointerGetDatum(w->buf.data);
-		tuple = heap_form_tuple(RelationGetDescr(w->rel), values, nulls);
-		CatalogTupleInsertWithInfo(w->rel, tuple, w->indstate);
-		heap_freetuple(tuple);
+		guard_writer_add(w->out, values, nulls);
 	}
 
 	w->bytes += w->buf.len;
@@ -373,6 +306,9 @@ append_header(ShadowWriter *w, GuardRowOp op, bool has_nulls)
 		appendBinaryStringInfo(&w->buf, (char *) w->nullmap, w->setbytes);
 }
 
+/*
+ * Append the row's key values, taken from "slot" (the row after the change).
+ */
 static void
 append_key(ShadowWriter *w, TupleTableSlot *slot)
 {
@@ -387,6 +323,9 @@ append_key(ShadowWriter *w, TupleTableSlot *slot)
 	}
 }
 
+/*
+ * Append the row's 4-byte hash, in native byte order as the reader takes it.
+ */
 static void
 append_hash(ShadowWriter *w, uint32 hash)
 {
@@ -567,29 +506,21 @@ shadow_add_insert(ShadowWriter *w, TupleTableSlot *newslot)
  * the change id (0 if no row needed capture).
  */
 int64
-shadow_end(ShadowWriter *w)
+shadow_writer_end(ShadowWriter *w)
 {
-	int64		bytes;
 	int64		change_id;
 
 	shadow_flush(w);
-	bytes = w->bytes;
 	change_id = w->change_id;
-	if (w->record_kind)
-		guard_change_insert(w->source, w->change_id, w->record_kind, NULL,
-							w->first, w->first_nrows);
+	if (w->out)
+		guard_writer_end(w->out);
 	if (w->warned)
 		ereport(WARNING,
 				(errcode(ERRCODE_GUARD_SNAPSHOT_TOO_LARGE),
 				 errmsg("snapshot of the change to table \"%s\" exceeds guard.max_snapshot_size",
 						w->relname),
 				 errdetail("The snapshot takes " INT64_FORMAT " bytes; the limit is %d kB.",
-						   bytes, guard_max_snapshot_size)));
-	if (w->rel)
-	{
-		CatalogCloseIndexes(w->indstate);
-		table_close(w->rel, RowExclusiveLock);
-	}
+						   w->bytes, guard_max_snapshot_size)));
 	MemoryContextDelete(w->rowcxt);
 	pfree(w->buf.data);
 	pfree(w);
@@ -597,197 +528,10 @@ shadow_end(ShadowWriter *w)
 }
 
 /*
- * Open the snapshot of change "change_id" for reading.  "types" gives the
- * type of each attnum as recorded with the change (InvalidOid: dropped).
+ * The "arg" the writer was begun with, for its caller's end.
  */
-ShadowReader *
-shadow_open(int64 change_id, int natts, const Oid *types,
-			const AttrNumber *keys, int nkeys, bytea *inline_chunk)
+void *
+shadow_writer_arg(ShadowWriter *w)
 {
-	ShadowReader *r = palloc0(sizeof(ShadowReader));
-	ScanKeyData key;
-	Snapshot	snapshot;
-
-	r->natts = natts;
-	r->typlen = palloc0(sizeof(int16) * natts);
-	r->typbyval = palloc0(sizeof(bool) * natts);
-	for (int i = 0; i < natts; i++)
-	{
-		if (OidIsValid(types[i]))
-			get_typlenbyval(types[i], &r->typlen[i], &r->typbyval[i]);
-	}
-	r->nkeys = nkeys;
-	memcpy(r->keys, keys, sizeof(AttrNumber) * nkeys);
-	r->setbytes = (natts + 7) / 8;
-	r->set = palloc0(r->setbytes);
-	r->rowcxt = AllocSetContextCreate(CurrentMemoryContext,
-									  "guard snapshot row",
-									  ALLOCSET_DEFAULT_SIZES);
-
-	snapshot = ActiveSnapshotSet() ? GetActiveSnapshot() : GetTransactionSnapshot();
-	r->rel = guard_open("snapshot", AccessShareLock, Natts_guard_snapshot);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ,
-				Int64GetDatum(change_id));
-	r->scan = systable_beginscan(r->rel, guard_relid("snapshot_pkey"), true,
-								 snapshot, 1, &key);
-	if (inline_chunk)
-	{
-		/* the first chunk, kept in the change record */
-		r->chunk = (bytea *) PG_DETOAST_DATUM_COPY(PointerGetDatum(inline_chunk));
-		r->pos = VARDATA(r->chunk);
-		r->end = r->pos + VARSIZE(r->chunk) - VARHDRSZ;
-	}
-	return r;
-}
-
-/*
- * Read one value of attribute index i at r->pos, as a Datum in rowcxt.
- */
-static Datum
-read_value(ShadowReader *r, int i)
-{
-	int16		len = r->typlen[i];
-	Datum		d;
-
-	if (len == 0)
-		elog(ERROR, "guard: snapshot names a column of unknown type");
-	if (r->typbyval[i])
-	{
-		AlignedDatum tmp;
-
-		memcpy(tmp.c, r->pos, len);
-		d = fetch_att(tmp.c, true, len);
-		r->pos += len;
-	}
-	else if (len > 0)
-	{
-		char	   *p = palloc(len);
-
-		memcpy(p, r->pos, len);
-		d = PointerGetDatum(p);
-		r->pos += len;
-	}
-	else if (len == -2)
-	{
-		size_t		n = strlen(r->pos) + 1;
-
-		d = PointerGetDatum(pstrdup(r->pos));
-		r->pos += n;
-	}
-	else
-	{
-		Size		size;
-		char	   *p;
-
-		if (VARATT_IS_1B(r->pos))
-			size = VARSIZE_1B(r->pos);
-		else
-		{
-			varattrib_4b hdr;
-
-			memcpy(&hdr, r->pos, sizeof(uint32));
-			size = VARSIZE_4B(&hdr);
-		}
-		p = palloc(size);
-		memcpy(p, r->pos, size);
-		d = PointerGetDatum(p);
-		r->pos += size;
-	}
-	if (r->pos > r->end)
-		elog(ERROR, "guard: snapshot chunk is corrupt");
-	return d;
-}
-
-/*
- * Decode the next captured row into "row" (arrays allocated by the reader,
- * valid until the next call).  Returns false at the end.
- */
-bool
-shadow_next(ShadowReader *r, ShadowRow *row)
-{
-	uint8		flags;
-	uint8	   *nullmap = NULL;
-	MemoryContext oldcxt;
-
-	while (r->pos == NULL || r->pos >= r->end)
-	{
-		HeapTuple	tuple = systable_getnext(r->scan);
-		bool		isnull;
-		Datum		d;
-
-		if (!HeapTupleIsValid(tuple))
-			return false;
-		d = heap_getattr(tuple, 4, RelationGetDescr(r->rel), &isnull);
-		if (r->chunk)
-			pfree(r->chunk);
-		r->chunk = (bytea *) detoast_attr((struct varlena *) DatumGetPointer(d));
-		if ((Pointer) r->chunk == DatumGetPointer(d))
-		{
-			/* not toasted: copy, the scan's tuple goes away */
-			r->chunk = (bytea *) PG_DETOAST_DATUM_COPY(d);
-		}
-		r->pos = VARDATA(r->chunk);
-		r->end = r->pos + VARSIZE(r->chunk) - VARHDRSZ;
-		memset(r->set, 0, r->setbytes);
-	}
-
-	MemoryContextReset(r->rowcxt);
-	oldcxt = MemoryContextSwitchTo(r->rowcxt);
-
-	row->natts = r->natts;
-	row->captured = palloc0(sizeof(bool) * r->natts);
-	row->values = palloc0(sizeof(Datum) * r->natts);
-	row->nulls = palloc0(sizeof(bool) * r->natts);
-	row->keyvalues = palloc0(sizeof(Datum) * Max(r->nkeys, 1));
-	row->hash = 0;
-
-	flags = (uint8) *r->pos++;
-	row->op = (GuardRowOp) (flags & ROW_OP_MASK);
-	if (flags & ROW_NEW_SET)
-	{
-		memcpy(r->set, r->pos, r->setbytes);
-		r->pos += r->setbytes;
-	}
-	if (flags & ROW_HAS_NULLS)
-	{
-		nullmap = (uint8 *) r->pos;
-		r->pos += r->setbytes;
-	}
-	if (row->op != GUARD_OP_DELETE)
-	{
-		for (int k = 0; k < r->nkeys; k++)
-			row->keyvalues[k] = read_value(r, r->keys[k] - 1);
-	}
-	for (int i = 0; i < r->natts; i++)
-	{
-		if (!bit_is_set(r->set, i))
-			continue;
-		row->captured[i] = true;
-		if (nullmap && bit_is_set(nullmap, i))
-			row->nulls[i] = true;
-		else
-			row->values[i] = read_value(r, i);
-	}
-	if (row->op == GUARD_OP_DELETE)
-	{
-		for (int k = 0; k < r->nkeys; k++)
-			row->keyvalues[k] = row->values[r->keys[k] - 1];
-	}
-	else
-	{
-		memcpy(&row->hash, r->pos, sizeof(uint32));
-		r->pos += sizeof(uint32);
-	}
-	if (r->pos > r->end)
-		elog(ERROR, "guard: snapshot chunk is corrupt");
-	MemoryContextSwitchTo(oldcxt);
-	return true;
-}
-
-void
-shadow_close(ShadowReader *r)
-{
-	systable_endscan(r->scan);
-	table_close(r->rel, AccessShareLock);
-	MemoryContextDelete(r->rowcxt);
+	return w->arg;
 }
