@@ -28,7 +28,7 @@ OBJS = \
 	src/diff.o
 
 EXTENSION = guard
-DATA = sql/guard--0.1.sql
+DATA = sql/guard--0.1.sql sql/guard--0.1--0.2.sql
 PGFILEDESC = "guard - capture, check and undo changes to protected tables"
 
 # Regression tests: each runs in a server that test/run-tests.sh starts with
@@ -38,7 +38,8 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	capture_limits capture_privacy changes_records \
 	restore_basic restore_conflicts restore_to restore_permissions restore_verify \
 	invariants_validation invariants_enforce invariants_warn rails \
-	ddl_columns ddl_drop_table ddl_truncate ddl_migration status
+	ddl_columns ddl_drop_table ddl_truncate ddl_migration status \
+	extension_upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
 ISOLATION = capture_epq restore_concurrency invariant_notify

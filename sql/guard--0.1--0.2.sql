@@ -1,0 +1,10 @@
+/*
+ * guard--0.1--0.2.sql: from version 0.1 (the first landed version) to 0.2.
+ *
+ * Version 0.1's script is shipped and never edited; every change to guard's
+ * SQL objects since goes here.  CREATE EXTENSION guard installs 0.1 and runs
+ * this script after it (there is no guard--0.2.sql), so a new database and an
+ * upgraded one get exactly the same objects: test/t/ checks that.
+ */
+
+\echo Use "ALTER EXTENSION guard UPDATE TO '0.2'" to load this file. \quit
