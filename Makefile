@@ -5,17 +5,22 @@ OBJS = \
 	src/guard.o \
 	src/guc.o \
 	src/catalog.o \
+	src/relcache.o \
 	src/spi.o \
 	src/hooks.o \
 	src/policy.o \
 	src/capture.o \
 	src/rails.o \
 	src/invariants.o \
+	src/invariants_stmt.o \
+	src/invariants_commit.o \
+	src/invariants_eval.o \
 	src/ddl.o \
 	src/refuse.o \
 	src/trash.o \
 	src/depend.o \
 	src/shadow.o \
+	src/layout.o \
 	src/changes.o \
 	src/rows.o \
 	src/restore.o \
@@ -32,6 +37,7 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	capture_limits capture_privacy changes_records \
 	restore_basic restore_conflicts restore_to restore_permissions restore_verify \
 	invariants_validation invariants_enforce invariants_warn rails \
+	cache_invalidation \
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration status
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
