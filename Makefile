@@ -41,7 +41,7 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration status
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
-ISOLATION = capture_epq restore_concurrency invariant_notify
+ISOLATION = capture_epq restore_concurrency invariant_notify cache_across_sessions
 ISOLATION_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard \
 	--inputdir=$(srcdir)/test --outputdir=output_iso
 
