@@ -5,12 +5,16 @@ OBJS = \
 	src/guard.o \
 	src/guc.o \
 	src/catalog.o \
+	src/relcache.o \
 	src/spi.o \
 	src/hooks.o \
 	src/policy.o \
 	src/capture.o \
 	src/rails.o \
 	src/invariants.o \
+	src/invariants_stmt.o \
+	src/invariants_commit.o \
+	src/invariants_eval.o \
 	src/ddl.o \
 	src/refuse.o \
 	src/trash.o \
@@ -18,6 +22,7 @@ OBJS = \
 	src/shadow.o \
 	src/shadow_read.o \
 	src/writer.o \
+	src/layout.o \
 	src/changes.o \
 	src/rows.o \
 	src/later.o \
@@ -38,11 +43,12 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	capture_limits capture_privacy changes_records \
 	restore_basic restore_conflicts restore_to restore_permissions restore_verify \
 	invariants_validation invariants_enforce invariants_warn rails \
+	cache_invalidation \
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration status \
 	extension_upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
-ISOLATION = capture_epq restore_concurrency invariant_notify
+ISOLATION = capture_epq restore_concurrency invariant_notify cache_across_sessions
 ISOLATION_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard \
 	--inputdir=$(srcdir)/test --outputdir=output_iso
 

@@ -10,7 +10,8 @@
  * current transaction is filling is kept in backend memory, tagged with
  * the subtransaction that created it and forgotten when that aborts.  The
  * statement a change record names is the one hooks.c sets with
- * guard_set_statement() while it finishes.
+ * guard_set_statement() while it finishes; the layout it names is
+ * layout.c's.
  *
  *-------------------------------------------------------------------------
  */
@@ -30,11 +31,8 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
-#include "utils/datum.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
-#include "utils/hsearch.h"
-#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -49,14 +47,6 @@ PG_FUNCTION_INFO_V1(guard_label);
 
 /* longest statement text kept in a change record */
 #define MAX_STATEMENT_LEN	65536
-
-/* layouts already in guard.layout, by relation (see layout_lookup) */
-static HTAB *layout_cache = NULL;
-static bool layout_written_in_xact = false;
-
-struct LayoutEntry;
-static void layout_invalidate(Datum arg, Oid relid);
-static int64 layout_store(struct LayoutEntry *entry);
 
 /* the statement finishing now (set by hooks.c), or NULL when unknown */
 static const GuardStatement *current_statement = NULL;
@@ -85,14 +75,9 @@ changes_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			/* layout rows this transaction wrote are gone */
-			if (layout_written_in_xact && layout_cache)
-				layout_invalidate((Datum) 0, InvalidOid);
-			/* FALLTHROUGH */
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			layout_written_in_xact = false;
 			cur_changeset = 0;
 			cur_changeset_subid = InvalidSubTransactionId;
 			memset(&last_change, 0, sizeof(last_change));
@@ -112,8 +97,6 @@ changes_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 {
 	if (event == SUBXACT_EVENT_ABORT_SUB)
 	{
-		if (layout_written_in_xact && layout_cache)
-			layout_invalidate((Datum) 0, InvalidOid);
 		if (cur_changeset_subid == mySubid)
 		{
 			cur_changeset = 0;
@@ -324,190 +307,6 @@ guard_change_record(Relation rel, const char *kind, const char *detail)
 }
 
 /*
- * The layout of a relation as a change records it (its column names, types
- * and typmods by attnum, its key columns), built once per relation and
- * relcache invalidation rather than on every statement.
- */
-typedef struct LayoutEntry
-{
-	Oid			relid;
-	int64		layout_id;		/* its row in guard.layout */
-	Datum		attnames;		/* text[], in CacheMemoryContext */
-	Datum		atttypes;		/* oid[] */
-	Datum		atttypmods;		/* int4[] */
-	Datum		keyatts;		/* int2[] */
-} LayoutEntry;
-
-/*
- * Free what a layout cache entry holds (the entry itself is the hash
- * table's).
- */
-static void
-layout_free(LayoutEntry *entry)
-{
-	pfree(DatumGetPointer(entry->attnames));
-	pfree(DatumGetPointer(entry->atttypes));
-	pfree(DatumGetPointer(entry->atttypmods));
-	pfree(DatumGetPointer(entry->keyatts));
-}
-
-/*
- * Relcache callback, and on abort: forget the layout of "relid" (or of
- * all relations), since its columns or key may have changed or its row in
- * guard.layout may be gone.
- */
-static void
-layout_invalidate(Datum arg, Oid relid)
-{
-	HASH_SEQ_STATUS status;
-	LayoutEntry *entry;
-
-	hash_seq_init(&status, layout_cache);
-	while ((entry = hash_seq_search(&status)) != NULL)
-	{
-		if (!OidIsValid(relid) || entry->relid == relid)
-		{
-			layout_free(entry);
-			hash_search(layout_cache, &entry->relid, HASH_REMOVE, NULL);
-		}
-	}
-}
-
-/*
- * The layout of "rel" as it is now, from the cache or built and stored
- * in guard.layout.
- */
-static LayoutEntry *
-layout_lookup(Relation rel)
-{
-	Oid			relid = RelationGetRelid(rel);
-	TupleDesc	desc = RelationGetDescr(rel);
-	LayoutEntry *entry;
-	bool		found;
-	Datum	   *names;
-	bool	   *namenulls;
-	Datum	   *types;
-	Datum	   *typmods;
-	Datum		keydatums[INDEX_MAX_KEYS];
-	AttrNumber	keys[INDEX_MAX_KEYS];
-	int			nkeys;
-	int			dims[1];
-	int			lbs[1] = {1};
-	MemoryContext old;
-
-	if (layout_cache == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(LayoutEntry);
-		layout_cache = hash_create("guard layout cache", 64, &ctl,
-								   HASH_ELEM | HASH_BLOBS);
-		CacheRegisterRelcacheCallback(layout_invalidate, (Datum) 0);
-	}
-	entry = hash_search(layout_cache, &relid, HASH_FIND, NULL);
-	if (entry)
-		return entry;
-
-	names = palloc(sizeof(Datum) * Max(desc->natts, 1));
-	namenulls = palloc(sizeof(bool) * Max(desc->natts, 1));
-	types = palloc(sizeof(Datum) * Max(desc->natts, 1));
-	typmods = palloc(sizeof(Datum) * Max(desc->natts, 1));
-	for (int i = 0; i < desc->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(desc, i);
-
-		namenulls[i] = att->attisdropped;
-		names[i] = att->attisdropped ? (Datum) 0 :
-			CStringGetTextDatum(NameStr(att->attname));
-		types[i] = ObjectIdGetDatum(att->attisdropped ? InvalidOid : att->atttypid);
-		typmods[i] = Int32GetDatum(att->atttypmod);
-	}
-	nkeys = guard_key_attnums(rel, keys);
-	for (int i = 0; i < nkeys; i++)
-		keydatums[i] = Int16GetDatum(keys[i]);
-	dims[0] = desc->natts;
-
-	old = MemoryContextSwitchTo(CacheMemoryContext);
-	entry = hash_search(layout_cache, &relid, HASH_ENTER, &found);
-	entry->attnames = PointerGetDatum(construct_md_array(names, namenulls, 1, dims, lbs,
-														 TEXTOID, -1, false, TYPALIGN_INT));
-	entry->atttypes = PointerGetDatum(construct_array(types, desc->natts, OIDOID,
-													  sizeof(Oid), true, TYPALIGN_INT));
-	entry->atttypmods = PointerGetDatum(construct_array(typmods, desc->natts, INT4OID,
-														sizeof(int32), true, TYPALIGN_INT));
-	entry->keyatts = PointerGetDatum(construct_array(keydatums, nkeys, INT2OID,
-													 sizeof(int16), true, TYPALIGN_SHORT));
-	MemoryContextSwitchTo(old);
-	entry->layout_id = 0;
-	PG_TRY();
-	{
-		entry->layout_id = layout_store(entry);
-	}
-	PG_CATCH();
-	{
-		layout_free(entry);
-		hash_search(layout_cache, &relid, HASH_REMOVE, NULL);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	return entry;
-}
-
-/*
- * The id of a layout in guard.layout: an identical row of the same table's,
- * or a new one.
- */
-static int64
-layout_store(LayoutEntry *entry)
-{
-	Relation	rel = guard_open("layout", RowExclusiveLock, Natts_guard_layout);
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	int64		id = 0;
-
-	ScanKeyInit(&key, 2, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(entry->relid));
-	scan = systable_beginscan(rel, guard_relid("layout_relid_idx"), true,
-							  GetLatestSnapshot(), 1, &key);
-	while (id == 0 && HeapTupleIsValid(tuple = systable_getnext(scan)))
-	{
-		Datum		values[Natts_guard_layout];
-		bool		nulls[Natts_guard_layout];
-
-		heap_deform_tuple(tuple, RelationGetDescr(rel), values, nulls);
-		if (datumIsEqual(values[2], entry->attnames, false, -1) &&
-			datumIsEqual(values[3], entry->atttypes, false, -1) &&
-			datumIsEqual(values[4], entry->atttypmods, false, -1) &&
-			datumIsEqual(values[5], entry->keyatts, false, -1))
-			id = DatumGetInt64(values[0]);
-	}
-	systable_endscan(scan);
-	if (id == 0)
-	{
-		Datum		values[Natts_guard_layout];
-		bool		nulls[Natts_guard_layout] = {false, false, false, false, false, false};
-		HeapTuple	newtuple;
-
-		id = nextval_internal(guard_relid("layout_id_seq"), false);
-		values[0] = Int64GetDatum(id);
-		values[1] = ObjectIdGetDatum(entry->relid);
-		values[2] = entry->attnames;
-		values[3] = entry->atttypes;
-		values[4] = entry->atttypmods;
-		values[5] = entry->keyatts;
-		newtuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-		CatalogTupleInsert(rel, newtuple);
-		heap_freetuple(newtuple);
-		/* a layout row written by a transaction that aborts is forgotten */
-		layout_written_in_xact = true;
-	}
-	table_close(rel, RowExclusiveLock);
-	return id;
-}
-
-/*
  * Write the record of change "id" of "kind" to "rel", with its layout, for
  * schema changes what their undo needs ("detail", a JSON object, or NULL),
  * and the first chunk of its snapshot ("first", NULL if none).
@@ -518,7 +317,6 @@ guard_change_insert(Relation rel, int64 id, const char *kind, const char *detail
 {
 	Datum		values[Natts_guard_change];
 	bool		nulls[Natts_guard_change];
-	LayoutEntry *layout;
 
 	memset(nulls, 0, sizeof(nulls));
 	values[0] = Int64GetDatum(id);
@@ -537,8 +335,7 @@ guard_change_insert(Relation rel, int64 id, const char *kind, const char *detail
 	values[9] = CStringGetTextDatum("active");
 
 	/* the layout the snapshot is encoded in: names and types by attnum */
-	layout = layout_lookup(rel);
-	values[Anum_change_layout - 1] = Int64GetDatum(layout->layout_id);
+	values[Anum_change_layout - 1] = Int64GetDatum(guard_layout_id(rel));
 	nulls[Anum_change_restored_by - 1] = true;
 	if (detail)
 		values[Anum_change_detail - 1] = DirectFunctionCall1(jsonb_in, CStringGetDatum(detail));
@@ -614,55 +411,6 @@ guard_label(PG_FUNCTION_ARGS)
 }
 
 /*
- * Read layout "layout_id" into a change's natts, attnames, atttypes, keys.
- */
-static void
-layout_read(int64 layout_id, GuardChange *change)
-{
-	Relation	rel = guard_open("layout", AccessShareLock, Natts_guard_layout);
-	ScanKeyData key;
-	SysScanDesc scan;
-	HeapTuple	tuple;
-	Datum		values[Natts_guard_layout];
-	bool		nulls[Natts_guard_layout];
-	Datum	   *elems;
-	bool	   *elemnulls;
-	int			n;
-
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ, Int64GetDatum(layout_id));
-	scan = systable_beginscan(rel, guard_relid("layout_pkey"), true,
-							  GetLatestSnapshot(), 1, &key);
-	tuple = systable_getnext(scan);
-	if (!HeapTupleIsValid(tuple))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("layout " INT64_FORMAT " of change " INT64_FORMAT " is missing from guard.layout",
-						layout_id, change->change_id)));
-	heap_deform_tuple(tuple, RelationGetDescr(rel), values, nulls);
-
-	deconstruct_array(DatumGetArrayTypeP(values[2]), TEXTOID, -1, false,
-					  TYPALIGN_INT, &elems, &elemnulls, &n);
-	change->natts = n;
-	change->attnames = palloc0(sizeof(char *) * Max(n, 1));
-	for (int i = 0; i < n; i++)
-		change->attnames[i] = elemnulls[i] ? NULL : TextDatumGetCString(elems[i]);
-
-	deconstruct_array(DatumGetArrayTypeP(values[3]), OIDOID, sizeof(Oid),
-					  true, TYPALIGN_INT, &elems, &elemnulls, &n);
-	change->atttypes = palloc0(sizeof(Oid) * Max(change->natts, 1));
-	for (int i = 0; i < n && i < change->natts; i++)
-		change->atttypes[i] = DatumGetObjectId(elems[i]);
-
-	deconstruct_array(DatumGetArrayTypeP(values[5]), INT2OID, sizeof(int16),
-					  true, TYPALIGN_SHORT, &elems, &elemnulls, &n);
-	change->nkeys = n;
-	for (int i = 0; i < n && i < INDEX_MAX_KEYS; i++)
-		change->keys[i] = DatumGetInt16(elems[i]);
-	systable_endscan(scan);
-	table_close(rel, AccessShareLock);
-}
-
-/*
  * Read change record "change_id" into *change.  Returns false if there is
  * no such change.
  */
@@ -698,7 +446,7 @@ guard_change_read(int64 change_id, GuardChange *change)
 		change->detail = nulls[Anum_change_detail - 1] ? NULL :
 			DatumGetCString(DirectFunctionCall1(jsonb_out, values[Anum_change_detail - 1]));
 
-		layout_read(DatumGetInt64(values[Anum_change_layout - 1]), change);
+		guard_layout_read(DatumGetInt64(values[Anum_change_layout - 1]), change);
 	}
 	systable_endscan(scan);
 	table_close(rel, AccessShareLock);

@@ -6,7 +6,8 @@
  * The path of a guarded write: the capture trigger (capture.c) reads the
  * statement's transition tables, encodes before-images into chunks
  * (shadow.c) and records the change and its change set (changes.c).
- * policy.c keeps who is protected and how; hooks.c follows statements.
+ * policy.c keeps who is protected and how, relcache.c caches it per
+ * relation; hooks.c follows statements.
  *
  * The files form layers: a file calls only files below it, never one
  * above it, so that the file-to-file call graph has no cycle.
@@ -17,23 +18,36 @@
  *	restore.c		guard.restore() -> ddl, shadow, changes, policy, rows
  *	ddl.c			schema changes of protected tables -> invariants,
  *					shadow, changes, policy, rows
- *	capture.c		the capture trigger -> invariants, rails, shadow, policy
+ *	capture.c		the capture trigger -> invariants_stmt, rails, shadow,
+ *					policy, relcache
  *	diff.c			guard.diff() -> shadow, changes, policy, rows
- *	invariants.c	invariants -> policy, changes, rows
- *	rails.c			require_where, max_rows, max_fraction -> policy
+ *	invariants.c	add/drop/check invariants, after DDL -> invariants_commit,
+ *					invariants_eval, policy, relcache
+ *	invariants_stmt.c  invariants checked per statement -> invariants_commit,
+ *					invariants_eval, policy, relcache
+ *	invariants_commit.c  deferred invariants, at COMMIT -> invariants_eval,
+ *					policy, relcache
+ *	invariants_eval.c  evaluating invariants, reporting violations ->
+ *					changes, relcache, rows
+ *	rails.c			require_where, max_rows, max_fraction -> relcache
  *	shadow.c		before-images in chunks -> changes, rows
- *	changes.c		change sets, change records, layouts, and the statement
- *					finishing now (which hooks.c sets) -> rows
- *	policy.c		the policy cache, protect/unprotect and guard's
- *					triggers, who may manage or read a table -> rows
+ *	changes.c		change sets, change records, and the statement
+ *					finishing now (which hooks.c sets) -> layout
+ *	layout.c		a table's columns and key as a change records them
+ *					(guard.layout) -> relcache
+ *	policy.c		protect/unprotect and guard's triggers, who may manage
+ *					or read a table -> relcache, rows
  *	spi.c			SQL as another role with a pinned search_path; guard's
  *					own DDL, marked by guard_internal_ddl
  *	catalog.c		guard's own relations (OIDs, opening with a layout check)
- *	rows.c			a table's key columns, live rows by key
+ *	rows.c			a table's key columns, live rows by key -> relcache
+ *	relcache.c		the per-relation cache: policy, key, layout id,
+ *					invariants and their compiled row checks
  *	guc.c			settings and the preload check
  *
- * Any file above them may call spi.c, catalog.c, rows.c and guc.c; spi.c
- * calls only catalog.c, and catalog.c, rows.c and guc.c call no other file.
+ * Any file above them may call spi.c, catalog.c, rows.c, relcache.c and
+ * guc.c; spi.c and relcache.c call only catalog.c, rows.c only relcache.c,
+ * and catalog.c and guc.c call no other file.
  *
  *-------------------------------------------------------------------------
  */
@@ -48,6 +62,7 @@
 #include "nodes/pg_list.h"
 #include "nodes/plannodes.h"
 #include "storage/lockdefs.h"
+#include "utils/hsearch.h"
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 
@@ -115,13 +130,64 @@ typedef enum GuardManage
 	GUARD_MANAGE_DROP_INVARIANT
 } GuardManage;
 
-extern const GuardPolicy *guard_policy_lookup(Relation rel);
 extern int	guard_policy_mode(const GuardPolicy *policy);
 extern bool guard_may_read_relation(Oid relid);
 extern Relation guard_open_table_to_manage(Oid relid, GuardManage action);
 extern bool guard_policy_wants_triggers(const GuardPolicy *policy);
 extern bool guard_may_manage(Oid relid);
 extern void guard_sync_relation(Oid relid);
+
+/* relcache.c: what guard knows of one relation, cached */
+typedef struct GuardKey
+{
+	Oid			indexoid;		/* primary key, else replica identity index */
+	int			nkeys;			/* 0: no such index, or it has an expression */
+	AttrNumber	attnums[INDEX_MAX_KEYS];
+	Oid			eqop[INDEX_MAX_KEYS];	/* from the index's operator family */
+	Oid			eqproc[INDEX_MAX_KEYS];
+	Oid			collation[INDEX_MAX_KEYS];
+} GuardKey;
+
+typedef struct GuardInvariant
+{
+	char	   *name;
+	char	   *row_check;		/* NULL for a query invariant */
+	char	   *query;			/* NULL for a row check */
+	bool		deferred;
+	char	   *owner;			/* the role that declared it */
+	char	   *search_path;	/* the search_path it was declared under */
+} GuardInvariant;
+
+typedef struct GuardRelCache
+{
+	Oid			relid;
+	GuardPolicy policy;			/* policy.found is true */
+	GuardKey	key;
+	int64		layout_id;		/* in guard.layout; 0 until layout.c stores it */
+	int			ninvariants;	/* declared on the table policy.relid */
+	GuardInvariant *invariants;
+	bool		has_deferred;	/* some invariant is deferred */
+	Expr	  **row_checks;		/* per invariant, see guard_relcache_row_check() */
+	bool		checks_compiled;	/* some row_checks[] are set */
+	MemoryContext cxt;			/* holds the entry and all it points to */
+	struct GuardRelCache *next_retired; /* relcache.c's own */
+} GuardRelCache;
+
+extern GuardRelCache *guard_relcache_lookup(Relation rel);
+extern const GuardPolicy *guard_policy_lookup(Relation rel);
+extern const GuardKey *guard_relation_key(Relation rel, GuardKey *buf);
+extern Expr *guard_relcache_row_check(GuardRelCache *entry, Relation rel,
+									  int i);
+extern void guard_relcache_set_layout(GuardRelCache *entry, int64 layout_id,
+									  bool inserted);
+extern void guard_relcache_forget(Oid relid);
+extern void guard_relcache_invalidate(Oid relid);
+extern bool guard_policy_read(Oid relid, GuardPolicy *policy);
+extern int	guard_invariants_read(Oid relid, MemoryContext cxt,
+								  GuardInvariant **defs);
+extern void guard_key_read(Relation rel, GuardKey *key);
+extern Expr *guard_compile_row_check(Relation rel, const char *text,
+									 const char *search_path);
 
 /* spi.c: guard's own SQL as another role, search_path pinned, SPI open */
 typedef struct GuardAsRole
@@ -210,6 +276,10 @@ extern void guard_change_insert(Relation rel, int64 id, const char *kind,
 extern void guard_changes_init(void);
 extern int32 *guard_change_chunk_counter(void);
 
+/* layout.c: a table's columns and key as a change records them */
+extern int64 guard_layout_id(Relation rel);
+extern void guard_layout_read(int64 layout_id, GuardChange *change);
+
 /* rows.c: a table's key, and its live rows by key */
 extern int	guard_key_attnums(Relation rel, AttrNumber *keys);
 
@@ -241,10 +311,9 @@ extern char *guard_value_text(Datum value, Oid type);
 extern void guard_change_from_relation(Relation rel, GuardChange *layout);
 extern void guard_keyscan_end(GuardKeyScan *ks);
 
-/* invariants.c */
+/* invariants.c, invariants_stmt.c: invariants, checked per statement */
 typedef struct GuardInvariantSet GuardInvariantSet;
 
-extern void guard_invariants_init(void);
 extern GuardInvariantSet *guard_invariants_begin(Relation rel,
 												 const GuardPolicy *policy);
 extern void guard_invariants_row(GuardInvariantSet *set, TupleTableSlot *slot,
@@ -253,6 +322,59 @@ extern void guard_invariants_deleted(GuardInvariantSet *set,
 									 TupleTableSlot *slot, int64 rowno);
 extern void guard_invariants_end(GuardInvariantSet *set, int64 change_id);
 extern void guard_invariants_after_ddl(Relation rel);
+
+/* invariants_commit.c: deferred invariants, checked at COMMIT */
+typedef struct GuardPending GuardPending;
+
+extern void guard_invariants_init(void);
+extern GuardPending *guard_deferred_pending(Oid relid);
+extern void guard_deferred_track(GuardPending *p, Relation rel,
+								 TupleTableSlot *slot, const AttrNumber *keys,
+								 int nkeys, bool failing, int64 rowno);
+extern void guard_deferred_arm(Oid relid, int64 change_id);
+extern void guard_deferred_whole_table(Oid relid);
+
+/* invariants_eval.c: evaluating invariants, reporting violations */
+#define GUARD_MAX_SAMPLES		5
+
+typedef enum GuardCheckedWhen
+{
+	GUARD_CHECKED_AT_STATEMENT_END, /* at the end of a statement */
+	GUARD_CHECKED_AT_COMMIT,	/* by the deferred check at commit */
+	GUARD_CHECKED_AFTER_DDL		/* over the table after a schema change */
+} GuardCheckedWhen;
+
+/* a row failing a deferred row check, to re-check at commit */
+typedef struct GuardFailingKey
+{
+	char		key[NAMEDATALEN * 4];	/* as guard_slot_key_text() prints it */
+	Datum	   *values;
+} GuardFailingKey;
+
+/* the invariants declared on one table, see guard_invariants_of() */
+typedef struct GuardInvariantList
+{
+	Relation	rel;
+	GuardRelCache *entry;		/* the table's cache entry, or NULL */
+	int			n;
+	GuardInvariant *defs;
+	Expr	  **checks;			/* compiled here when entry is NULL */
+} GuardInvariantList;
+
+extern void guard_invariants_of(Relation rel, GuardInvariantList *list);
+extern Expr *guard_invariant_row_check(GuardInvariantList *list, int i);
+extern char *guard_slot_key_text(Relation rel, TupleTableSlot *slot,
+								 const AttrNumber *keys, int nkeys,
+								 int64 rowno);
+extern void guard_report_violation(int mode, Oid relid, const char *relation,
+								   const char *invariant, int64 change_id,
+								   int64 rows, List *samples,
+								   GuardCheckedWhen when);
+extern bool guard_run_query_invariant(const GuardInvariant *def,
+									  const char *relation);
+extern void guard_check_rows(GuardInvariantList *list, const bool *which,
+							 HTAB *keys, int64 *failing,
+							 List **samples);
 
 /* ddl.c: schema changes recorded (calls trash.c and refuse.c) */
 extern List *guard_ddl_before(PlannedStmt *pstmt, Node **replaced);

@@ -1,8 +1,8 @@
 /*-------------------------------------------------------------------------
  *
  * policy.c
- *	  guard.protect() and guard.unprotect(), the capture triggers they
- *	  attach, and the per-relation policy cache.
+ *	  guard.protect() and guard.unprotect(), and the capture triggers they
+ *	  attach.
  *
  * A protected table carries three ordinary statement-level AFTER triggers
  * with transition tables, named guard_capture_ins/upd/del, and a BEFORE
@@ -11,13 +11,11 @@
  * Ordinary rather than internal triggers, because pg_dump keeps them and
  * partitions can be given them; hooks.c refuses to let them be disabled.
  *
- * The cache maps a relation to the policy that governs it (its own, or its
- * nearest protected ancestor's).  It is invalidated by relcache callbacks;
- * protect() and unprotect() send those invalidations.  Also here: who may
- * manage a table (its owner, guard_admin) and who may read its changes.
- *
- * Below invariants.c, which calls it: whether a table has invariants (it
- * needs guard's triggers then) is read from guard.invariant directly.
+ * The policy that governs a relation (its own, or its nearest protected
+ * ancestor's) is read through relcache.c's cache; protect() and
+ * unprotect() make every backend forget the table and its partitions.
+ * Also here: who may manage a table (its owner, guard_admin) and who may
+ * read its changes.
  *
  *-------------------------------------------------------------------------
  */
@@ -40,7 +38,6 @@
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -51,14 +48,6 @@
 PG_FUNCTION_INFO_V1(guard_protect);
 PG_FUNCTION_INFO_V1(guard_unprotect);
 PG_FUNCTION_INFO_V1(guard_may_read);
-
-typedef struct PolicyCacheEntry
-{
-	Oid			relid;			/* hash key: the relation asked about */
-	GuardPolicy policy;
-} PolicyCacheEntry;
-
-static HTAB *policy_cache = NULL;
 
 /*
  * guard_capture_trunc does nothing where guard is preloaded (the utility
@@ -73,154 +62,16 @@ static const char *const capture_triggers[4][2] = {
 };
 
 /*
- * Relcache callback: forget what we knew of the relation (or of all).
- */
-static void
-policy_cache_invalidate(Datum arg, Oid relid)
-{
-	if (policy_cache == NULL)
-		return;
-	if (!OidIsValid(relid))
-	{
-		HASH_SEQ_STATUS status;
-		PolicyCacheEntry *entry;
-
-		hash_seq_init(&status, policy_cache);
-		while ((entry = hash_seq_search(&status)) != NULL)
-			hash_search(policy_cache, &entry->relid, HASH_REMOVE, NULL);
-	}
-	else
-		hash_search(policy_cache, &relid, HASH_REMOVE, NULL);
-}
-
-/*
- * Read the policy row of one relation straight from guard.policy, without
- * SPI (this runs on the capture path, once per relation and invalidation).
- */
-static bool
-policy_read(Oid relid, GuardPolicy *policy)
-{
-	Relation	prel;
-	SysScanDesc scan;
-	ScanKeyData key;
-	HeapTuple	tuple;
-	bool		found = false;
-
-	prel = guard_open("policy", AccessShareLock, Natts_guard_policy);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(relid));
-	scan = systable_beginscan(prel, guard_relid("policy_pkey"), true,
-							  NULL, 1, &key);
-	tuple = systable_getnext(scan);
-	if (HeapTupleIsValid(tuple))
-	{
-		TupleDesc	desc = RelationGetDescr(prel);
-		Datum		values[Natts_guard_policy];
-		bool		nulls[Natts_guard_policy];
-		char	   *capture;
-
-		heap_deform_tuple(tuple, desc, values, nulls);
-		found = true;
-		policy->relid = relid;
-		capture = TextDatumGetCString(values[1]);
-		if (strcmp(capture, "dml") == 0)
-			policy->capture = GUARD_CAPTURE_DML;
-		else if (strcmp(capture, "ddl") == 0)
-			policy->capture = GUARD_CAPTURE_DDL;
-		else if (strcmp(capture, "all") == 0)
-			policy->capture = GUARD_CAPTURE_ALL;
-		else
-			policy->capture = GUARD_CAPTURE_NONE;
-		if (nulls[2])
-			policy->mode = -1;
-		else
-			policy->mode = strcmp(TextDatumGetCString(values[2]), "warn") == 0 ?
-				GUARD_MODE_WARN : GUARD_MODE_ENFORCE;
-		policy->min_rows = DatumGetInt64(values[3]);
-		policy->max_rows = nulls[4] ? 0 : DatumGetInt64(values[4]);
-		policy->max_fraction = nulls[5] ? 0 : DatumGetFloat8(values[5]);
-		policy->require_where = DatumGetBool(values[6]);
-	}
-	systable_endscan(scan);
-	table_close(prel, AccessShareLock);
-	return found;
-}
-
-/*
- * The policy governing "rel": its own, or that of its nearest protected
- * partition ancestor.  policy->found is false when there is none.
- */
-const GuardPolicy *
-guard_policy_lookup(Relation rel)
-{
-	Oid			relid = RelationGetRelid(rel);
-	PolicyCacheEntry *entry;
-	bool		found;
-
-	if (policy_cache == NULL)
-	{
-		HASHCTL		ctl;
-
-		ctl.keysize = sizeof(Oid);
-		ctl.entrysize = sizeof(PolicyCacheEntry);
-		policy_cache = hash_create("guard policy cache", 64, &ctl,
-								   HASH_ELEM | HASH_BLOBS);
-		CacheRegisterRelcacheCallback(policy_cache_invalidate, (Datum) 0);
-	}
-
-	entry = hash_search(policy_cache, &relid, HASH_FIND, NULL);
-	if (entry != NULL)
-		return &entry->policy;
-
-	{
-		GuardPolicy policy;
-
-		memset(&policy, 0, sizeof(policy));
-		policy.found = policy_read(relid, &policy);
-		if (!policy.found && rel->rd_rel->relispartition)
-		{
-			List	   *ancestors = get_partition_ancestors(relid);
-			ListCell   *lc;
-
-			foreach(lc, ancestors)
-			{
-				if (policy_read(lfirst_oid(lc), &policy))
-				{
-					policy.found = true;
-					break;
-				}
-			}
-			list_free(ancestors);
-		}
-
-		entry = hash_search(policy_cache, &relid, HASH_ENTER, &found);
-		entry->policy = policy;
-	}
-	return &entry->policy;
-}
-
-/*
  * Does protected table "relid" have any invariant?  Read from
- * guard.invariant itself, not through invariants.c's cache (that file is
- * above this one): asked only when guard's triggers are given or taken.
+ * guard.invariant, not from the cache: asked when guard's triggers are
+ * given or taken, right after the invariants may have changed.
  */
 static bool
 has_invariants(Oid relid)
 {
-	Relation	irel;
-	SysScanDesc scan;
-	ScanKeyData key;
-	bool		found;
+	GuardInvariant *defs;
 
-	irel = guard_open("invariant", AccessShareLock, Natts_guard_invariant);
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_OIDEQ,
-				ObjectIdGetDatum(relid));
-	scan = systable_beginscan(irel, guard_relid("invariant_pkey"), true,
-							  NULL, 1, &key);
-	found = HeapTupleIsValid(systable_getnext(scan));
-	systable_endscan(scan);
-	table_close(irel, AccessShareLock);
-	return found;
+	return guard_invariants_read(relid, CurrentMemoryContext, &defs) > 0;
 }
 
 /*
@@ -530,7 +381,7 @@ guard_protect(PG_FUNCTION_ARGS)
 
 		foreach(lc, ancestors)
 		{
-			if (policy_read(lfirst_oid(lc), &dummy))
+			if (guard_policy_read(lfirst_oid(lc), &dummy))
 				ereport(ERROR,
 						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 						 errmsg("table \"%s\" is a partition of protected table \"%s\"",
@@ -574,6 +425,7 @@ guard_protect(PG_FUNCTION_ARGS)
 			" require_where = excluded.require_where",
 			7, argtypes, values, nulls);
 	guard_as_role_end(&owner);
+	guard_relcache_invalidate(relid);
 	set_capture_triggers_tree(relid,
 							  capture_has_dml(capture) || !PG_ARGISNULL(4) ||
 							  !PG_ARGISNULL(5) || PG_GETARG_BOOL(6) ||
@@ -598,7 +450,7 @@ guard_unprotect(PG_FUNCTION_ARGS)
 
 	guard_require_preload();
 	rel = guard_open_table_to_manage(relid, GUARD_MANAGE_UNPROTECT);
-	if (!policy_read(relid, &dummy))
+	if (!guard_policy_read(relid, &dummy))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("table \"%s\" is not protected by guard",
@@ -609,6 +461,7 @@ guard_unprotect(PG_FUNCTION_ARGS)
 	guard_run_sql("DELETE FROM guard.policy WHERE relid = $1::pg_catalog.regclass",
 			1, argtypes, values, NULL);
 	guard_as_role_end(&owner);
+	guard_relcache_invalidate(relid);
 	set_capture_triggers_tree(relid, false);
 
 	table_close(rel, NoLock);
@@ -641,7 +494,7 @@ guard_sync_relation(Oid relid)
 	has = has_trigger(relid, capture_triggers[0][0]);
 	partitioned = rel->rd_rel->relkind == RELKIND_PARTITIONED_TABLE;
 
-	policy_cache_invalidate((Datum) 0, relid);
+	guard_relcache_forget(relid);
 	policy = guard_policy_lookup(rel);
 	want = guard_policy_wants_triggers(policy);
 	/* a partitioned table may have gained a partition without triggers */

@@ -12,7 +12,7 @@
  * name, since attnums change with DROP COLUMN and differ between
  * partitions.
  *
- * Calls no other file of guard.
+ * Calls only relcache.c, which caches each table's key.
  *
  *-------------------------------------------------------------------------
  */
@@ -23,7 +23,6 @@
 #include "access/stratnum.h"
 #include "access/table.h"
 #include "access/tableam.h"
-#include "catalog/pg_index.h"
 #include "catalog/pg_inherits.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
@@ -32,57 +31,23 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
-#include "utils/syscache.h"
 
 #include "guard.h"
 
 /*
- * The index that identifies the rows of "rel": its primary key, else its
- * replica identity index; InvalidOid when it has neither.
- */
-static Oid
-key_index(Relation rel)
-{
-	Oid			indexoid = RelationGetPrimaryKeyIndex(rel);
-
-	if (!OidIsValid(indexoid))
-		indexoid = RelationGetReplicaIndex(rel);
-	return indexoid;
-}
-
-/*
- * The columns restore identifies rows by (see key_index()).  Fills keys[]
- * (INDEX_MAX_KEYS long) and returns their number, 0 when the table has no
- * such index or its key has an expression.
+ * The columns restore identifies rows by: those of the table's primary
+ * key, else of its replica identity index (cached, see relcache.c).  Fills
+ * keys[] (INDEX_MAX_KEYS long) and returns their number, 0 when the table
+ * has no such index or its key has an expression.
  */
 int
 guard_key_attnums(Relation rel, AttrNumber *keys)
 {
-	Oid			indexoid = key_index(rel);
-	HeapTuple	tuple;
-	Form_pg_index index;
-	int			n;
+	GuardKey	buf;
+	const GuardKey *key = guard_relation_key(rel, &buf);
 
-	if (!OidIsValid(indexoid))
-		return 0;
-
-	tuple = SearchSysCache1(INDEXRELID, ObjectIdGetDatum(indexoid));
-	if (!HeapTupleIsValid(tuple))
-		elog(ERROR, "cache lookup failed for index %u", indexoid);
-	index = (Form_pg_index) GETSTRUCT(tuple);
-	n = index->indnkeyatts;
-	for (int i = 0; i < n; i++)
-	{
-		keys[i] = index->indkey.values[i];
-		if (keys[i] == 0)
-		{
-			/* an expression: restore could not find rows by it */
-			n = 0;
-			break;
-		}
-	}
-	ReleaseSysCache(tuple);
-	return n;
+	memcpy(keys, key->attnums, sizeof(AttrNumber) * key->nkeys);
+	return key->nkeys;
 }
 
 /*
@@ -93,53 +58,27 @@ static bool
 leaf_begin(GuardKeyLeaf *leaf, Relation rel, const GuardChange *change)
 {
 	TupleDesc	desc = RelationGetDescr(rel);
-	Oid			indexoid = key_index(rel);
-	Relation	index;
-	bool		ok = true;
+	GuardKey	buf;
+	const GuardKey *key = guard_relation_key(rel, &buf);
 
-	if (!OidIsValid(indexoid))
+	if (key->nkeys == 0 || key->nkeys != change->nkeys)
 		return false;
-
-	index = index_open(indexoid, AccessShareLock);
-	if (index->rd_index->indnkeyatts != change->nkeys)
-		ok = false;
-	for (int k = 0; ok && k < change->nkeys; k++)
+	for (int k = 0; k < key->nkeys; k++)
 	{
-		AttrNumber	attnum = index->rd_index->indkey.values[k];
 		AttrNumber	recorded = change->keys[k];
-		Form_pg_attribute att;
-		Oid			op;
+		Form_pg_attribute att = TupleDescAttr(desc, key->attnums[k] - 1);
 
-		if (attnum <= 0 || recorded <= 0 || recorded > change->natts ||
-			change->attnames[recorded - 1] == NULL)
-		{
-			ok = false;
-			break;
-		}
-		att = TupleDescAttr(desc, attnum - 1);
-		if (strcmp(NameStr(att->attname), change->attnames[recorded - 1]) != 0 ||
-			att->atttypid != change->atttypes[recorded - 1])
-		{
-			ok = false;
-			break;
-		}
-		op = get_opfamily_member(index->rd_opfamily[k], index->rd_opcintype[k],
-								 index->rd_opcintype[k], BTEqualStrategyNumber);
-		if (!OidIsValid(op))
-		{
-			ok = false;
-			break;
-		}
-		leaf->eqproc[k] = get_opcode(op);
-		leaf->collation[k] = index->rd_indcollation[k];
-	}
-	if (!ok)
-	{
-		index_close(index, AccessShareLock);
-		return false;
+		if (recorded <= 0 || recorded > change->natts ||
+			change->attnames[recorded - 1] == NULL ||
+			strcmp(NameStr(att->attname), change->attnames[recorded - 1]) != 0 ||
+			att->atttypid != change->atttypes[recorded - 1] ||
+			!OidIsValid(key->eqproc[k]))
+			return false;
+		leaf->eqproc[k] = key->eqproc[k];
+		leaf->collation[k] = key->collation[k];
 	}
 	leaf->rel = rel;
-	leaf->index = index;
+	leaf->index = index_open(key->indexoid, AccessShareLock);
 	leaf->slot = table_slot_create(rel, NULL);
 	return true;
 }

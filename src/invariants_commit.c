@@ -1,0 +1,312 @@
+/*-------------------------------------------------------------------------
+ *
+ * invariants_commit.c
+ *	  Deferred invariants, checked at COMMIT.
+ *
+ * Rows that fail a deferred row check at the end of a statement are
+ * remembered by key, since a later statement of the transaction may fix
+ * them; a row deleted since is forgotten.  Past MAX_FAILING_KEYS rows, or
+ * after a schema change, the whole table is checked instead.  A deferred
+ * constraint trigger on guard.pending, armed by one token row per
+ * transaction, re-checks those rows at commit and runs the deferred query
+ * invariants of every table written.  An ERROR there aborts the commit
+ * cleanly.  What is pending lives in TopTransactionContext and is
+ * forgotten when the transaction ends.
+ *
+ * Calls invariants_eval.c, relcache.c and spi.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "access/xact.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "guard.h"
+
+PG_FUNCTION_INFO_V1(guard_check_deferred);
+
+/* failing rows remembered per table before checking the whole table */
+#define MAX_FAILING_KEYS		10000
+
+/* a protected table with deferred checks pending in this transaction */
+struct GuardPending
+{
+	Oid			relid;			/* the protected table */
+	HTAB	   *failing;		/* key text -> GuardFailingKey */
+	bool		overflow;		/* too many: check the whole table */
+	int64		change_id;		/* the last change seen, for messages */
+};
+
+static List *pending_rels = NIL;	/* in TopTransactionContext */
+static bool token_armed = false;
+static SubTransactionId token_subid = InvalidSubTransactionId;
+
+/*
+ * At the end of the transaction, forget its pending deferred checks.
+ */
+static void
+invariants_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			pending_rels = NIL;
+			token_armed = false;
+			token_subid = InvalidSubTransactionId;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * A subtransaction that wrote the token row of the deferred check aborted
+ * (the row is gone) or committed (its parent owns the row now).
+ */
+static void
+invariants_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+							SubTransactionId parentSubid, void *arg)
+{
+	/* the token row went away with the subtransaction that wrote it */
+	if (event == SUBXACT_EVENT_ABORT_SUB && token_subid == mySubid)
+	{
+		token_armed = false;
+		token_subid = InvalidSubTransactionId;
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB && token_subid == mySubid)
+		token_subid = parentSubid;
+}
+
+/*
+ * Called from _PG_init: register the transaction callbacks that forget
+ * what is pending.
+ */
+void
+guard_invariants_init(void)
+{
+	RegisterXactCallback(invariants_xact_callback, NULL);
+	RegisterSubXactCallback(invariants_subxact_callback, NULL);
+}
+
+/*
+ * The pending deferred checks of protected table "relid" in this
+ * transaction, created on first use.
+ */
+GuardPending *
+guard_deferred_pending(Oid relid)
+{
+	ListCell   *lc;
+	GuardPending *p;
+	MemoryContext old;
+	HASHCTL		ctl;
+
+	foreach(lc, pending_rels)
+	{
+		p = lfirst(lc);
+		if (p->relid == relid)
+			return p;
+	}
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	p = palloc0(sizeof(GuardPending));
+	p->relid = relid;
+	ctl.keysize = sizeof(((GuardFailingKey *) NULL)->key);
+	ctl.entrysize = sizeof(GuardFailingKey);
+	ctl.hcxt = TopTransactionContext;
+	p->failing = hash_create("guard failing keys", 64, &ctl,
+							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	pending_rels = lappend(pending_rels, p);
+	MemoryContextSwitchTo(old);
+	return p;
+}
+
+/*
+ * Arm the commit-time check: one token row per transaction in guard.pending
+ * queues the deferred constraint trigger.  Done at the end of a statement,
+ * after its rows were tracked: under SET CONSTRAINTS ALL IMMEDIATE the
+ * trigger fires as soon as the token is written.
+ */
+static void
+arm_deferred_check(void)
+{
+	if (!token_armed)
+	{
+		GuardAsRole owner;
+
+		/* not restricted: the row queues a deferred trigger */
+		guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
+		guard_run_sql("INSERT INTO guard.pending VALUES (pg_catalog.pg_current_xact_id())",
+					  0, NULL, NULL, NULL);
+		guard_as_role_end(&owner);
+		token_armed = true;
+		token_subid = GetCurrentSubTransactionId();
+	}
+}
+
+/*
+ * Remember (or forget) a row of "rel", whose key columns are keys[], for
+ * the commit-time check of deferred row checks.
+ */
+void
+guard_deferred_track(GuardPending *p, Relation rel, TupleTableSlot *slot,
+					 const AttrNumber *keys, int nkeys, bool failing,
+					 int64 rowno)
+{
+	char	   *key;
+	GuardFailingKey *fk;
+	bool		found;
+
+	if (p->overflow || (!failing && hash_get_num_entries(p->failing) == 0))
+		return;
+	if (nkeys == 0)
+	{
+		/* no key to find the row again: check the whole table */
+		p->overflow = failing;
+		return;
+	}
+	key = guard_slot_key_text(rel, slot, keys, nkeys, rowno);
+	if (strlen(key) >= sizeof(fk->key))
+	{
+		p->overflow = true;
+		return;
+	}
+	if (!failing)
+	{
+		hash_search(p->failing, key, HASH_REMOVE, NULL);
+		return;
+	}
+	if (hash_get_num_entries(p->failing) >= MAX_FAILING_KEYS)
+	{
+		p->overflow = true;
+		return;
+	}
+	fk = hash_search(p->failing, key, HASH_ENTER, &found);
+	if (!found)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+		TupleDesc	desc = RelationGetDescr(rel);
+
+		fk->values = palloc(sizeof(Datum) * nkeys);
+		for (int k = 0; k < nkeys; k++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, keys[k] - 1);
+
+			fk->values[k] = datumCopy(slot->tts_values[keys[k] - 1],
+									  att->attbyval, att->attlen);
+		}
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * The end of a statement that wrote protected table "relid", which has
+ * deferred invariants: note its change and arm the commit-time check.
+ */
+void
+guard_deferred_arm(Oid relid, int64 change_id)
+{
+	/* what was pending may have been checked and reset by SET CONSTRAINTS */
+	guard_deferred_pending(relid)->change_id = change_id;
+	arm_deferred_check();
+}
+
+/*
+ * After a schema change of protected table "relid": check the whole table
+ * at commit.
+ */
+void
+guard_deferred_whole_table(Oid relid)
+{
+	guard_deferred_pending(relid)->overflow = true;
+	arm_deferred_check();
+}
+
+/*
+ * guard._check_deferred(): the deferred constraint trigger on guard.pending,
+ * fired at COMMIT: re-check the rows remembered as failing (or whole tables),
+ * and run the deferred query invariants of every table written.
+ */
+Datum
+guard_check_deferred(PG_FUNCTION_ARGS)
+{
+	List	   *rels = pending_rels;
+	ListCell   *lc;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("guard._check_deferred() was not called by trigger manager")));
+
+	/* later statements arm a new check */
+	pending_rels = NIL;
+	token_armed = false;
+	token_subid = InvalidSubTransactionId;
+
+	foreach(lc, rels)
+	{
+		GuardPending *p = lfirst(lc);
+		Relation	rel = try_table_open(p->relid, AccessShareLock);
+		GuardInvariantList list;
+		char	   *relation;
+		GuardPolicy policy;
+		int64	   *failing;
+		List	  **samples;
+		bool	   *deferred;
+
+		if (rel == NULL)
+			continue;
+		guard_invariants_of(rel, &list);
+		relation = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+											  RelationGetRelationName(rel));
+		policy = *guard_policy_lookup(rel);
+		failing = palloc0(sizeof(int64) * Max(list.n, 1));
+		samples = palloc0(sizeof(List *) * Max(list.n, 1));
+		deferred = palloc0(sizeof(bool) * Max(list.n, 1));
+		for (int i = 0; i < list.n; i++)
+			deferred[i] = list.defs[i].deferred;
+
+		if (p->overflow || hash_get_num_entries(p->failing) > 0)
+			guard_check_rows(&list, deferred, p->overflow ? NULL : p->failing,
+							 failing, samples);
+		for (int i = 0; i < list.n; i++)
+		{
+			GuardInvariant *def = &list.defs[i];
+
+			if (!def->deferred)
+				continue;
+			if (def->row_check && failing[i] > 0)
+				guard_report_violation(guard_policy_mode(&policy), p->relid,
+									   relation, def->name, p->change_id,
+									   failing[i], samples[i],
+									   GUARD_CHECKED_AT_COMMIT);
+			else if (def->query && !guard_run_query_invariant(def, relation))
+				guard_report_violation(guard_policy_mode(&policy), p->relid,
+									   relation, def->name, p->change_id, 0,
+									   NIL, GUARD_CHECKED_AT_COMMIT);
+		}
+		table_close(rel, AccessShareLock);
+	}
+
+	{
+		GuardAsRole owner;
+
+		guard_as_role_begin(&owner, InvalidOid);
+		guard_run_sql("DELETE FROM guard.pending WHERE xid = pg_catalog.pg_current_xact_id()",
+					  0, NULL, NULL, NULL);
+		guard_as_role_end(&owner);
+	}
+	return PointerGetDatum(NULL);
+}
