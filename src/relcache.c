@@ -192,7 +192,8 @@ forget_layouts(void)
 
 /*
  * At the end of the top-level transaction, free the entries it forgot;
- * on abort, forget the layout ids too.
+ * on abort or PREPARE, forget the layout ids too: ROLLBACK PREPARED may
+ * remove the layout rows after this backend has moved on.
  */
 static void
 relcache_xact_callback(XactEvent event, void *arg)
@@ -201,11 +202,12 @@ relcache_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
+		case XACT_EVENT_PREPARE:
+			/* a prepared transaction may yet roll its layout rows back */
 			forget_layouts();
 			/* FALLTHROUGH */
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-		case XACT_EVENT_PREPARE:
 			layout_written = false;
 			while (retired != NULL)
 			{
