@@ -125,20 +125,6 @@ guard_changes_init(void)
 	RegisterSubXactCallback(changes_subxact_callback, NULL);
 }
 
-/*
- * Insert one row into one of guard's tables, indexes included, without SPI
- * or permission checks: callers have done theirs.
- */
-static void
-insert_row(const char *relname, int natts, Datum *values, bool *nulls)
-{
-	Relation	rel = guard_open(relname, RowExclusiveLock, natts);
-	HeapTuple	tuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-
-	CatalogTupleInsert(rel, tuple);
-	heap_freetuple(tuple);
-	table_close(rel, RowExclusiveLock);
-}
 
 /*
  * Create the current transaction's change set.
@@ -163,7 +149,7 @@ changeset_create(const char *label)
 		values[5] = CStringGetTextDatum(application_name);
 	else
 		nulls[5] = true;
-	insert_row("changeset", Natts_guard_changeset, values, nulls);
+	guard_writer_insert("changeset", Natts_guard_changeset, values, nulls);
 
 	cur_changeset = id;
 	cur_changeset_subid = GetCurrentSubTransactionId();
@@ -345,7 +331,7 @@ guard_change_insert(Relation rel, int64 id, const char *kind, const char *detail
 	nulls[Anum_change_nrows - 1] = (first == NULL);
 	values[Anum_change_data - 1] = PointerGetDatum(first);
 	nulls[Anum_change_data - 1] = (first == NULL);
-	insert_row("change", Natts_guard_change, values, nulls);
+	guard_writer_insert("change", Natts_guard_change, values, nulls);
 }
 
 /*

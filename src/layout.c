@@ -118,7 +118,6 @@ layout_store(Oid relid, const LayoutArrays *arrays, bool *inserted)
 	{
 		Datum		values[Natts_guard_layout];
 		bool		nulls[Natts_guard_layout] = {false, false, false, false, false, false};
-		HeapTuple	newtuple;
 
 		id = nextval_internal(guard_relid("layout_id_seq"), false);
 		values[0] = Int64GetDatum(id);
@@ -127,9 +126,7 @@ layout_store(Oid relid, const LayoutArrays *arrays, bool *inserted)
 		values[3] = arrays->atttypes;
 		values[4] = arrays->atttypmods;
 		values[5] = arrays->keyatts;
-		newtuple = heap_form_tuple(RelationGetDescr(rel), values, nulls);
-		CatalogTupleInsert(rel, newtuple);
-		heap_freetuple(newtuple);
+		guard_writer_insert("layout", Natts_guard_layout, values, nulls);
 		*inserted = true;
 	}
 	table_close(rel, RowExclusiveLock);
