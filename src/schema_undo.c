@@ -264,6 +264,7 @@ guard_undo_schema_change(const GuardChange *change, Datum exclude,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot restore change " INT64_FORMAT ": table \"%s\" no longer exists",
 						change->change_id, guard_undo_relname(change))));
+	guard_undo_check_table(change, rel);
 	t.owner = rel->rd_rel->relowner;
 	t.qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 											RelationGetRelationName(rel));
