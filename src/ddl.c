@@ -28,6 +28,7 @@
 #include "postgres.h"
 
 #include "access/relation.h"
+#include "catalog/dependency.h"
 #include "catalog/heap.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_inherits.h"
@@ -313,6 +314,47 @@ list_reverse_oid(List *list)
 }
 
 /*
+ * The detail of a TRUNCATE ... RESTART IDENTITY of "rel": where each
+ * sequence the table owns stands before it is reset, for restore to set it
+ * back.  NULL when the table owns none.
+ */
+static char *
+truncate_sequences_detail(Relation rel)
+{
+	List	   *seqs = getOwnedSequences(RelationGetRelid(rel));
+	StringInfoData detail;
+	ListCell   *lc;
+	GuardAsRole owner;
+
+	if (seqs == NIL)
+		return NULL;
+	initStringInfo(&detail);
+	appendStringInfoChar(&detail, '{');
+	guard_as_role_begin(&owner, InvalidOid);
+	foreach(lc, seqs)
+	{
+		Oid			seqid = lfirst_oid(lc);
+		char		field[32];
+		int			n = foreach_current_index(lc) + 1;
+
+		guard_run_sql(psprintf("SELECT last_value, is_called FROM %s",
+							   quote_qualified_identifier(get_namespace_name(get_rel_namespace(seqid)),
+														  get_rel_name(seqid))),
+					  0, NULL, NULL, NULL);
+		snprintf(field, sizeof(field), "sequence_%d", n);
+		guard_json_field(&detail, field, psprintf("%u", seqid));
+		snprintf(field, sizeof(field), "last_value_%d", n);
+		guard_json_field(&detail, field, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		snprintf(field, sizeof(field), "is_called_%d", n);
+		guard_json_field(&detail, field, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2)[0] == 't' ?
+						 "true" : "false");
+	}
+	guard_as_role_end(&owner);
+	appendStringInfoChar(&detail, '}');
+	return detail.data;
+}
+
+/*
  * Before TRUNCATE: snapshot every row of each protected table it reaches,
  * through CASCADE too.
  */
@@ -369,7 +411,8 @@ before_truncate(TruncateStmt *stmt)
 		if (policy && policy->found && policy->capture != GUARD_CAPTURE_NONE &&
 			guard_key_attnums(rel, (AttrNumber[INDEX_MAX_KEYS]) {0}) > 0)
 		{
-			guard_change_record(rel, "TRUNCATE", NULL);
+			guard_change_record(rel, "TRUNCATE", stmt->restart_seqs ?
+								truncate_sequences_detail(rel) : NULL);
 			snapshot_rows(rel, 0, "TRUNCATE");
 		}
 		relation_close(rel, NoLock);

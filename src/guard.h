@@ -364,6 +364,7 @@ extern List *guard_restore_changes(List *ids, GuardOnConflict mode,
 /* schema_undo.c: the undo recipes of schema changes */
 extern void guard_undo_schema_change(const GuardChange *change, Datum exclude,
 									 GuardRestoreReport *report);
+extern void guard_undo_truncate_sequences(const GuardChange *change);
 
 /* undo.c: row undo */
 extern void guard_undo_rows(const GuardChange *change, GuardOnConflict mode,

@@ -66,7 +66,12 @@ restore_one(const GuardChange *change, GuardOnConflict mode, Datum exclude,
 			GuardRestoreReport *report)
 {
 	if (change->detail == NULL || strcmp(change->kind, "TRUNCATE") == 0)
+	{
 		guard_undo_rows(change, mode, exclude, false, report);
+		/* a TRUNCATE ... RESTART IDENTITY recorded its sequences */
+		if (change->detail != NULL)
+			guard_undo_truncate_sequences(change);
+	}
 	else
 		guard_undo_schema_change(change, exclude, report);
 }
