@@ -40,6 +40,7 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	restore_basic restore_conflicts restore_to restore_permissions restore_verify \
 	restore_fk_cascades restore_user_triggers restore_rls \
 	restore_dropped_table_blocked restore_truncate_restart_identity \
+	restore_migration_fk \
 	invariants_validation invariants_enforce invariants_warn rails \
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration status
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
