@@ -49,6 +49,7 @@
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/tuplestore.h"
 #include "utils/typcache.h"
 
@@ -60,6 +61,7 @@
 /* one foreign key that involves a restored table, seen from that table */
 typedef struct FkSide
 {
+	Oid			conoid;
 	char	   *conname;
 	bool		referencing;	/* the restored table holds the foreign key */
 	char		matchtype;
@@ -83,6 +85,8 @@ typedef struct FkTable
 {
 	Oid			relid;
 	List	   *sides;			/* FkSide */
+	bool		stale;			/* a schema change was undone since: look for
+								 * new foreign keys again */
 } FkTable;
 
 /* the restore running, or NULL */
@@ -182,6 +186,7 @@ side_from_constraint(Relation rel, HeapTuple tuple, bool referencing)
 	AttrNumber	conkey[INDEX_MAX_KEYS];
 	AttrNumber	confkey[INDEX_MAX_KEYS];
 
+	s->conoid = con->oid;
 	s->conname = pstrdup(NameStr(con->conname));
 	s->referencing = referencing;
 	s->matchtype = con->confmatchtype;
@@ -212,34 +217,37 @@ side_from_constraint(Relation rel, HeapTuple tuple, bool referencing)
 }
 
 /*
- * The foreign keys involving restored table "rel", found on first use.
- * Constraints cloned onto partitions (conparentid set) are represented by
- * the one they were cloned from.
+ * Does table "t" already have side "referencing" of constraint "conoid"?
  */
-static FkTable *
-fk_table(Relation rel)
+static bool
+has_side(FkTable *t, Oid conoid, bool referencing)
 {
-	Oid			relid = RelationGetRelid(rel);
-	FkTable    *t;
 	ListCell   *lc;
-	List	   *related;
+
+	foreach(lc, t->sides)
+	{
+		FkSide	   *s = lfirst(lc);
+
+		if (s->conoid == conoid && s->referencing == referencing)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Add to "t" the foreign keys involving restored table "rel" that it does
+ * not have yet.  Constraints cloned onto partitions (conparentid set) are
+ * represented by the one they were cloned from.
+ */
+static void
+find_sides(FkTable *t, Relation rel)
+{
+	List	   *related = related_relids(t->relid);
 	Relation	conrel;
 	SysScanDesc scan;
 	ScanKeyData key;
 	HeapTuple	tuple;
-	MemoryContext old;
 
-	foreach(lc, fk_tables)
-	{
-		t = lfirst(lc);
-		if (t->relid == relid)
-			return t;
-	}
-
-	old = MemoryContextSwitchTo(fk_cxt);
-	t = palloc0(sizeof(FkTable));
-	t->relid = relid;
-	related = related_relids(relid);
 	conrel = table_open(ConstraintRelationId, AccessShareLock);
 	ScanKeyInit(&key, Anum_pg_constraint_contype, BTEqualStrategyNumber,
 				F_CHAREQ, CharGetDatum(CONSTRAINT_FOREIGN));
@@ -251,18 +259,73 @@ fk_table(Relation rel)
 
 		if (OidIsValid(con->conparentid))
 			continue;
-		if (list_member_oid(related, con->conrelid) &&
-			(s = side_from_constraint(rel, tuple, true)) != NULL)
-			t->sides = lappend(t->sides, s);
-		if (list_member_oid(related, con->confrelid) &&
-			(s = side_from_constraint(rel, tuple, false)) != NULL)
-			t->sides = lappend(t->sides, s);
+		for (int referencing = 0; referencing <= 1; referencing++)
+		{
+			if (list_member_oid(related, referencing ? con->conrelid : con->confrelid) &&
+				!has_side(t, con->oid, referencing) &&
+				(s = side_from_constraint(rel, tuple, referencing)) != NULL)
+				t->sides = lappend(t->sides, s);
+		}
 	}
 	systable_endscan(scan);
 	table_close(conrel, AccessShareLock);
-	fk_tables = lappend(fk_tables, t);
+	t->stale = false;
+}
+
+/*
+ * The foreign keys involving restored table "rel", found on first use, and
+ * again after a schema change was undone (DROP TABLE's undo recreates
+ * foreign keys); the values collected so far are kept.
+ */
+static FkTable *
+fk_table(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	FkTable    *t = NULL;
+	ListCell   *lc;
+	MemoryContext old = MemoryContextSwitchTo(fk_cxt);
+
+	foreach(lc, fk_tables)
+	{
+		if (((FkTable *) lfirst(lc))->relid == relid)
+			t = lfirst(lc);
+	}
+	if (t == NULL)
+	{
+		t = palloc0(sizeof(FkTable));
+		t->relid = relid;
+		t->stale = true;
+		fk_tables = lappend(fk_tables, t);
+	}
+	if (t->stale)
+		find_sides(t, rel);
 	MemoryContextSwitchTo(old);
 	return t;
+}
+
+/*
+ * A schema change was undone: the foreign keys of the tables may have
+ * changed (a column dropped with its constraint, constraints recreated).
+ */
+void
+guard_fk_schema_changed(void)
+{
+	ListCell   *lc;
+
+	if (fk_cxt == NULL)
+		return;
+	foreach(lc, fk_tables)
+		((FkTable *) lfirst(lc))->stale = true;
+}
+
+/*
+ * Does the side's constraint still exist (a schema change undone in the
+ * same restore may have dropped it with its column)?
+ */
+static bool
+side_exists(const FkSide *s)
+{
+	return SearchSysCacheExists1(CONSTROID, ObjectIdGetDatum(s->conoid));
 }
 
 /*
@@ -312,6 +375,8 @@ update_touches(const GuardFkWrite *w, const FkSide *s)
 		AttrNumber	attnum = get_attnum(RelationGetRelid(w->rel), s->cols[i]);
 		int			c = write_column(w, s->cols[i]);
 
+		if (attnum <= 0)
+			continue;
 		/* a generated column changes with the columns it is made of */
 		if (TupleDescAttr(desc, attnum - 1)->attgenerated)
 			return "true";
@@ -388,7 +453,7 @@ guard_fk_before_write(const GuardFkWrite *w)
 	{
 		FkSide	   *s = lfirst(lc);
 
-		if (!s->referencing)
+		if (!s->referencing && side_exists(s))
 			collect(s, w, false);
 	}
 }
@@ -408,7 +473,7 @@ guard_fk_after_write(const GuardFkWrite *w)
 	{
 		FkSide	   *s = lfirst(lc);
 
-		if (s->referencing)
+		if (s->referencing && side_exists(s))
 			collect(s, w, true);
 	}
 }
@@ -657,7 +722,8 @@ guard_fk_check(void)
 		{
 			FkSide	   *s = lfirst(ls);
 
-			if (s->values != NULL && tuplestore_tuple_count(s->values) > 0)
+			if (s->values != NULL && tuplestore_tuple_count(s->values) > 0 &&
+				side_exists(s))
 				check_side(s);
 		}
 	}

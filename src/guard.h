@@ -399,6 +399,7 @@ extern void guard_fk_begin(void);
 extern void guard_fk_forget(void);
 extern void guard_fk_before_write(const GuardFkWrite *w);
 extern void guard_fk_after_write(const GuardFkWrite *w);
+extern void guard_fk_schema_changed(void);
 extern void guard_fk_check(void);
 
 /* later.c: what changes recorded after the one being undone wrote, by key */

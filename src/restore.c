@@ -73,7 +73,10 @@ restore_one(const GuardChange *change, GuardOnConflict mode, Datum exclude,
 			guard_undo_truncate_sequences(change);
 	}
 	else
+	{
 		guard_undo_schema_change(change, exclude, report);
+		guard_fk_schema_changed();
+	}
 }
 
 /*
