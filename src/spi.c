@@ -72,10 +72,10 @@ guard_as_role_begin(GuardAsRole *s, Oid role)
 
 /*
  * Begin running SQL as "role" (InvalidOid: the extension owner) with the
- * given search_path and session_replication_role origin, with SPI connected; in a security-restricted operation
- * unless the SQL must queue a deferred trigger (which such an operation
- * forbids).  guard_as_role_end() undoes it all; an ERROR in between is
- * unwound by transaction abort.
+ * given search_path and session_replication_role origin, with SPI
+ * connected; in a security-restricted operation unless the SQL must queue a
+ * deferred trigger (which such an operation forbids).  guard_as_role_end()
+ * undoes it all; an ERROR in between is unwound by transaction abort.
  */
 void
 guard_as_role_path_begin(GuardAsRole *s, Oid role, const char *search_path,
