@@ -20,13 +20,14 @@
  *	  table holds them again.
  *
  * Row undo hands over each batch of rows just before and just after writing
- * it (guard_fk_before_write, guard_fk_after_write); their values are
- * collected per constraint into tuplestores, and guard_fk_check() checks
- * them with one query per constraint, raising 23503 on the first violation.
- * Tables that no foreign key involves cost one scan of pg_constraint per
- * restore.
+ * it (guard_fk_note_write); their values are collected per constraint into
+ * tuplestores, and guard_fk_check() checks them per constraint in two
+ * queries (the values absent from the referenced table, then whether a
+ * referencing row holds one of those), raising 23503 on the first
+ * violation.  Tables that no foreign key involves cost one scan of
+ * pg_constraint per restore.
  *
- * Calls spi.c and rows.c.
+ * Calls spi.c only.
  *
  *-------------------------------------------------------------------------
  */
@@ -439,11 +440,13 @@ collect(FkSide *s, const GuardFkWrite *w, bool after)
 }
 
 /*
- * Before the restore's rows "w" are written: keep the values of referenced
- * columns that the rows to update or delete hold.
+ * Before the restore's rows "w" are written (after = false): keep the
+ * values of referenced columns that the rows to update or delete hold.
+ * After they were written (after = true): keep the values of foreign key
+ * columns that the rows updated or inserted hold.
  */
 void
-guard_fk_before_write(const GuardFkWrite *w)
+guard_fk_note_write(const GuardFkWrite *w, bool after)
 {
 	ListCell   *lc;
 
@@ -453,28 +456,8 @@ guard_fk_before_write(const GuardFkWrite *w)
 	{
 		FkSide	   *s = lfirst(lc);
 
-		if (!s->referencing && side_exists(s))
-			collect(s, w, false);
-	}
-}
-
-/*
- * After the restore's rows "w" were written: keep the values of foreign
- * key columns that the rows updated or inserted hold.
- */
-void
-guard_fk_after_write(const GuardFkWrite *w)
-{
-	ListCell   *lc;
-
-	if (fk_cxt == NULL)
-		return;
-	foreach(lc, fk_table(w->rel)->sides)
-	{
-		FkSide	   *s = lfirst(lc);
-
-		if (s->referencing && side_exists(s))
-			collect(s, w, true);
+		if (s->referencing == after && side_exists(s))
+			collect(s, w, after);
 	}
 }
 

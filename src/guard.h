@@ -397,8 +397,7 @@ typedef struct GuardFkWrite
 
 extern void guard_fk_begin(void);
 extern void guard_fk_forget(void);
-extern void guard_fk_before_write(const GuardFkWrite *w);
-extern void guard_fk_after_write(const GuardFkWrite *w);
+extern void guard_fk_note_write(const GuardFkWrite *w, bool after);
 extern void guard_fk_schema_changed(void);
 extern void guard_fk_check(void);
 

@@ -662,7 +662,7 @@ undo_apply_rows(RowUndo *u, GuardRestoreReport *report)
 	guard_undo_write_begin(&as, u->rel);
 	if (SPI_register_relation(enr) != SPI_OK_REL_REGISTER)
 		elog(ERROR, "guard: could not register the rows to restore");
-	guard_fk_before_write(&fkw);
+	guard_fk_note_write(&fkw, false);
 	tuplestore_rescan(u->rows);
 	for (int o = 0; o < 3; o++)
 	{
@@ -682,7 +682,7 @@ undo_apply_rows(RowUndo *u, GuardRestoreReport *report)
 			u->skipped += n - SPI_processed;
 		tuplestore_rescan(u->rows);
 	}
-	guard_fk_after_write(&fkw);
+	guard_fk_note_write(&fkw, true);
 	tuplestore_rescan(u->rows);
 	guard_as_role_end(&as);
 }
