@@ -26,6 +26,8 @@ OBJS = \
 	src/changes.o \
 	src/rows.o \
 	src/later.o \
+	src/fkcheck.o \
+	src/undo_target.o \
 	src/undo.o \
 	src/schema_undo.o \
 	src/restore.o \
@@ -39,9 +41,13 @@ PGFILEDESC = "guard - capture, check and undo changes to protected tables"
 # Regression tests: each runs in a server that test/run-tests.sh starts with
 # shared_preload_libraries = 'guard' (test/guard.conf).
 REGRESS = setup policy_validation policy_permissions policy_view \
+	protect_inheritance_refused \
 	capture_kinds capture_values capture_partitions capture_atomicity \
 	capture_limits capture_privacy changes_records \
 	restore_basic restore_conflicts restore_to restore_permissions restore_verify \
+	restore_fk_cascades restore_user_triggers restore_rls \
+	restore_dropped_table_blocked restore_truncate_restart_identity \
+	restore_migration_fk \
 	invariants_validation invariants_enforce invariants_warn rails \
 	cache_invalidation \
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration status \

@@ -29,6 +29,7 @@
 #include "executor/executor.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "replication/logicalworker.h"
 #include "utils/rel.h"
 #include "utils/tuplestore.h"
 
@@ -234,6 +235,12 @@ guard_capture(PG_FUNCTION_ARGS)
 					 errhint("Add 'guard' to shared_preload_libraries in postgresql.conf and restart the server.")));
 		return PointerGetDatum(NULL);
 	}
+	/*
+	 * The triggers are ENABLE ALWAYS (for restore): logical replication's
+	 * workers, which write as replica too, are left alone as before.
+	 */
+	if (IsLogicalWorker())
+		return PointerGetDatum(NULL);
 	if (!TRIGGER_FIRED_AFTER(event) || !TRIGGER_FIRED_FOR_STATEMENT(event))
 		ereport(ERROR,
 				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),

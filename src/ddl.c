@@ -28,6 +28,7 @@
 #include "postgres.h"
 
 #include "access/relation.h"
+#include "catalog/dependency.h"
 #include "catalog/heap.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_inherits.h"
@@ -313,6 +314,47 @@ list_reverse_oid(List *list)
 }
 
 /*
+ * The detail of a TRUNCATE ... RESTART IDENTITY of "rel": where each
+ * sequence the table owns stands before it is reset, for restore to set it
+ * back.  NULL when the table owns none.
+ */
+static char *
+truncate_sequences_detail(Relation rel)
+{
+	List	   *seqs = getOwnedSequences(RelationGetRelid(rel));
+	StringInfoData detail;
+	ListCell   *lc;
+	GuardAsRole owner;
+
+	if (seqs == NIL)
+		return NULL;
+	initStringInfo(&detail);
+	appendStringInfoChar(&detail, '{');
+	guard_as_role_begin(&owner, InvalidOid);
+	foreach(lc, seqs)
+	{
+		Oid			seqid = lfirst_oid(lc);
+		char		field[32];
+		int			n = foreach_current_index(lc) + 1;
+
+		guard_run_sql(psprintf("SELECT last_value, is_called FROM %s",
+							   quote_qualified_identifier(get_namespace_name(get_rel_namespace(seqid)),
+														  get_rel_name(seqid))),
+					  0, NULL, NULL, NULL);
+		snprintf(field, sizeof(field), "sequence_%d", n);
+		guard_json_field(&detail, field, psprintf("%u", seqid));
+		snprintf(field, sizeof(field), "last_value_%d", n);
+		guard_json_field(&detail, field, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+		snprintf(field, sizeof(field), "is_called_%d", n);
+		guard_json_field(&detail, field, SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2)[0] == 't' ?
+						 "true" : "false");
+	}
+	guard_as_role_end(&owner);
+	appendStringInfoChar(&detail, '}');
+	return detail.data;
+}
+
+/*
  * Before TRUNCATE: snapshot every row of each protected table it reaches,
  * through CASCADE too.
  */
@@ -369,7 +411,8 @@ before_truncate(TruncateStmt *stmt)
 		if (policy && policy->found && policy->capture != GUARD_CAPTURE_NONE &&
 			guard_key_attnums(rel, (AttrNumber[INDEX_MAX_KEYS]) {0}) > 0)
 		{
-			guard_change_record(rel, "TRUNCATE", NULL);
+			guard_change_record(rel, "TRUNCATE", stmt->restart_seqs ?
+								truncate_sequences_detail(rel) : NULL);
 			snapshot_rows(rel, 0, "TRUNCATE");
 		}
 		relation_close(rel, NoLock);
@@ -436,6 +479,66 @@ before_drop_table(DropStmt *drop, Node **replaced)
 }
 
 /*
+ * Refuse to link relation "child" to "parent" by inheritance (INHERITS, or
+ * ALTER TABLE ... INHERIT) when either is protected: guard supports
+ * partitioning, not inheritance (see guard.protect).
+ */
+static void
+refuse_inheritance(Oid child, Oid parent)
+{
+	Oid			relids[2] = {child, parent};
+
+	if (!guard_enabled || !OidIsValid(get_extension_oid("guard", true)))
+		return;
+	for (int i = 0; i < 2; i++)
+	{
+		Relation	rel = OidIsValid(relids[i]) ? try_relation_open(relids[i], NoLock) : NULL;
+		bool		found = rel != NULL && guard_policy_lookup(rel)->found;
+
+		if (rel != NULL)
+			relation_close(rel, NoLock);
+		if (found)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("cannot make protected table \"%s\" part of an inheritance tree",
+							get_rel_name(relids[i])),
+					 errdetail("guard does not support table inheritance (INHERITS): a write through a parent reaches its children, whose rows restore could not tell apart."),
+					 errhint("Use partitioning instead, or unprotect the table first.")));
+	}
+}
+
+/*
+ * Before CREATE TABLE ... INHERITS or ALTER TABLE ... INHERIT: refuse to
+ * make a protected table part of an inheritance tree.
+ */
+static void
+before_inherit(Node *parsetree)
+{
+	ListCell   *lc;
+
+	if (IsA(parsetree, CreateStmt))
+	{
+		CreateStmt *create = (CreateStmt *) parsetree;
+
+		if (create->partbound != NULL)
+			return;
+		foreach(lc, create->inhRelations)
+			refuse_inheritance(InvalidOid, RangeVarGetRelid((RangeVar *) lfirst(lc),
+															NoLock, true));
+		return;
+	}
+	foreach(lc, ((AlterTableStmt *) parsetree)->cmds)
+	{
+		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
+
+		if (cmd->subtype == AT_AddInherit)
+			refuse_inheritance(RangeVarGetRelid(((AlterTableStmt *) parsetree)->relation,
+												NoLock, true),
+							   RangeVarGetRelid((RangeVar *) cmd->def, NoLock, true));
+	}
+}
+
+/*
  * Before a utility command: snapshot what it would destroy, and list what
  * to record after it.  For DROP TABLE of protected tables, *replaced is set
  * to the statement to run instead (the other names of the DROP), or NULL
@@ -454,7 +557,11 @@ guard_ddl_before(PlannedStmt *pstmt, Node **replaced)
 
 	switch (nodeTag(parsetree))
 	{
+		case T_CreateStmt:
+			before_inherit(parsetree);
+			break;
 		case T_AlterTableStmt:
+			before_inherit(parsetree);
 			after = before_alter_table((AlterTableStmt *) parsetree, after);
 			break;
 		case T_RenameStmt:

@@ -7,24 +7,241 @@
  * before the change, and its value in the table now (NULL when the row is
  * gone).  Only those who may read the table (or guard_admin) may see it.
  *
+ * Row-level security applies as to a SELECT of the table: a role the
+ * table's policies filter sees only the rows whose before-image and live
+ * version both pass its SELECT policies (an inserted row, only while it
+ * lives).  The policies are evaluated on those row values in SQL, as the
+ * caller.  An updated row's before-image is its captured columns over its
+ * live version, less the columns later changes wrote (later.c), which are
+ * unknown.  guard_admin, like the table's owner, sees every row.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/table.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "rewrite/rowsecurity.h"
+#include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/ruleutils.h"
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 
 #include "guard.h"
 
 PG_FUNCTION_INFO_V1(guard_diff);
+
+/* the SELECT policies of a table, to apply to row values */
+typedef struct RowFilter
+{
+	Relation	rel;
+	SPIPlanPtr	plan;			/* NULL: no policy lets any row through */
+	Datum	   *values;			/* one row of rel, being built */
+	bool	   *nulls;
+	GuardLaterWrites *later;	/* what later changes wrote, on first need */
+	GuardAsRole as;
+} RowFilter;
+
+/*
+ * Does policy "p" apply to the current user?
+ */
+static bool
+policy_applies(RowSecurityPolicy *p)
+{
+	Oid		   *roles = (Oid *) ARR_DATA_PTR(p->roles);
+	int			n = ARR_DIMS(p->roles)[0];
+
+	if (p->polcmd != '*' && p->polcmd != ACL_SELECT_CHR)
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		if (roles[i] == ACL_ID_PUBLIC || has_privs_of_role(GetUserId(), roles[i]))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Start applying the table's SELECT policies for the current user, or
+ * return NULL when row-level security does not apply to it (the owner, a
+ * role that bypasses it, guard_admin).  Their USING expressions (those that
+ * apply: permissive ones or'ed, restrictive ones and'ed, as the rewriter
+ * does) are deparsed and evaluated over a row of the table's type, with
+ * search_path pinned for both.
+ */
+static RowFilter *
+row_filter_begin(Relation rel)
+{
+	Oid			admin = get_role_oid("guard_admin", true);
+	RowFilter  *f;
+	StringInfoData perm;
+	StringInfoData restr;
+	List	   *dpcontext;
+	ListCell   *lc;
+	Oid			reltype = rel->rd_rel->reltype;
+
+	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, true) != RLS_ENABLED ||
+		(OidIsValid(admin) && has_privs_of_role(GetUserId(), admin)))
+		return NULL;
+
+	f = palloc0(sizeof(RowFilter));
+	f->rel = rel;
+	f->values = palloc(sizeof(Datum) * RelationGetDescr(rel)->natts);
+	f->nulls = palloc(sizeof(bool) * RelationGetDescr(rel)->natts);
+	guard_as_role_begin(&f->as, GetUserId());
+	dpcontext = deparse_context_for(RelationGetRelationName(rel), RelationGetRelid(rel));
+	initStringInfo(&perm);
+	initStringInfo(&restr);
+	foreach(lc, rel->rd_rsdesc ? rel->rd_rsdesc->policies : NIL)
+	{
+		RowSecurityPolicy *p = lfirst(lc);
+
+		if (p->qual == NULL || !policy_applies(p))
+			continue;
+		appendStringInfo(p->permissive ? &perm : &restr, "%s(%s)",
+						 (p->permissive ? perm.len : restr.len) ?
+						 (p->permissive ? " OR " : " AND ") : "",
+						 deparse_expression((Node *) p->qual, dpcontext, false, false));
+	}
+	if (perm.len > 0)
+		f->plan = SPI_prepare(psprintf("SELECT (%s)%s%s FROM (SELECT ($1::%s).*) AS %s",
+									   perm.data, restr.len ? " AND " : "", restr.data,
+									   format_type_be_qualified(reltype),
+									   quote_identifier(RelationGetRelationName(rel))),
+							  1, &reltype);
+	if (perm.len > 0 && f->plan == NULL)
+		elog(ERROR, "guard: could not prepare the row security check: %s",
+			 SPI_result_code_string(SPI_result));
+	return f;
+}
+
+/*
+ * Do the table's policies let the row now in f->values through?
+ */
+static bool
+row_filter_passes(RowFilter *f)
+{
+	TupleDesc	desc = RelationGetDescr(f->rel);
+	Datum		row;
+	bool		isnull;
+	Datum		result;
+
+	if (f->plan == NULL)
+		return false;
+	row = heap_copy_tuple_as_datum(heap_form_tuple(desc, f->values, f->nulls), desc);
+	if (SPI_execute_plan(f->plan, &row, " ", true, 1) != SPI_OK_SELECT)
+		elog(ERROR, "guard: row security check failed");
+	result = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	SPI_freetuptable(SPI_tuptable);
+	return !isnull && DatumGetBool(result);
+}
+
+/*
+ * Set column "name" of the row being built to a value of type "type", if
+ * the table has such a column of that type.
+ */
+static void
+row_filter_set(RowFilter *f, const char *name, Oid type, Datum value, bool isnull)
+{
+	AttrNumber	attnum = get_attnum(RelationGetRelid(f->rel), name);
+
+	if (attnum <= 0 || TupleDescAttr(RelationGetDescr(f->rel), attnum - 1)->atttypid != type)
+		return;
+	f->values[attnum - 1] = value;
+	f->nulls[attnum - 1] = isnull;
+}
+
+/*
+ * For the before-image of an updated row, built over its live version:
+ * forget (make null) the columns the change did not capture that a later
+ * change wrote, since the live value is not the one the row had then (all
+ * of them when the key is too long to look up).  A policy on such a
+ * column then hides the row, rather than judge it by a later value.
+ */
+static void
+row_filter_forget_later(RowFilter *f, const GuardChange *change,
+						const ShadowRow *row, const char *key)
+{
+	TupleDesc	desc = RelationGetDescr(f->rel);
+	const GuardLaterEntry *entry = NULL;
+	bool		all = strlen(key) >= GUARD_LATER_KEYLEN;
+
+	if (!all)
+	{
+		if (f->later == NULL)
+			f->later = guard_later_writes_build(change,
+												PointerGetDatum(construct_empty_array(INT8OID)));
+		entry = guard_later_find(f->later, key);
+		if (entry == NULL)
+			return;
+	}
+	for (int a = 0; a < desc->natts; a++)
+	{
+		const char *name = NameStr(TupleDescAttr(desc, a)->attname);
+		bool		captured = false;
+
+		for (int i = 0; i < row->natts && !captured; i++)
+			captured = row->captured[i] && change->attnames[i] != NULL &&
+				strcmp(change->attnames[i], name) == 0;
+		if (!captured && (all || guard_later_wrote(entry, name)))
+			f->nulls[a] = true;
+	}
+}
+
+/*
+ * May the caller see this captured row: its before-image (the captured
+ * columns over the live row, or over nulls when it is gone) and its live
+ * version must both pass the table's SELECT policies.
+ */
+static bool
+row_visible(RowFilter *f, const GuardChange *change, const ShadowRow *row,
+			GuardKeyScan *ks, bool live, const char *key)
+{
+	TupleDesc	desc;
+
+	if (f == NULL)
+		return true;
+	if (!live && row->op == GUARD_OP_INSERT)
+		return false;			/* only its key is known */
+	memset(f->nulls, true, sizeof(bool) * RelationGetDescr(f->rel)->natts);
+	if (live)
+	{
+		desc = RelationGetDescr(ks->found);
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+
+			if (!att->attisdropped)
+				row_filter_set(f, NameStr(att->attname), att->atttypid,
+							   ks->slot->tts_values[i], ks->slot->tts_isnull[i]);
+		}
+		if (!row_filter_passes(f))
+			return false;
+	}
+	if (row->op == GUARD_OP_INSERT)
+		return true;
+	if (live && row->op == GUARD_OP_UPDATE)
+		row_filter_forget_later(f, change, row, key);
+	for (int i = 0; i < row->natts; i++)
+	{
+		if (row->captured[i] && change->attnames[i] != NULL)
+			row_filter_set(f, change->attnames[i], change->atttypes[i],
+						   row->values[i], row->nulls[i]);
+	}
+	return row_filter_passes(f);
+}
 
 /*
  * The live value of column "name" in the fetched row, as text, or NULL.
@@ -91,6 +308,7 @@ guard_diff(PG_FUNCTION_ARGS)
 	Relation	rel;
 	GuardKeyScan ks;
 	bool		have_keyscan = false;
+	RowFilter  *filter = NULL;
 	ShadowReader *reader;
 	ShadowRow	row;
 
@@ -111,7 +329,10 @@ guard_diff(PG_FUNCTION_ARGS)
 
 	rel = try_table_open(change.relid, AccessShareLock);
 	if (rel)
+	{
 		have_keyscan = guard_keyscan_begin(&ks, rel, &change);
+		filter = row_filter_begin(rel);
+	}
 
 	reader = shadow_open(change_id, change.natts, change.atttypes,
 						 change.keys, change.nkeys, change.inline_chunk);
@@ -121,6 +342,8 @@ guard_diff(PG_FUNCTION_ARGS)
 		bool		live = have_keyscan && guard_keyscan_fetch(&ks, row.keyvalues,
 																 GetActiveSnapshot());
 
+		if (!row_visible(filter, &change, &row, &ks, live, key))
+			continue;
 		if (row.op == GUARD_OP_INSERT)
 		{
 			TupleDesc	desc;
@@ -156,6 +379,8 @@ guard_diff(PG_FUNCTION_ARGS)
 	}
 	shadow_close(reader);
 
+	if (filter)
+		guard_as_role_end(&filter->as);
 	if (have_keyscan)
 		guard_keyscan_end(&ks);
 	if (rel)

@@ -136,6 +136,7 @@ extern Relation guard_open_table_to_manage(Oid relid, GuardManage action);
 extern bool guard_policy_wants_triggers(const GuardPolicy *policy);
 extern bool guard_may_manage(Oid relid);
 extern void guard_sync_relation(Oid relid);
+extern void guard_capture_triggers_always(Oid relid);
 
 /* relcache.c: what guard knows of one relation, cached */
 typedef struct GuardKey
@@ -481,7 +482,9 @@ extern uint32 shadow_hash_value(Datum value, bool isnull, int16 typlen,
 /*
  * Restore, from the top down: drill.c (verify_restore) -> restore.c (the
  * SQL functions and the driver) -> schema_undo.c (schema change recipes)
- * -> undo.c (row undo) -> later.c (the later-writes index).
+ * -> undo.c (row undo) -> undo_target.c (the table written, and the
+ * context of the writes), fkcheck.c (the foreign keys checked at the end
+ * of a restore) and later.c (the later-writes index).
  */
 typedef enum GuardOnConflict
 {
@@ -514,6 +517,7 @@ extern List *guard_restore_changes(List *ids, GuardOnConflict mode,
 /* schema_undo.c: the undo recipes of schema changes */
 extern void guard_undo_schema_change(const GuardChange *change, Datum exclude,
 									 GuardRestoreReport *report);
+extern void guard_undo_truncate_sequences(const GuardChange *change);
 
 /* undo.c: row undo */
 extern void guard_undo_rows(const GuardChange *change, GuardOnConflict mode,
@@ -521,7 +525,34 @@ extern void guard_undo_rows(const GuardChange *change, GuardOnConflict mode,
 							GuardRestoreReport *report);
 extern void guard_undo_blocked_error(const GuardChange *change,
 									 const char *column) pg_attribute_noreturn();
+
+/* undo_target.c: the table a restore writes to, and how it writes */
 extern const char *guard_undo_relname(const GuardChange *change);
+extern void guard_undo_check_table(const GuardChange *change, Relation rel);
+extern void guard_undo_write_begin(GuardAsRole *as, Relation rel);
+
+/*
+ * fkcheck.c: the foreign keys a restore must leave holding.  Row undo
+ * describes each batch of rows it writes (an ephemeral relation of its SPI
+ * connection: k_N the key, op, v_N / m_N the value of column N and whether
+ * it is written back).
+ */
+typedef struct GuardFkWrite
+{
+	Relation	rel;			/* the table written */
+	const char *enrname;		/* the rows */
+	int			nkeys;
+	const char *keynames[INDEX_MAX_KEYS];	/* column of k_1.. */
+	Oid			keytypes[INDEX_MAX_KEYS];
+	int			ncols;
+	const char **colnames;		/* column of v_0.. */
+} GuardFkWrite;
+
+extern void guard_fk_begin(void);
+extern void guard_fk_forget(void);
+extern void guard_fk_note_write(const GuardFkWrite *w, bool after);
+extern void guard_fk_schema_changed(void);
+extern void guard_fk_check(void);
 
 /* later.c: what changes recorded after the one being undone wrote, by key */
 #define GUARD_LATER_KEYLEN	(NAMEDATALEN * 4)	/* longer key texts are cut */

@@ -10,6 +10,8 @@
  * their own (statement triggers fire only on the table a statement names).
  * Ordinary rather than internal triggers, because pg_dump keeps them and
  * partitions can be given them; hooks.c refuses to let them be disabled.
+ * The three row ones are ENABLE ALWAYS: restore writes as replica, and its
+ * writes are captured too.
  *
  * The policy that governs a relation (its own, or its nearest protected
  * ancestor's) is read through relcache.c's cache; protect() and
@@ -26,6 +28,7 @@
 #include "access/genam.h"
 #include "access/htup_details.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/catalog.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
@@ -33,6 +36,7 @@
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
 #include "commands/extension.h"
+#include "commands/trigger.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/acl.h"
@@ -137,15 +141,17 @@ guard_may_read(PG_FUNCTION_ARGS)
 }
 
 /*
- * Does relation "relid" have a trigger named "tgname"?
+ * The tgenabled of relation "relid"'s trigger named "tgname", or '\0' if it
+ * has none.
  */
-static bool
-has_trigger(Oid relid, const char *tgname)
+static char
+trigger_state(Oid relid, const char *tgname)
 {
 	Relation	tgrel;
 	SysScanDesc scan;
 	ScanKeyData keys[2];
-	bool		found;
+	HeapTuple	tuple;
+	char		state = '\0';
 
 	tgrel = table_open(TriggerRelationId, AccessShareLock);
 	ScanKeyInit(&keys[0], Anum_pg_trigger_tgrelid, BTEqualStrategyNumber,
@@ -154,10 +160,21 @@ has_trigger(Oid relid, const char *tgname)
 				F_NAMEEQ, CStringGetDatum(tgname));
 	scan = systable_beginscan(tgrel, TriggerRelidNameIndexId, true,
 							  NULL, 2, keys);
-	found = HeapTupleIsValid(systable_getnext(scan));
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		state = ((Form_pg_trigger) GETSTRUCT(tuple))->tgenabled;
 	systable_endscan(scan);
 	table_close(tgrel, AccessShareLock);
-	return found;
+	return state;
+}
+
+/*
+ * Does relation "relid" have a trigger named "tgname"?
+ */
+static bool
+has_trigger(Oid relid, const char *tgname)
+{
+	return trigger_state(relid, tgname) != '\0';
 }
 
 /*
@@ -201,7 +218,39 @@ set_capture_triggers(Oid relid, bool want)
 		statements = lappend(statements, sql.data);
 	}
 	guard_run_internal_ddl(InvalidOid, "pg_catalog, pg_temp", statements);
+	if (want)
+		guard_capture_triggers_always(relid);
 	CacheInvalidateRelcacheByRelid(relid);
+}
+
+/*
+ * Make the row capture triggers of relation "relid" that fire on origin
+ * only ENABLE ALWAYS: restore writes as replica, so that user triggers do
+ * not rewrite what it writes back, and its writes must still be captured.
+ * (Logical replication's workers also write as replica; capture.c leaves
+ * their writes alone.)  Disabled triggers are left as they are.
+ */
+void
+guard_capture_triggers_always(Oid relid)
+{
+	Relation	rel = NULL;
+
+	/* the first three: INSERT, UPDATE, DELETE */
+	for (int i = 0; i < 3; i++)
+	{
+		if (trigger_state(relid, capture_triggers[i][0]) != TRIGGER_FIRES_ON_ORIGIN)
+			continue;
+		/* not ALTER TABLE, which refuses a table the caller has open */
+		if (rel == NULL)
+			rel = table_open(relid, ShareRowExclusiveLock);
+		EnableDisableTrigger(rel, capture_triggers[i][0], TRIGGER_FIRES_ALWAYS,
+							 false, ShareRowExclusiveLock);
+	}
+	if (rel != NULL)
+	{
+		table_close(rel, NoLock);
+		CommandCounterIncrement();
+	}
 }
 
 /*
@@ -372,6 +421,17 @@ guard_protect(PG_FUNCTION_ARGS)
 	}
 
 	rel = guard_open_table_to_manage(relid, GUARD_MANAGE_PROTECT);
+
+	/* inheritance (not partitioning): restore could not tell rows apart */
+	if (rel->rd_rel->relkind == RELKIND_RELATION &&
+		((!rel->rd_rel->relispartition && has_superclass(relid)) ||
+		 find_inheritance_children(relid, NoLock) != NIL))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot protect table \"%s\": it is part of an inheritance tree",
+						RelationGetRelationName(rel)),
+				 errdetail("guard does not support table inheritance (INHERITS): a write through a parent reaches its children, whose rows restore could not tell apart."),
+				 errhint("Use partitioning instead, or remove the inheritance with ALTER TABLE ... NO INHERIT.")));
 
 	if (rel->rd_rel->relispartition)
 	{

@@ -6,8 +6,10 @@
  *
  * The driver loads and checks the changes to undo, records the restore as
  * a change set of its own, undoes the changes newest first (a schema change
- * by its recipe in schema_undo.c, the rows of a change in undo.c), marks
- * them restored, and returns one report row per change.
+ * by its recipe in schema_undo.c, the rows of a change in undo.c), checks
+ * the foreign keys involving the rows written (fkcheck.c: they are not
+ * checked while the restore writes, so the order of the changes does not
+ * matter), marks them restored, and returns one report row per change.
  *
  * A dry run does the same inside a subtransaction that it rolls back, so
  * that its report is exactly what the real call would do.
@@ -64,9 +66,17 @@ restore_one(const GuardChange *change, GuardOnConflict mode, Datum exclude,
 			GuardRestoreReport *report)
 {
 	if (change->detail == NULL || strcmp(change->kind, "TRUNCATE") == 0)
+	{
 		guard_undo_rows(change, mode, exclude, false, report);
+		/* a TRUNCATE ... RESTART IDENTITY recorded its sequences */
+		if (change->detail != NULL)
+			guard_undo_truncate_sequences(change);
+	}
 	else
+	{
 		guard_undo_schema_change(change, exclude, report);
+		guard_fk_schema_changed();
+	}
 }
 
 /*
@@ -237,6 +247,7 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 		ListCell   *lc;
 
 		guard_changeset_begin_restore(restore_of, changes);
+		guard_fk_begin();
 
 		foreach(lc, changes)
 		{
@@ -252,12 +263,15 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 			MemoryContextSwitchTo(old);
 		}
 
+		/* the foreign keys hold once every change is undone */
+		guard_fk_check();
 		mark_restored(changes);
 		if (inspect != NULL)
 			inspect(reports, arg);
 	}
 	PG_CATCH();
 	{
+		guard_fk_forget();
 		if (dry_run)
 			abort_subxact_rethrow(oldcxt, oldowner);
 		PG_RE_THROW();

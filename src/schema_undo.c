@@ -10,6 +10,8 @@
  *	  RENAME              rename the column or table back
  *	  DROP TABLE          move the table back out of the trash, and recreate
  *	                      the views and foreign keys the drop took along
+ *	  TRUNCATE            (its rows are undone by undo.c) with RESTART
+ *	                      IDENTITY, set the owned sequences back
  *
  * Every statement runs as the table's owner with search_path pinned; a
  * later schema change in the way stops the undo with an error naming it.
@@ -18,8 +20,10 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_class.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/builtins.h"
@@ -27,6 +31,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "guard.h"
 
@@ -234,6 +239,68 @@ undo_rename(const GuardChange *change, const SchemaTarget *t)
 }
 
 /*
+ * The owner of relation "relid".
+ */
+static Oid
+relation_owner(Oid relid)
+{
+	HeapTuple	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	Oid			owner;
+
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
+	return owner;
+}
+
+/*
+ * After the rows of a TRUNCATE ... RESTART IDENTITY are back: set each
+ * sequence the table owned back to where it was before the TRUNCATE, as its
+ * owner, unless it has gone further since (rows inserted after the
+ * TRUNCATE would collide with the next values otherwise).  A sequence
+ * dropped since is left alone.
+ */
+void
+guard_undo_truncate_sequences(const GuardChange *change)
+{
+	for (int i = 1;; i++)
+	{
+		char		field[32];
+		char	   *seq;
+		Oid			seqid;
+		GuardAsRole as;
+		Oid			types[3] = {OIDOID, INT8OID, BOOLOID};
+		Datum		values[3];
+
+		snprintf(field, sizeof(field), "sequence_%d", i);
+		if ((seq = detail_field(change, field)) == NULL)
+			break;
+		seqid = atooid(seq);
+		if (get_rel_relkind(seqid) != RELKIND_SEQUENCE)
+			continue;
+		values[0] = ObjectIdGetDatum(seqid);
+		snprintf(field, sizeof(field), "last_value_%d", i);
+		values[1] = DirectFunctionCall1(int8in, CStringGetDatum(detail_field(change, field)));
+		snprintf(field, sizeof(field), "is_called_%d", i);
+		values[2] = BoolGetDatum(strcmp(detail_field(change, field), "true") == 0);
+
+		/* compared by the value the next nextval() returns */
+		guard_as_role_begin(&as, relation_owner(seqid));
+		guard_run_sql(psprintf("SELECT pg_catalog.setval($1, $2, $3)"
+							   " FROM %s c, pg_catalog.pg_sequence s"
+							   " WHERE s.seqrelid = $1"
+							   " AND pg_catalog.sign(s.seqincrement) *"
+							   "  ((c.last_value::pg_catalog.numeric + CASE WHEN c.is_called THEN s.seqincrement ELSE 0 END)"
+							   "   - ($2::pg_catalog.numeric + CASE WHEN $3 THEN s.seqincrement ELSE 0 END)) < 0",
+							   quote_qualified_identifier(get_namespace_name(get_rel_namespace(seqid)),
+														  get_rel_name(seqid))),
+					  3, types, values, NULL);
+		guard_as_role_end(&as);
+	}
+}
+
+/*
  * Undo one schema change (a change with a detail, TRUNCATE aside) by the
  * recipe of its kind, then, for those that destroyed values, its rows.
  * "exclude" (int8[]) holds the change sets restored together.  Fills
@@ -264,6 +331,7 @@ guard_undo_schema_change(const GuardChange *change, Datum exclude,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot restore change " INT64_FORMAT ": table \"%s\" no longer exists",
 						change->change_id, guard_undo_relname(change))));
+	guard_undo_check_table(change, rel);
 	t.owner = rel->rd_rel->relowner;
 	t.qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 											RelationGetRelationName(rel));

@@ -22,6 +22,7 @@
 #include "access/xact.h"
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/fmgroids.h"
@@ -71,10 +72,10 @@ guard_as_role_begin(GuardAsRole *s, Oid role)
 
 /*
  * Begin running SQL as "role" (InvalidOid: the extension owner) with the
- * given search_path, with SPI connected; in a security-restricted operation
- * unless the SQL must queue a deferred trigger (which such an operation
- * forbids).  guard_as_role_end() undoes it all; an ERROR in between is
- * unwound by transaction abort.
+ * given search_path and session_replication_role origin, with SPI
+ * connected; in a security-restricted operation unless the SQL must queue a
+ * deferred trigger (which such an operation forbids).  guard_as_role_end()
+ * undoes it all; an ERROR in between is unwound by transaction abort.
  */
 void
 guard_as_role_path_begin(GuardAsRole *s, Oid role, const char *search_path,
@@ -90,6 +91,11 @@ guard_as_role_path_begin(GuardAsRole *s, Oid role, const char *search_path,
 	(void) set_config_option("search_path", search_path,
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
 							 true, 0, false);
+	/* guard's own tables' triggers fire even while a restore writes */
+	if (SessionReplicationRole != SESSION_REPLICATION_ROLE_ORIGIN)
+		(void) set_config_option("session_replication_role", "origin",
+								 PGC_SUSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+								 true, 0, false);
 	rc = SPI_connect();
 	if (rc != SPI_OK_CONNECT)
 		ereport(ERROR,

@@ -16,10 +16,16 @@
  *	   columns from the later changes that captured the same key (later.c).
  *	3. Put the rows to write back into a tuplestore and apply them with at
  *	   most three set-based statements (UPDATE ... FROM, INSERT ... SELECT,
- *	   DELETE ... USING) that read it as an ephemeral named relation.  Run as
- *	   the table's owner, they check constraints, fire triggers and are
- *	   captured by guard like any write: a restore is a change set, and can
- *	   itself be restored.
+ *	   DELETE ... USING) that read it as an ephemeral named relation.  They
+ *	   run as the table's owner (FORCE ROW LEVEL SECURITY aside, as for
+ *	   foreign key checks), with the caller's search_path for whatever user
+ *	   code runs, and with session_replication_role = replica: the values
+ *	   written back are the captured ones, not what ordinary user triggers
+ *	   would make of them, and foreign keys are checked once the whole
+ *	   restore is done (fkcheck.c), whatever order cascades imposed.  CHECK
+ *	   constraints, defaults and ENABLE ALWAYS triggers still apply.  guard's
+ *	   capture triggers are ENABLE ALWAYS, so the writes are captured like
+ *	   any other: a restore is a change set, and can itself be restored.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,7 +42,6 @@
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
-#include "utils/varlena.h"
 
 #include "guard.h"
 
@@ -94,29 +99,6 @@ typedef struct RowUndo
 } RowUndo;
 
 /*
- * The name of a change's table for messages, in PostgreSQL's form: the
- * recorded name (schema.table, quoted as identifiers where needed) without
- * the identifier quoting, for the caller to put in double quotes.  A name
- * that does not parse is returned as recorded.
- */
-const char *
-guard_undo_relname(const GuardChange *change)
-{
-	char	   *raw = pstrdup(change->relation);
-	List	   *names;
-	ListCell   *lc;
-	StringInfoData buf;
-
-	if (!SplitIdentifierString(raw, '.', &names) || names == NIL)
-		return change->relation;
-	initStringInfo(&buf);
-	foreach(lc, names)
-		appendStringInfo(&buf, "%s%s", foreach_current_index(lc) > 0 ? "." : "",
-						 (char *) lfirst(lc));
-	return buf.data;
-}
-
-/*
  * The ERROR for a change that a later schema change keeps from being
  * undone: it names the later change set to restore first.
  */
@@ -162,7 +144,8 @@ guard_undo_blocked_error(const GuardChange *change, const char *column)
 /*
  * Lock the table and map the recorded columns to its live ones by name; a
  * recorded column the table lost (or that changed type) is remembered in
- * u->gone, an error only if a row needs it.
+ * u->gone, an error only if a row needs it.  A table in the trash or in an
+ * inheritance tree is refused.
  */
 static void
 undo_open_table(RowUndo *u)
@@ -176,6 +159,7 @@ undo_open_table(RowUndo *u)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot restore change " INT64_FORMAT ": table \"%s\" no longer exists",
 						change->change_id, guard_undo_relname(change))));
+	guard_undo_check_table(change, u->rel);
 	livedesc = RelationGetDescr(u->rel);
 	u->qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(u->rel)),
 											 RelationGetRelationName(u->rel));
@@ -627,9 +611,35 @@ build_sql(char op, const char *qualname, const GuardChange *change,
 }
 
 /*
- * Write the collected rows back, as the table's owner, with one statement
- * per operation that has rows; rows a statement did not reach count as
- * skipped.
+ * The restore's rows, for fkcheck.c: where they are, their key and their
+ * columns.
+ */
+static void
+undo_fk_write(RowUndo *u, GuardFkWrite *w)
+{
+	const GuardChange *change = u->change;
+
+	w->rel = u->rel;
+	w->enrname = ENR_NAME;
+	w->nkeys = change->nkeys;
+	for (int k = 0; k < change->nkeys; k++)
+	{
+		w->keynames[k] = change->attnames[change->keys[k] - 1];
+		w->keytypes[k] = change->atttypes[change->keys[k] - 1];
+	}
+	w->ncols = u->ncols;
+	w->colnames = palloc(sizeof(char *) * Max(u->ncols, 1));
+	for (int c = 0; c < u->ncols; c++)
+		w->colnames[c] = u->cols[c].name;
+}
+
+/*
+ * Write the collected rows back with one statement per operation that has
+ * rows; rows a statement did not reach count as skipped.  They run in the
+ * context undo_target.c sets up: as the table's owner, as replica (user and
+ * foreign key triggers do not fire, guard's capture does), with the
+ * caller's search_path.  The foreign keys involving the rows are collected
+ * before and after, for fkcheck.c to check at the end of the restore.
  */
 static void
 undo_apply_rows(RowUndo *u, GuardRestoreReport *report)
@@ -637,6 +647,7 @@ undo_apply_rows(RowUndo *u, GuardRestoreReport *report)
 	GuardAsRole as;
 	EphemeralNamedRelation enr = palloc0(sizeof(EphemeralNamedRelationData));
 	const char ops[3] = {'I', 'U', 'D'};	/* by GuardRowOp - 1 */
+	GuardFkWrite fkw;
 
 	StaticAssertStmt(GUARD_OP_INSERT == 1 && GUARD_OP_UPDATE == 2 &&
 					 GUARD_OP_DELETE == 3, "ops[] follows GuardRowOp");
@@ -646,15 +657,13 @@ undo_apply_rows(RowUndo *u, GuardRestoreReport *report)
 	enr->md.enrtype = ENR_NAMED_TUPLESTORE;
 	enr->md.enrtuples = u->napply[0] + u->napply[1] + u->napply[2];
 	enr->reldata = u->rows;
+	undo_fk_write(u, &fkw);
 
-	/*
-	 * As the table's owner, not in a security-restricted operation: the
-	 * writes may queue deferred triggers (guard's commit-time checks,
-	 * deferred foreign keys), which such an operation forbids.
-	 */
-	guard_as_role_path_begin(&as, u->rel->rd_rel->relowner, "pg_catalog, pg_temp", false);
+	guard_undo_write_begin(&as, u->rel);
 	if (SPI_register_relation(enr) != SPI_OK_REL_REGISTER)
 		elog(ERROR, "guard: could not register the rows to restore");
+	guard_fk_note_write(&fkw, false);
+	tuplestore_rescan(u->rows);
 	for (int o = 0; o < 3; o++)
 	{
 		int64		n = u->napply[o];
@@ -673,6 +682,8 @@ undo_apply_rows(RowUndo *u, GuardRestoreReport *report)
 			u->skipped += n - SPI_processed;
 		tuplestore_rescan(u->rows);
 	}
+	guard_fk_note_write(&fkw, true);
+	tuplestore_rescan(u->rows);
 	guard_as_role_end(&as);
 }
 
