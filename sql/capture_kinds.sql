@@ -103,5 +103,19 @@ SELECT guard.protect('plain', capture => 'ddl');
 UPDATE plain SET v = 'c';
 SELECT count(*) FROM guard.changes WHERE relation = 'public.plain';
 
-DROP TABLE acct, acct_src, plain;
+-- a foreign key's action is named by what it does to the child: ON DELETE
+-- SET NULL is an UPDATE of the child, ON DELETE CASCADE a DELETE
+CREATE TABLE fk_parent (id int PRIMARY KEY);
+CREATE TABLE fk_setnull (id int PRIMARY KEY, parent int REFERENCES fk_parent ON DELETE SET NULL);
+CREATE TABLE fk_cascade (id int PRIMARY KEY, parent int REFERENCES fk_parent ON DELETE CASCADE);
+INSERT INTO fk_parent VALUES (1), (2);
+INSERT INTO fk_setnull VALUES (10, 1), (11, 2);
+INSERT INTO fk_cascade VALUES (20, 1), (21, 2);
+SELECT guard.protect('fk_parent'), guard.protect('fk_setnull'), guard.protect('fk_cascade');
+DELETE FROM fk_parent WHERE id = 1;
+SELECT relation, kind, rows FROM guard.changes
+WHERE relation IN ('public.fk_parent', 'public.fk_setnull', 'public.fk_cascade')
+ORDER BY change_id;
+
+DROP TABLE acct, acct_src, plain, fk_setnull, fk_cascade, fk_parent;
 DROP FUNCTION show_changes(int), last_diff();

@@ -235,26 +235,16 @@ guard_change_for_statement(Relation rel, const char *kind, const char **final_ki
 		return last_change.change_id;
 	}
 
-	if (stmt)
-	{
-		switch (stmt->cmd)
-		{
-			case CMD_UPDATE:
-				kind = "UPDATE";
-				break;
-			case CMD_DELETE:
-				kind = "DELETE";
-				break;
-			case CMD_INSERT:
-				kind = stmt->is_copy ? "COPY" : "INSERT";
-				break;
-			case CMD_MERGE:
-				kind = "MERGE";
-				break;
-			default:
-				break;
-		}
-	}
+	/*
+	 * The trigger's event names the row operation.  MERGE, INSERT (whose ON
+	 * CONFLICT DO UPDATE fires UPDATE events) and COPY are better named by
+	 * the statement; an UPDATE or DELETE is not: a foreign key's ON DELETE
+	 * SET NULL, run inside the user's DELETE, is an UPDATE of the child.
+	 */
+	if (stmt && stmt->cmd == CMD_MERGE)
+		kind = "MERGE";
+	else if (stmt && stmt->cmd == CMD_INSERT)
+		kind = stmt->is_copy ? "COPY" : "INSERT";
 	*final_kind = kind;
 	return guard_change_reserve(rel);
 }
