@@ -35,6 +35,7 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	capture_kinds capture_values capture_partitions capture_atomicity \
 	capture_limits capture_privacy changes_records \
 	restore_basic restore_conflicts restore_to restore_permissions restore_verify \
+	restore_toasted_values \
 	invariants_validation invariants_enforce invariants_warn rails \
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration status
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard

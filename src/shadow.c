@@ -148,12 +148,16 @@ shadow_hash_value(Datum value, bool isnull, int16 typlen, bool typbyval,
 		h = NULL_HASH_SEED;
 	else if (typlen == -1)
 	{
-		struct varlena *v = (struct varlena *) DatumGetPointer(value);
+		struct varlena *raw = (struct varlena *) DatumGetPointer(value);
+		struct varlena *v = raw;
 
-		if (VARATT_IS_EXTENDED(v) && !VARATT_IS_SHORT(v))
+		/* out of line (a 1-byte header too) or compressed: the contents */
+		if (VARATT_IS_EXTERNAL(v) || VARATT_IS_COMPRESSED(v))
 			v = detoast_attr(v);
 		h = hash_bytes((const unsigned char *) VARDATA_ANY(v),
 					   VARSIZE_ANY_EXHDR(v));
+		if (v != raw)
+			pfree(v);
 	}
 	else if (typlen == -2)
 		h = hash_bytes((const unsigned char *) DatumGetCString(value),
@@ -203,9 +207,9 @@ values_identical(Datum a, Datum b, Form_pg_attribute att)
 				ea.va_toastrelid == eb.va_toastrelid)
 				return true;
 		}
-		if (VARATT_IS_EXTENDED(va) && !VARATT_IS_SHORT(va))
+		if (VARATT_IS_EXTERNAL(va) || VARATT_IS_COMPRESSED(va))
 			va = detoast_attr(va);
-		if (VARATT_IS_EXTENDED(vb) && !VARATT_IS_SHORT(vb))
+		if (VARATT_IS_EXTERNAL(vb) || VARATT_IS_COMPRESSED(vb))
 			vb = detoast_attr(vb);
 		return VARSIZE_ANY_EXHDR(va) == VARSIZE_ANY_EXHDR(vb) &&
 			memcmp(VARDATA_ANY(va), VARDATA_ANY(vb), VARSIZE_ANY_EXHDR(va)) == 0;
