@@ -20,6 +20,9 @@ OBJS = \
 	src/rows.o \
 	src/later.o \
 	src/undo.o \
+	src/undo_judge.o \
+	src/undo_moves.o \
+	src/undo_sql.o \
 	src/schema_undo.o \
 	src/restore.o \
 	src/drill.o \
@@ -35,12 +38,15 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	capture_kinds capture_values capture_partitions capture_atomicity \
 	capture_limits capture_privacy changes_records \
 	restore_basic restore_conflicts restore_to restore_permissions restore_verify \
-	restore_toasted_values \
+	restore_toasted_values restore_partition_column_order restore_key_types \
+	restore_key_shifts restore_wide_table restore_change_in_changeset \
+	verify_restore_agrees \
 	invariants_validation invariants_enforce invariants_warn rails \
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration status
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
-ISOLATION = capture_epq restore_concurrency invariant_notify
+ISOLATION = capture_epq restore_concurrency invariant_notify \
+	restore_same_changeset
 ISOLATION_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard \
 	--inputdir=$(srcdir)/test --outputdir=output_iso
 
@@ -53,6 +59,7 @@ include $(PGXS)
 
 # every object depends on the private header
 $(OBJS): src/guard.h
+src/undo.o src/undo_judge.o src/undo_moves.o src/undo_sql.o: src/undo.h
 
 .PHONY: demo test bench
 demo:

@@ -217,6 +217,7 @@ typedef struct GuardKeyLeaf
 {
 	Relation	rel;
 	Relation	index;
+	Oid			eqop[INDEX_MAX_KEYS];	/* the key index's equality */
 	Oid			eqproc[INDEX_MAX_KEYS];
 	Oid			collation[INDEX_MAX_KEYS];
 	TupleTableSlot *slot;
@@ -328,7 +329,8 @@ extern uint32 shadow_hash_value(Datum value, bool isnull, int16 typlen,
 /*
  * Restore, from the top down: drill.c (verify_restore) -> restore.c (the
  * SQL functions and the driver) -> schema_undo.c (schema change recipes)
- * -> undo.c (row undo) -> later.c (the later-writes index).
+ * -> undo.c (row undo; with undo_moves.c, undo_judge.c and undo_sql.c
+ * behind the private undo.h) -> later.c (the later-writes index).
  */
 typedef enum GuardOnConflict
 {
@@ -366,12 +368,17 @@ extern void guard_undo_schema_change(const GuardChange *change, Datum exclude,
 extern void guard_undo_rows(const GuardChange *change, GuardOnConflict mode,
 							Datum exclude, bool force,
 							GuardRestoreReport *report);
+
+/* undo_judge.c: which change cannot be restored, for messages */
 extern void guard_undo_blocked_error(const GuardChange *change,
 									 const char *column) pg_attribute_noreturn();
 extern const char *guard_undo_relname(const GuardChange *change);
 
 /* later.c: what changes recorded after the one being undone wrote, by key */
-#define GUARD_LATER_KEYLEN	(NAMEDATALEN * 4)	/* longer key texts are cut */
+#define GUARD_LATER_OTHER	1	/* another change set: a conflict */
+#define GUARD_LATER_OWN		2	/* a later change of the same change set */
+#define GUARD_LATER_SETTLED	4	/* a restore of an older change of the
+									 * same change set */
 
 typedef struct GuardLaterWrites GuardLaterWrites;
 typedef struct GuardLaterEntry GuardLaterEntry;
@@ -381,7 +388,8 @@ extern GuardLaterWrites *guard_later_writes_build(const GuardChange *change,
 												  Datum exclude);
 extern const GuardLaterEntry *guard_later_find(GuardLaterWrites *later,
 											   const char *key);
-extern bool guard_later_wrote(const GuardLaterEntry *entry, const char *column);
+extern int	guard_later_wrote(const GuardLaterEntry *entry, const char *column);
+extern int	guard_later_how(const GuardLaterEntry *entry);
 extern List *guard_later_changesets(const GuardLaterEntry *entry);
 
 #endif							/* GUARD_H */

@@ -37,14 +37,47 @@
 #include "guard.h"
 
 /*
- * The index that identifies the rows of "rel": its primary key, else its
- * replica identity index; InvalidOid when it has neither.
+ * The DEFERRABLE primary key of "rel", or InvalidOid: the relcache only
+ * remembers an immediate one (it serves logical replication, which cannot
+ * use a deferrable key), but it identifies rows as well.
+ */
+static Oid
+deferrable_primary_key(Relation rel)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+
+	foreach(lc, indexes)
+	{
+		HeapTuple	tuple = SearchSysCache1(INDEXRELID,
+											ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index index;
+
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for index %u", lfirst_oid(lc));
+		index = (Form_pg_index) GETSTRUCT(tuple);
+		if (index->indisprimary && index->indisvalid && !index->indimmediate)
+			found = index->indexrelid;
+		ReleaseSysCache(tuple);
+		if (OidIsValid(found))
+			break;
+	}
+	list_free(indexes);
+	return found;
+}
+
+/*
+ * The index that identifies the rows of "rel": its primary key (DEFERRABLE
+ * or not), else its replica identity index; InvalidOid when it has neither.
  */
 static Oid
 key_index(Relation rel)
 {
 	Oid			indexoid = RelationGetPrimaryKeyIndex(rel);
 
+	if (!OidIsValid(indexoid))
+		indexoid = deferrable_primary_key(rel);
 	if (!OidIsValid(indexoid))
 		indexoid = RelationGetReplicaIndex(rel);
 	return indexoid;
@@ -130,6 +163,7 @@ leaf_begin(GuardKeyLeaf *leaf, Relation rel, const GuardChange *change)
 			ok = false;
 			break;
 		}
+		leaf->eqop[k] = op;
 		leaf->eqproc[k] = get_opcode(op);
 		leaf->collation[k] = index->rd_indcollation[k];
 	}

@@ -16,7 +16,8 @@
  *
  * UPDATE keeps only the columns whose value changed (binary comparison);
  * DELETE keeps every column; INSERT keeps only the key.  Dropped and
- * generated columns are never kept (restore recomputes generated ones).
+ * generated columns are never kept (restore recomputes generated ones),
+ * except a generated column of the key, which finds the row again.
  * Values are kept as the type stores them: fixed-length types as their
  * bytes, varlena with its header, out-of-line TOAST fetched first (never a
  * raw TOAST pointer), so restore gives back the exact bytes.  Rows are
@@ -264,6 +265,9 @@ shadow_begin(Relation rel, const char *kind, int64 limit, bool enforce)
 
 		w->skip[i] = att->attisdropped || att->attgenerated != '\0';
 	}
+	/* a generated key column is kept: a deleted row is found by its key */
+	for (int k = 0; k < w->nkeys; k++)
+		w->skip[w->keys[k] - 1] = false;
 	w->setbytes = (desc->natts + 7) / 8;
 	w->set = palloc0(w->setbytes);
 	w->prevset = palloc0(w->setbytes);
@@ -553,7 +557,8 @@ shadow_add_insert(ShadowWriter *w, TupleTableSlot *newslot)
 	memset(w->set, 0, w->setbytes);
 	for (int i = 0; i < w->natts; i++)
 	{
-		if (w->skip[i])
+		/* generated columns are left out, kept generated keys too */
+		if (w->skip[i] || TupleDescAttr(desc, i)->attgenerated != '\0')
 			continue;
 		hash = shadow_hash_value(newslot->tts_values[i], newslot->tts_isnull[i],
 								 TupleDescAttr(desc, i)->attlen,
