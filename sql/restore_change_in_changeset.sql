@@ -77,5 +77,18 @@ SELECT min(change_id) AS del FROM guard.changes WHERE changeset_id = :cs3 \gset
 SELECT rows_restored, rows_skipped, conflicts FROM guard.restore_change(:del);
 SELECT id, a FROM mig WHERE id IN (8, 9) ORDER BY id;
 
+-- restored together, the later statements of the change set do not vouch
+-- for a column written outside guard since: still a conflict
+BEGIN;
+SELECT guard.label('twice') AS cs4 \gset
+UPDATE mig SET a = 'one' WHERE id = 10;
+UPDATE mig SET a = 'two' WHERE id = 10;
+COMMIT;
+SET guard.enabled = off;
+UPDATE mig SET a = 'outside guard' WHERE id = 10;
+RESET guard.enabled;
+SELECT rows_restored, rows_skipped, conflicts FROM guard.restore(:cs4, on_conflict => 'skip') ORDER BY change_id;
+SELECT a FROM mig WHERE id = 10;
+
 DROP TABLE mig, mig_expected;
 DROP FUNCTION rows_md5(regclass);

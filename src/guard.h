@@ -366,7 +366,7 @@ extern void guard_undo_schema_change(const GuardChange *change, Datum exclude,
 
 /* undo.c: row undo */
 extern void guard_undo_rows(const GuardChange *change, GuardOnConflict mode,
-							Datum exclude, bool force,
+							Datum exclude, Datum restoring, bool force,
 							GuardRestoreReport *report);
 
 /* undo_judge.c: which change cannot be restored, for messages */
@@ -385,7 +385,8 @@ typedef struct GuardLaterEntry GuardLaterEntry;
 
 extern Datum guard_related_relids(Oid relid);
 extern GuardLaterWrites *guard_later_writes_build(const GuardChange *change,
-												  Datum exclude);
+												  Datum exclude,
+												  Datum restoring);
 extern const GuardLaterEntry *guard_later_find(GuardLaterWrites *later,
 											   const char *key);
 extern int	guard_later_wrote(const GuardLaterEntry *entry, const char *column);

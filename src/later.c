@@ -101,15 +101,16 @@ typedef struct LaterChange
  * allocated in the current memory context: those outside the change sets
  * "exclude" (int8[]) being restored together (GUARD_LATER_OTHER, or
  * GUARD_LATER_SETTLED for a restore that undid an older change of the same
- * change set), and the later changes of the change's own change set
- * (GUARD_LATER_OWN).
+ * change set), and the later changes of the change's own change set that
+ * are not among the changes "restoring" (int8[]) undone by the same
+ * restore (GUARD_LATER_OWN).
  */
 static List *
-later_changes(const GuardChange *change, Datum exclude)
+later_changes(const GuardChange *change, Datum exclude, Datum restoring)
 {
 	GuardAsRole owner;
-	Oid			types[4] = {OIDARRAYOID, INT8OID, INT8ARRAYOID, INT8OID};
-	Datum		values[4];
+	Oid			types[5] = {OIDARRAYOID, INT8OID, INT8ARRAYOID, INT8OID, INT8ARRAYOID};
+	Datum		values[5];
 	List	   *ids = NIL;
 	MemoryContext outer = CurrentMemoryContext;
 
@@ -117,6 +118,7 @@ later_changes(const GuardChange *change, Datum exclude)
 	values[1] = Int64GetDatum(change->change_id);
 	values[2] = exclude;
 	values[3] = Int64GetDatum(change->changeset_id);
+	values[4] = restoring;
 	guard_as_role_begin(&owner, InvalidOid);
 	guard_run_sql("SELECT c.change_id, CASE WHEN c.changeset_id = $4 THEN " CppAsString2(GUARD_LATER_OWN)
 				  "  WHEN EXISTS (SELECT FROM guard.change o WHERE o.restored_by = c.changeset_id"
@@ -124,9 +126,10 @@ later_changes(const GuardChange *change, Datum exclude)
 				  "  ELSE " CppAsString2(GUARD_LATER_OTHER) " END"
 				  " FROM guard.change c"
 				  " WHERE c.relid = ANY ($1) AND c.change_id > $2"
-				  " AND (c.changeset_id <> ALL ($3) OR c.changeset_id = $4)"
+				  " AND (c.changeset_id <> ALL ($3)"
+				  "  OR (c.changeset_id = $4 AND c.change_id <> ALL ($5)))"
 				  " ORDER BY c.change_id",
-				  4, types, values, NULL);
+				  5, types, values, NULL);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -186,7 +189,8 @@ later_add_row(GuardLaterEntry *entry, const GuardChange *later_change,
  * points to live in the current memory context.
  */
 GuardLaterWrites *
-guard_later_writes_build(const GuardChange *change, Datum exclude)
+guard_later_writes_build(const GuardChange *change, Datum exclude,
+						 Datum restoring)
 {
 	HASHCTL		ctl;
 	GuardLaterWrites *later = palloc(sizeof(GuardLaterWrites));
@@ -203,7 +207,7 @@ guard_later_writes_build(const GuardChange *change, Datum exclude)
 	later->keys = hash_create("guard later writes", 256, &ctl,
 							  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 
-	ids = later_changes(change, exclude);
+	ids = later_changes(change, exclude, restoring);
 
 	/* each row's key text is only needed until it is copied into the hash */
 	rowcxt = AllocSetContextCreate(outer, "guard later writes row",

@@ -66,10 +66,10 @@ parse_on_conflict(text *arg)
  */
 static void
 restore_one(const GuardChange *change, GuardOnConflict mode, Datum exclude,
-			GuardRestoreReport *report)
+			Datum restoring, GuardRestoreReport *report)
 {
 	if (change->detail == NULL || strcmp(change->kind, "TRUNCATE") == 0)
-		guard_undo_rows(change, mode, exclude, false, report);
+		guard_undo_rows(change, mode, exclude, restoring, false, report);
 	else
 		guard_undo_schema_change(change, exclude, report);
 }
@@ -263,6 +263,22 @@ changesets_of(List *changes)
 }
 
 /*
+ * The ids of the changes being undone, as an int8[].
+ */
+static Datum
+change_ids_of(List *changes)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * (list_length(changes) + 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, changes)
+		elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->change_id);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+										   true, TYPALIGN_DOUBLE));
+}
+
+/*
  * Mark the undone changes as restored by the current change set: those
  * that were, that is all but the ones whose every row was a conflict kept
  * as it is (skip).  Only changes still active: a change is restored by one
@@ -347,6 +363,7 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 	{
 		List	   *changes = load_changes(ids);
 		Datum		exclude = changesets_of(changes);
+		Datum		restoring = change_ids_of(changes);
 		ListCell   *lc;
 
 		guard_changeset_begin_restore(restore_of, changes);
@@ -359,7 +376,7 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 			GuardRestoreReport *report = palloc0(sizeof(GuardRestoreReport));
 
 			MemoryContextSwitchTo(old);
-			restore_one((GuardChange *) lfirst(lc), mode, exclude, report);
+			restore_one((GuardChange *) lfirst(lc), mode, exclude, restoring, report);
 			old = MemoryContextSwitchTo(reportcxt);
 			report->relation = pstrdup(report->relation);
 			report->kind = pstrdup(report->kind);

@@ -22,6 +22,7 @@
 #include "access/xact.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
@@ -195,7 +196,8 @@ undo_column_values(const GuardChange *change, const SchemaTarget *t,
 										collation ? collation : ""));
 	}
 	memset(&values, 0, sizeof(values));
-	guard_undo_rows(change, GUARD_ON_CONFLICT_OVERWRITE, exclude, true, &values);
+	guard_undo_rows(change, GUARD_ON_CONFLICT_OVERWRITE, exclude,
+					PointerGetDatum(construct_empty_array(INT8OID)), true, &values);
 	report->restored = values.restored;
 	report->skipped = values.skipped;
 	if (def)

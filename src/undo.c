@@ -405,11 +405,12 @@ undo_apply_rows(RowUndo *u, GuardRestoreReport *report)
  * Undo the rows of one change.  Fills *report.  With "force", rows are
  * written back without conflict checks (the values of a column that a
  * schema change undo has just re-created).  "exclude" (int8[]) holds the
- * change sets restored together, whose later writes are expected.
+ * change sets restored together, whose later writes are expected, and
+ * "restoring" (int8[]) the changes restored together.
  */
 void
 guard_undo_rows(const GuardChange *change, GuardOnConflict mode, Datum exclude,
-				bool force, GuardRestoreReport *report)
+				Datum restoring, bool force, GuardRestoreReport *report)
 {
 	RowUndo		u;
 
@@ -417,6 +418,7 @@ guard_undo_rows(const GuardChange *change, GuardOnConflict mode, Datum exclude,
 	u.change = change;
 	u.mode = mode;
 	u.exclude = exclude;
+	u.restoring = restoring;
 	u.force = force;
 
 	report->change_id = change->change_id;

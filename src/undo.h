@@ -65,6 +65,7 @@ typedef struct RowUndo
 	const GuardChange *change;
 	GuardOnConflict mode;
 	Datum		exclude;		/* the change sets restored together */
+	Datum		restoring;		/* the changes restored together */
 	bool		force;			/* write back without conflict checks */
 
 	/* the table and its columns */

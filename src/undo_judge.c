@@ -202,7 +202,7 @@ static const GuardLaterEntry *
 later_entry(RowUndo *u, const char *key)
 {
 	if (u->later == NULL)
-		u->later = guard_later_writes_build(u->change, u->exclude);
+		u->later = guard_later_writes_build(u->change, u->exclude, u->restoring);
 	return guard_later_find(u->later, key);
 }
 
