@@ -258,6 +258,75 @@ before_key(const GuardChange *change, const ShadowRow *row)
 #define ROW_BAD		2
 
 /*
+ * The second pass of drill_change(): the keys the change filled (inserted
+ * rows, and keys rows moved into) must be free after the undo, unless an
+ * older change, or the first pass, decided about them.  Updates state[].
+ */
+static void
+drill_filled(Drill *d, const GuardChange *change, GuardKeyScan *ks,
+			 uint8 *state, List *moves)
+{
+	ShadowReader *reader;
+	ShadowRow	row;
+	ListCell   *lc;
+	MemoryContext old;
+
+	reader = shadow_open(change->change_id, change->natts, change->atttypes,
+						 change->keys, change->nkeys, change->inline_chunk);
+	for (int64 i = 0; shadow_next(reader, &row); i++)
+	{
+		bool		ok;
+
+		if (row.op != GUARD_OP_INSERT)
+			continue;
+		MemoryContextReset(d->rowcxt);
+		old = MemoryContextSwitchTo(d->rowcxt);
+		if (drill_absent(d, change, ks, guard_key_text(change, row.keyvalues),
+						 row.keyvalues, &ok))
+			state[i] = ok ? ROW_OK : ROW_BAD;
+		MemoryContextSwitchTo(old);
+	}
+	shadow_close(reader);
+	foreach(lc, moves)
+	{
+		DrillMove  *move = lfirst(lc);
+		bool		ok;
+
+		MemoryContextReset(d->rowcxt);
+		old = MemoryContextSwitchTo(d->rowcxt);
+		if (drill_absent(d, change, ks, move->to, move->tovalues, &ok))
+			state[move->rowno] = (ok && state[move->rowno] != ROW_BAD) ? ROW_OK : ROW_BAD;
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * Remember a change's key moves for the younger changes, all at once: a
+ * key vacated and refilled by the same change maps to its new row.
+ */
+static void
+drill_apply_moves(Drill *d, List *moves)
+{
+	ListCell   *lc;
+
+	foreach(lc, moves)
+	{
+		DrillMove  *move = lfirst(lc);
+
+		hash_search(d->moved, &move->from, HASH_REMOVE, NULL);
+	}
+	foreach(lc, moves)
+	{
+		DrillMove  *move = lfirst(lc);
+		TextEntry  *entry = hash_search(d->moved, &move->to, HASH_ENTER, NULL);
+
+		entry->text = move->to;
+		entry->origtext = move->origtext;
+		entry->origvalues = move->origvalues;
+	}
+}
+
+/*
  * Compare the rows one restored change captured, and add its result.  Two
  * passes over its snapshot, as the change's own rows may have traded keys:
  * first the rows that existed before it (updated, deleted), found by the
@@ -281,7 +350,6 @@ drill_change(Drill *d, int64 change_id)
 	int64		size = 1024;
 	uint8	   *state;
 	List	   *moves = NIL;
-	ListCell   *lc;
 	MemoryContext old;
 
 	if (!guard_change_read(change_id, &change))
@@ -342,51 +410,8 @@ drill_change(Drill *d, int64 change_id)
 	}
 	shadow_close(reader);
 
-	/* the keys the change filled */
-	reader = shadow_open(change.change_id, change.natts, change.atttypes,
-						 change.keys, change.nkeys, change.inline_chunk);
-	for (int64 i = 0; shadow_next(reader, &row); i++)
-	{
-		bool		ok;
-
-		if (row.op != GUARD_OP_INSERT)
-			continue;
-		MemoryContextReset(d->rowcxt);
-		old = MemoryContextSwitchTo(d->rowcxt);
-		if (drill_absent(d, &change, &ks, guard_key_text(&change, row.keyvalues),
-						 row.keyvalues, &ok))
-			state[i] = ok ? ROW_OK : ROW_BAD;
-		MemoryContextSwitchTo(old);
-	}
-	shadow_close(reader);
-	foreach(lc, moves)
-	{
-		DrillMove  *move = lfirst(lc);
-		bool		ok;
-
-		MemoryContextReset(d->rowcxt);
-		old = MemoryContextSwitchTo(d->rowcxt);
-		if (drill_absent(d, &change, &ks, move->to, move->tovalues, &ok))
-			state[move->rowno] = (ok && state[move->rowno] != ROW_BAD) ? ROW_OK : ROW_BAD;
-		MemoryContextSwitchTo(old);
-	}
-
-	/* the moves, all at once: a key vacated and refilled keeps its row */
-	foreach(lc, moves)
-	{
-		DrillMove  *move = lfirst(lc);
-
-		hash_search(d->moved, &move->from, HASH_REMOVE, NULL);
-	}
-	foreach(lc, moves)
-	{
-		DrillMove  *move = lfirst(lc);
-		TextEntry  *entry = hash_search(d->moved, &move->to, HASH_ENTER, NULL);
-
-		entry->text = move->to;
-		entry->origtext = move->origtext;
-		entry->origvalues = move->origvalues;
-	}
+	drill_filled(d, &change, &ks, state, moves);
+	drill_apply_moves(d, moves);
 
 	for (int64 i = 0; i < n; i++)
 	{
