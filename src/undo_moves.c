@@ -173,8 +173,7 @@ guard_undo_moves_add(RowUndo *u, const ShadowRow *row, bool conflict)
 		RestoreColumn *col = &u->cols[c];
 		int			v = nk + 2 + c;
 
-		if (col->generated)
-			continue;
+		/* generated columns too: not inserted, but a key finds the row */
 		if (u->write[c])
 		{
 			if (!row->nulls[col->recorded])
@@ -196,6 +195,9 @@ guard_undo_moves_add(RowUndo *u, const ShadowRow *row, bool conflict)
 	{
 		RestoreColumn *col = &u->cols[u->keycol[k]];
 
+		/* key columns are NOT NULL */
+		if (u->nulls[nk + 2 + u->keycol[k]])
+			elog(ERROR, "guard: key column \"%s\" of a moved row is null", col->name);
 		target[k] = datumCopy(u->values[nk + 2 + u->keycol[k]], col->typbyval,
 							  col->typlen);
 	}
