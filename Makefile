@@ -29,6 +29,9 @@ OBJS = \
 	src/fkcheck.o \
 	src/undo_target.o \
 	src/undo.o \
+	src/undo_judge.o \
+	src/undo_moves.o \
+	src/undo_sql.o \
 	src/schema_undo.o \
 	src/restore.o \
 	src/drill.o \
@@ -48,13 +51,17 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	restore_fk_cascades restore_user_triggers restore_rls \
 	restore_dropped_table_blocked restore_truncate_restart_identity \
 	restore_migration_fk \
+	restore_toasted_values restore_partition_column_order restore_key_types \
+	restore_key_shifts restore_wide_table restore_change_in_changeset \
+	verify_restore_agrees \
 	invariants_validation invariants_enforce invariants_warn rails \
 	cache_invalidation \
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration status \
 	extension_upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
-ISOLATION = capture_epq restore_concurrency invariant_notify cache_across_sessions
+ISOLATION = capture_epq restore_concurrency invariant_notify cache_across_sessions \
+	restore_same_changeset
 ISOLATION_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard \
 	--inputdir=$(srcdir)/test --outputdir=output_iso
 
@@ -68,6 +75,7 @@ include $(PGXS)
 # every object depends on the private header
 $(OBJS): src/guard.h
 src/shadow.o src/shadow_read.o: src/shadow.h
+src/undo.o src/undo_judge.o src/undo_moves.o src/undo_sql.o: src/undo.h
 
 .PHONY: demo test bench check-postgres
 demo:

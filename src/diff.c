@@ -166,27 +166,26 @@ row_filter_set(RowFilter *f, const char *name, Oid type, Datum value, bool isnul
 /*
  * For the before-image of an updated row, built over its live version:
  * forget (make null) the columns the change did not capture that a later
- * change wrote, since the live value is not the one the row had then (all
- * of them when the key is too long to look up).  A policy on such a
- * column then hides the row, rather than judge it by a later value.
+ * change wrote, since the live value is not the one the row had then.  A
+ * policy on such a column then hides the row, rather than judge it by a
+ * later value.
  */
 static void
 row_filter_forget_later(RowFilter *f, const GuardChange *change,
 						const ShadowRow *row, const char *key)
 {
 	TupleDesc	desc = RelationGetDescr(f->rel);
-	const GuardLaterEntry *entry = NULL;
-	bool		all = strlen(key) >= GUARD_LATER_KEYLEN;
+	const GuardLaterEntry *entry;
 
-	if (!all)
+	if (f->later == NULL)
 	{
-		if (f->later == NULL)
-			f->later = guard_later_writes_build(change,
-												PointerGetDatum(construct_empty_array(INT8OID)));
-		entry = guard_later_find(f->later, key);
-		if (entry == NULL)
-			return;
+		Datum		none = PointerGetDatum(construct_empty_array(INT8OID));
+
+		f->later = guard_later_writes_build(change, none, none);
 	}
+	entry = guard_later_find(f->later, key);
+	if (entry == NULL)
+		return;
 	for (int a = 0; a < desc->natts; a++)
 	{
 		const char *name = NameStr(TupleDescAttr(desc, a)->attname);
@@ -195,7 +194,7 @@ row_filter_forget_later(RowFilter *f, const GuardChange *change,
 		for (int i = 0; i < row->natts && !captured; i++)
 			captured = row->captured[i] && change->attnames[i] != NULL &&
 				strcmp(change->attnames[i], name) == 0;
-		if (!captured && (all || guard_later_wrote(entry, name)))
+		if (!captured && guard_later_wrote(entry, name))
 			f->nulls[a] = true;
 	}
 }

@@ -382,7 +382,8 @@ update_touches(const GuardFkWrite *w, const FkSide *s)
 		if (TupleDescAttr(desc, attnum - 1)->attgenerated)
 			return "true";
 		if (c >= 0)
-			appendStringInfo(&buf, "%sr.m_%d", buf.len ? " OR " : "", c);
+			appendStringInfo(&buf, "%spg_catalog.get_bit(r.m, %d) = 1",
+							 buf.len ? " OR " : "", c);
 	}
 	return buf.len ? buf.data : "false";
 }
@@ -406,10 +407,19 @@ collect(FkSide *s, const GuardFkWrite *w, bool after)
 	appendStringInfoString(&sql, "SELECT ");
 	for (int i = 0; i < s->nkeys; i++)
 		appendStringInfo(&sql, "%st.%s", i ? ", " : "", quote_identifier(s->cols[i]));
-	appendStringInfo(&sql, " FROM %s t JOIN %s r ON (r.op = '%c' OR (r.op = 'U' AND (%s)))",
+	/*
+	 * Rows leaving (before): undone INSERTs ('I'), rows a move ('K') deletes
+	 * at their key, rows an undone DELETE replaces ('D' with m not null).
+	 * Rows written (after): undone DELETEs ('D') and moves ('K').  Both: an
+	 * UPDATE ('U') that writes one of the side's columns.  See undo.h.
+	 */
+	appendStringInfo(&sql, " FROM %s t JOIN %s r ON (%s OR (r.op = 'U' AND (%s)))",
 					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
 												RelationGetRelationName(rel)),
-					 w->enrname, after ? 'D' : 'I', update_touches(w, s));
+					 w->enrname,
+					 after ? "r.op IN ('D', 'K')" :
+					 "(r.op IN ('I', 'K') OR (r.op = 'D' AND r.m IS NOT NULL))",
+					 update_touches(w, s));
 	for (int k = 0; k < w->nkeys; k++)
 	{
 		char	   *tcol = psprintf("t.%s", quote_identifier(w->keynames[k]));
@@ -418,7 +428,8 @@ collect(FkSide *s, const GuardFkWrite *w, bool after)
 
 		/* where a restored row's key is after the write */
 		if (after && c >= 0)
-			rcol = psprintf("(CASE WHEN r.m_%d THEN r.v_%d ELSE r.k_%d END)", c, c, k + 1);
+			rcol = psprintf("(CASE WHEN r.op = 'K' OR (r.op = 'U' AND pg_catalog.get_bit(r.m, %d) = 1)"
+							" THEN r.v_%d ELSE r.k_%d END)", c, c, k + 1);
 		else
 			rcol = psprintf("r.k_%d", k + 1);
 		appendStringInfoString(&sql, " AND ");

@@ -288,6 +288,7 @@ typedef struct GuardKeyLeaf
 {
 	Relation	rel;
 	Relation	index;
+	Oid			eqop[INDEX_MAX_KEYS];	/* the key index's equality */
 	Oid			eqproc[INDEX_MAX_KEYS];
 	Oid			collation[INDEX_MAX_KEYS];
 	TupleTableSlot *slot;
@@ -482,7 +483,8 @@ extern uint32 shadow_hash_value(Datum value, bool isnull, int16 typlen,
 /*
  * Restore, from the top down: drill.c (verify_restore) -> restore.c (the
  * SQL functions and the driver) -> schema_undo.c (schema change recipes)
- * -> undo.c (row undo) -> undo_target.c (the table written, and the
+ * -> undo.c (row undo; with undo_moves.c, undo_judge.c and undo_sql.c
+ * behind the private undo.h) -> undo_target.c (the table written, and the
  * context of the writes), fkcheck.c (the foreign keys checked at the end
  * of a restore) and later.c (the later-writes index).
  */
@@ -521,8 +523,10 @@ extern void guard_undo_truncate_sequences(const GuardChange *change);
 
 /* undo.c: row undo */
 extern void guard_undo_rows(const GuardChange *change, GuardOnConflict mode,
-							Datum exclude, bool force,
+							Datum exclude, Datum restoring, bool force,
 							GuardRestoreReport *report);
+
+/* undo_judge.c: which change cannot be restored, for messages */
 extern void guard_undo_blocked_error(const GuardChange *change,
 									 const char *column) pg_attribute_noreturn();
 
@@ -555,17 +559,22 @@ extern void guard_fk_schema_changed(void);
 extern void guard_fk_check(void);
 
 /* later.c: what changes recorded after the one being undone wrote, by key */
-#define GUARD_LATER_KEYLEN	(NAMEDATALEN * 4)	/* longer key texts are cut */
+#define GUARD_LATER_OTHER	1	/* another change set: a conflict */
+#define GUARD_LATER_OWN		2	/* a later change of the same change set */
+#define GUARD_LATER_SETTLED	4	/* a restore of an older change of the
+									 * same change set */
 
 typedef struct GuardLaterWrites GuardLaterWrites;
 typedef struct GuardLaterEntry GuardLaterEntry;
 
 extern Datum guard_related_relids(Oid relid);
 extern GuardLaterWrites *guard_later_writes_build(const GuardChange *change,
-												  Datum exclude);
+												  Datum exclude,
+												  Datum restoring);
 extern const GuardLaterEntry *guard_later_find(GuardLaterWrites *later,
 											   const char *key);
-extern bool guard_later_wrote(const GuardLaterEntry *entry, const char *column);
+extern int	guard_later_wrote(const GuardLaterEntry *entry, const char *column);
+extern int	guard_later_how(const GuardLaterEntry *entry);
 extern List *guard_later_changesets(const GuardLaterEntry *entry);
 
 #endif							/* GUARD_H */

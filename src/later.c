@@ -10,6 +10,10 @@
  * in the error.  The index is built on first need, from the snapshots of
  * the later changes to the same table (its partitions and partition
  * ancestors included), leaving out the change sets being restored together.
+ * Later changes of the change's own change set (when it is undone alone)
+ * are kept apart from the others: they are not conflicts of it; nor are
+ * the writes of a restore that undid an older change of the same change
+ * set, which already put back the value from before the change set.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,6 +22,7 @@
 #include "catalog/partition.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "utils/array.h"
 #include "utils/hsearch.h"
@@ -31,15 +36,37 @@
 /* what later changes wrote to one key */
 struct GuardLaterEntry
 {
-	char		key[GUARD_LATER_KEYLEN];	/* hash key: the key as text */
-	List	   *columns;		/* column names written */
-	List	   *changesets;		/* change set ids (int64 *) that wrote them */
+	char	   *key;			/* hash key: the whole key as text */
+	List	   *columns[3];		/* column names written, by GUARD_LATER_* bit */
+	List	   *changesets;		/* other change sets (int64 *) that wrote them */
 };
 
 struct GuardLaterWrites
 {
 	HTAB	   *keys;			/* GuardLaterEntry by key text */
 };
+
+/*
+ * The hash of a key text, for the index whose hash key is a pointer to it:
+ * keys of any length are told apart (a fixed-size string key would cut
+ * long ones, and unrelated keys would share an entry).
+ */
+static uint32
+later_key_hash(const void *key, Size keysize)
+{
+	const char *s = *(char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, strlen(s));
+}
+
+/*
+ * Compare two key texts of the index (0: the same key).
+ */
+static int
+later_key_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
 
 /*
  * The relation and all its partitions and partition ancestors, as an oid[]:
@@ -62,37 +89,57 @@ guard_related_relids(Oid relid)
 										   true, TYPALIGN_INT));
 }
 
+/* one later change, and how it stands to the change being undone */
+typedef struct LaterChange
+{
+	int64		change_id;
+	int			how;			/* GUARD_LATER_* */
+} LaterChange;
+
 /*
- * The ids of the changes recorded after "change" on the same table, outside
- * the change sets "exclude" (int8[]), oldest first, allocated in the
- * current memory context.
+ * The changes recorded after "change" on the same table, oldest first,
+ * allocated in the current memory context: those outside the change sets
+ * "exclude" (int8[]) being restored together (GUARD_LATER_OTHER, or
+ * GUARD_LATER_SETTLED for a restore that undid an older change of the same
+ * change set), and the later changes of the change's own change set that
+ * are not among the changes "restoring" (int8[]) undone by the same
+ * restore (GUARD_LATER_OWN).
  */
 static List *
-later_change_ids(const GuardChange *change, Datum exclude)
+later_changes(const GuardChange *change, Datum exclude, Datum restoring)
 {
 	GuardAsRole owner;
-	Oid			types[3] = {OIDARRAYOID, INT8OID, INT8ARRAYOID};
-	Datum		values[3];
+	Oid			types[5] = {OIDARRAYOID, INT8OID, INT8ARRAYOID, INT8OID, INT8ARRAYOID};
+	Datum		values[5];
 	List	   *ids = NIL;
 	MemoryContext outer = CurrentMemoryContext;
 
 	values[0] = guard_related_relids(change->relid);
 	values[1] = Int64GetDatum(change->change_id);
 	values[2] = exclude;
+	values[3] = Int64GetDatum(change->changeset_id);
+	values[4] = restoring;
 	guard_as_role_begin(&owner, InvalidOid);
-	guard_run_sql("SELECT change_id FROM guard.change"
-				  " WHERE relid = ANY ($1) AND change_id > $2"
-				  " AND changeset_id <> ALL ($3) ORDER BY change_id",
-				  3, types, values, NULL);
+	guard_run_sql("SELECT c.change_id, CASE WHEN c.changeset_id = $4 THEN " CppAsString2(GUARD_LATER_OWN)
+				  "  WHEN EXISTS (SELECT FROM guard.change o WHERE o.restored_by = c.changeset_id"
+				  "   AND o.changeset_id = $4 AND o.change_id < $2) THEN " CppAsString2(GUARD_LATER_SETTLED)
+				  "  ELSE " CppAsString2(GUARD_LATER_OTHER) " END"
+				  " FROM guard.change c"
+				  " WHERE c.relid = ANY ($1) AND c.change_id > $2"
+				  " AND (c.changeset_id <> ALL ($3)"
+				  "  OR (c.changeset_id = $4 AND c.change_id <> ALL ($5)))"
+				  " ORDER BY c.change_id",
+				  5, types, values, NULL);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[i],
-									  SPI_tuptable->tupdesc, 1, &isnull);
+		HeapTuple	tuple = SPI_tuptable->vals[i];
 		MemoryContext old = MemoryContextSwitchTo(outer);
+		LaterChange *later = palloc(sizeof(LaterChange));
 
-		ids = lappend(ids, palloc(sizeof(int64)));
-		*(int64 *) llast(ids) = DatumGetInt64(d);
+		later->change_id = DatumGetInt64(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 1, &isnull));
+		later->how = DatumGetInt32(SPI_getbinval(tuple, SPI_tuptable->tupdesc, 2, &isnull));
+		ids = lappend(ids, later);
 		MemoryContextSwitchTo(old);
 	}
 	guard_as_role_end(&owner);
@@ -101,22 +148,25 @@ later_change_ids(const GuardChange *change, Datum exclude)
 
 /*
  * Add what one decoded row of a later change wrote to its key's entry: the
- * columns it captured (all of them for an INSERT) and, up to a few, its
- * change set.
+ * columns it captured (all of them for an INSERT), under how the change
+ * stands to the one being undone, and, up to a few, its change set if it
+ * is another one's.
  */
 static void
 later_add_row(GuardLaterEntry *entry, const GuardChange *later_change,
-			  const ShadowRow *row)
+			  const ShadowRow *row, int how)
 {
+	int			list = (how == GUARD_LATER_OTHER) ? 0 : (how == GUARD_LATER_OWN) ? 1 : 2;
+
 	for (int i = 0; i < row->natts; i++)
 	{
 		if ((row->captured[i] || row->op == GUARD_OP_INSERT) &&
 			later_change->attnames[i] != NULL)
-			entry->columns = lappend(entry->columns,
-									 later_change->attnames[i]);
+			entry->columns[list] = lappend(entry->columns[list],
+										   later_change->attnames[i]);
 	}
-	if (list_length(entry->changesets) < MAX_CHANGESETS_PER_KEY &&
-		!list_member_ptr(entry->changesets, NULL))
+	if (how == GUARD_LATER_OTHER &&
+		list_length(entry->changesets) < MAX_CHANGESETS_PER_KEY)
 	{
 		bool		have = false;
 		ListCell   *c;
@@ -134,12 +184,13 @@ later_add_row(GuardLaterEntry *entry, const GuardChange *later_change,
 }
 
 /*
- * Read what the changes recorded after "change" (outside the change sets
- * "exclude" being restored) wrote to the same table, by key.  The index and
- * everything it points to live in the current memory context.
+ * Read what the changes recorded after "change" wrote to the same table, by
+ * key (see later_changes() for which ones).  The index and everything it
+ * points to live in the current memory context.
  */
 GuardLaterWrites *
-guard_later_writes_build(const GuardChange *change, Datum exclude)
+guard_later_writes_build(const GuardChange *change, Datum exclude,
+						 Datum restoring)
 {
 	HASHCTL		ctl;
 	GuardLaterWrites *later = palloc(sizeof(GuardLaterWrites));
@@ -148,24 +199,27 @@ guard_later_writes_build(const GuardChange *change, Datum exclude)
 	MemoryContext outer = CurrentMemoryContext;
 	MemoryContext rowcxt;
 
-	ctl.keysize = sizeof(((GuardLaterEntry *) NULL)->key);
+	ctl.keysize = sizeof(char *);
 	ctl.entrysize = sizeof(GuardLaterEntry);
+	ctl.hash = later_key_hash;
+	ctl.match = later_key_match;
 	ctl.hcxt = outer;
 	later->keys = hash_create("guard later writes", 256, &ctl,
-							  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+							  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
 
-	ids = later_change_ids(change, exclude);
+	ids = later_changes(change, exclude, restoring);
 
 	/* each row's key text is only needed until it is copied into the hash */
 	rowcxt = AllocSetContextCreate(outer, "guard later writes row",
 								   ALLOCSET_SMALL_SIZES);
 	foreach(lc, ids)
 	{
+		LaterChange *lchange = lfirst(lc);
 		GuardChange later_change;
 		ShadowReader *reader;
 		ShadowRow	row;
 
-		if (!guard_change_read(*(int64 *) lfirst(lc), &later_change))
+		if (!guard_change_read(lchange->change_id, &later_change))
 			continue;
 		reader = shadow_open(later_change.change_id, later_change.natts,
 							 later_change.atttypes, later_change.keys,
@@ -182,18 +236,15 @@ guard_later_writes_build(const GuardChange *change, Datum exclude)
 			key = guard_key_text(&later_change, row.keyvalues);
 			MemoryContextSwitchTo(old);
 
-			/*
-			 * A key text longer than the hash key is cut to its length by
-			 * dynahash, when hashed, compared and copied alike.
-			 */
-			entry = hash_search(later->keys, key, HASH_ENTER, &found);
+			entry = hash_search(later->keys, &key, HASH_ENTER, &found);
 			old = MemoryContextSwitchTo(outer);
 			if (!found)
 			{
-				entry->columns = NIL;
-				entry->changesets = NIL;
+				/* the hash copied the pointer: keep a copy of the text */
+				memset(entry, 0, sizeof(GuardLaterEntry));
+				entry->key = pstrdup(key);
 			}
-			later_add_row(entry, &later_change, &row);
+			later_add_row(entry, &later_change, &row, lchange->how);
 			MemoryContextSwitchTo(old);
 		}
 		shadow_close(reader);
@@ -204,37 +255,66 @@ guard_later_writes_build(const GuardChange *change, Datum exclude)
 
 /*
  * The entry of a key (as guard_key_text() writes it), or NULL if no later
- * change wrote it.  A key longer than GUARD_LATER_KEYLEN - 1 bytes matches
- * on its first GUARD_LATER_KEYLEN - 1 bytes.
+ * change wrote it.
  */
 const GuardLaterEntry *
 guard_later_find(GuardLaterWrites *later, const char *key)
 {
-	return hash_search(later->keys, key, HASH_FIND, NULL);
+	return hash_search(later->keys, &key, HASH_FIND, NULL);
 }
 
 /*
- * Whether a later change wrote the column of the entry's key (entry may be
- * NULL: nothing wrote the key).
+ * How later changes wrote the column of the entry's key: an OR of
+ * GUARD_LATER_* bits, 0 if none did (entry may be NULL: nothing wrote the
+ * key).
  */
-bool
+int
 guard_later_wrote(const GuardLaterEntry *entry, const char *column)
 {
-	ListCell   *lc;
+	int			how = 0;
 
 	if (entry == NULL)
-		return false;
-	foreach(lc, entry->columns)
+		return 0;
+	for (int list = 0; list < 3; list++)
 	{
-		if (strcmp((char *) lfirst(lc), column) == 0)
-			return true;
+		ListCell   *lc;
+
+		foreach(lc, entry->columns[list])
+		{
+			if (strcmp((char *) lfirst(lc), column) == 0)
+			{
+				how |= (list == 0) ? GUARD_LATER_OTHER :
+					(list == 1) ? GUARD_LATER_OWN : GUARD_LATER_SETTLED;
+				break;
+			}
+		}
 	}
-	return false;
+	return how;
 }
 
 /*
- * The (first few) change sets that wrote the entry's key, as a list of
- * int64 pointers owned by the index.
+ * How later changes wrote the entry's key, whatever the column: an OR of
+ * GUARD_LATER_* bits (0 for a NULL entry).
+ */
+int
+guard_later_how(const GuardLaterEntry *entry)
+{
+	int			how = 0;
+
+	if (entry == NULL)
+		return 0;
+	if (entry->columns[0] != NIL)
+		how |= GUARD_LATER_OTHER;
+	if (entry->columns[1] != NIL)
+		how |= GUARD_LATER_OWN;
+	if (entry->columns[2] != NIL)
+		how |= GUARD_LATER_SETTLED;
+	return how;
+}
+
+/*
+ * The (first few) other change sets that wrote the entry's key, as a list
+ * of int64 pointers owned by the index.
  */
 List *
 guard_later_changesets(const GuardLaterEntry *entry)

@@ -360,6 +360,37 @@ guard_invariants_read(Oid relid, MemoryContext cxt, GuardInvariant **defs)
 }
 
 /*
+ * The DEFERRABLE primary key of "rel", or InvalidOid: the relcache only
+ * remembers an immediate one (it serves logical replication, which cannot
+ * use a deferrable key), but it identifies rows as well.
+ */
+static Oid
+deferrable_primary_key(Relation rel)
+{
+	List	   *indexes = RelationGetIndexList(rel);
+	ListCell   *lc;
+	Oid			found = InvalidOid;
+
+	foreach(lc, indexes)
+	{
+		HeapTuple	tuple = SearchSysCache1(INDEXRELID,
+											ObjectIdGetDatum(lfirst_oid(lc)));
+		Form_pg_index index;
+
+		if (!HeapTupleIsValid(tuple))
+			elog(ERROR, "cache lookup failed for index %u", lfirst_oid(lc));
+		index = (Form_pg_index) GETSTRUCT(tuple);
+		if (index->indisprimary && index->indisvalid && !index->indimmediate)
+			found = index->indexrelid;
+		ReleaseSysCache(tuple);
+		if (OidIsValid(found))
+			break;
+	}
+	list_free(indexes);
+	return found;
+}
+
+/*
  * The key of "rel" (its primary key, else its replica identity index) into
  * *key: its columns, and for each the equality operator and function of
  * the index's operator family and the index's collation.  key->nkeys is 0
@@ -377,6 +408,8 @@ guard_key_read(Relation rel, GuardKey *key)
 	bool		isnull;
 
 	memset(key, 0, sizeof(*key));
+	if (!OidIsValid(indexoid))
+		indexoid = deferrable_primary_key(rel);
 	if (!OidIsValid(indexoid))
 		indexoid = RelationGetReplicaIndex(rel);
 	if (!OidIsValid(indexoid))

@@ -4,12 +4,16 @@
  *	  Undo recorded changes: guard.restore(), restore_change(), restore_to(),
  *	  and the driver they share with the verify_restore() drill (drill.c).
  *
- * The driver loads and checks the changes to undo, records the restore as
- * a change set of its own, undoes the changes newest first (a schema change
- * by its recipe in schema_undo.c, the rows of a change in undo.c), checks
- * the foreign keys involving the rows written (fkcheck.c: they are not
- * checked while the restore writes, so the order of the changes does not
- * matter), marks them restored, and returns one report row per change.
+ * The driver locks, loads and checks the changes to undo (a second restore
+ * of the same changes waits for the first, then finds them restored),
+ * records the restore as a change set of its own, undoes the changes
+ * newest first (a schema change by its recipe in schema_undo.c, the rows of
+ * a change in undo.c), checks the foreign keys involving the rows written
+ * (fkcheck.c: they are not checked while the restore writes, so the order
+ * of the changes does not matter), marks restored those it did restore, and
+ * returns one report row per change.  Changes of a change set that were
+ * restored one by one (restore_change) are left out of the restore of the
+ * rest.
  *
  * A dry run does the same inside a subtransaction that it rolls back, so
  * that its report is exactly what the real call would do.
@@ -19,12 +23,14 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
@@ -63,11 +69,11 @@ parse_on_conflict(text *arg)
  */
 static void
 restore_one(const GuardChange *change, GuardOnConflict mode, Datum exclude,
-			GuardRestoreReport *report)
+			Datum restoring, GuardRestoreReport *report)
 {
 	if (change->detail == NULL || strcmp(change->kind, "TRUNCATE") == 0)
 	{
-		guard_undo_rows(change, mode, exclude, false, report);
+		guard_undo_rows(change, mode, exclude, restoring, false, report);
 		/* a TRUNCATE ... RESTART IDENTITY recorded its sequences */
 		if (change->detail != NULL)
 			guard_undo_truncate_sequences(change);
@@ -80,31 +86,102 @@ restore_one(const GuardChange *change, GuardOnConflict mode, Datum exclude,
 }
 
 /*
- * Read, check and return (newest first) the changes to undo.
+ * Lock the records of the changes to undo (in change order, so that
+ * restores of overlapping changes cannot deadlock) and return their states
+ * as of now, by change id: a second restore of the same changes waits for
+ * the first to end, then sees them restored, instead of taking the first
+ * one's writes for conflicts.  On a standby, where nothing can be locked
+ * nor restored, the states are read as they are.
+ */
+static HTAB *
+lock_changes(List *ids)
+{
+	GuardAsRole owner;
+	Oid			types[1] = {INT8ARRAYOID};
+	Datum		values[1];
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(ids), 1));
+	int			n = 0;
+	ListCell   *lc;
+	HASHCTL		ctl;
+	HTAB	   *states;
+
+	foreach(lc, ids)
+		elems[n++] = Int64GetDatum(*(int64 *) lfirst(lc));
+	values[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+											   true, TYPALIGN_DOUBLE));
+	ctl.keysize = sizeof(int64);
+	ctl.entrysize = sizeof(int64) + NAMEDATALEN;
+	ctl.hcxt = CurrentMemoryContext;
+	states = hash_create("guard change states", Max(n, 16), &ctl,
+						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql(RecoveryInProgress() ?
+				  "SELECT change_id, state FROM guard.change WHERE change_id = ANY ($1)" :
+				  "SELECT change_id, state FROM guard.change WHERE change_id = ANY ($1)"
+				  " ORDER BY change_id FOR NO KEY UPDATE",
+				  1, types, values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		int64		id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+		char	   *state = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		char	   *entry = hash_search(states, &id, HASH_ENTER, NULL);
+
+		strlcpy(entry + sizeof(int64), state ? state : "", NAMEDATALEN);
+	}
+	guard_as_role_end(&owner);
+	return states;
+}
+
+/*
+ * The error for a change that is no longer in effect.
+ */
+static void
+not_active_error(const GuardChange *change)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("change " INT64_FORMAT " of change set " INT64_FORMAT " was already %s",
+					change->change_id, change->changeset_id, change->state),
+			 strcmp(change->state, "expired") == 0 ?
+			 errhint("guard.purge() expired it: its snapshot is gone.") :
+			 errhint("A restore is a change set of its own: restore it to redo the change.")));
+}
+
+/*
+ * Read, lock, check and return (newest first) the changes to undo.  Changes
+ * restored already (one by one, with restore_change) are left out, unless
+ * none is left: the others are restored.
  */
 static List *
 load_changes(List *ids)
 {
 	List	   *changes = NIL;
+	List	   *restored = NIL;
 	ListCell   *lc;
+	HTAB	   *states = lock_changes(ids);
 
 	foreach(lc, ids)
 	{
 		int64		id = *(int64 *) lfirst(lc);
 		GuardChange *change = palloc(sizeof(GuardChange));
+		char	   *state = hash_search(states, &id, HASH_FIND, NULL);
 
-		if (!guard_change_read(id, change))
+		if (state == NULL || !guard_change_read(id, change))
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("change " INT64_FORMAT " does not exist", id)));
+		/* as of the lock, not as of the statement's snapshot */
+		change->state = pstrdup(state + sizeof(int64));
+		if (strcmp(change->state, "restored") == 0)
+		{
+			restored = lappend(restored, change);
+			continue;
+		}
 		if (strcmp(change->state, "active") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("change " INT64_FORMAT " of change set " INT64_FORMAT " was already %s",
-							id, change->changeset_id, change->state),
-					 strcmp(change->state, "expired") == 0 ?
-					 errhint("guard.purge() expired it: its snapshot is gone.") :
-					 errhint("A restore is a change set of its own: restore it to redo the change.")));
+			not_active_error(change);
 		if (get_rel_name(change->relid) != NULL && !guard_may_manage(change->relid))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
@@ -112,6 +189,9 @@ load_changes(List *ids)
 					 errdetail("Only the table's owner or a member of guard_admin may restore it.")));
 		changes = lappend(changes, change);
 	}
+	if (changes == NIL && restored != NIL)
+		not_active_error(linitial(restored));
+	hash_destroy(states);
 	return changes;
 }
 
@@ -194,10 +274,29 @@ changesets_of(List *changes)
 }
 
 /*
- * Mark the undone changes as restored by the current change set.
+ * The ids of the changes being undone, as an int8[].
+ */
+static Datum
+change_ids_of(List *changes)
+{
+	Datum	   *elems = palloc(sizeof(Datum) * (list_length(changes) + 1));
+	int			n = 0;
+	ListCell   *lc;
+
+	foreach(lc, changes)
+		elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->change_id);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+										   true, TYPALIGN_DOUBLE));
+}
+
+/*
+ * Mark the undone changes as restored by the current change set: those
+ * that were, that is all but the ones whose every row was a conflict kept
+ * as it is (skip).  Only changes still active: a change is restored by one
+ * change set.
  */
 static void
-mark_restored(List *changes)
+mark_restored(List *changes, List *reports)
 {
 	Datum	   *elems = palloc(sizeof(Datum) * (list_length(changes) + 1));
 	int			n = 0;
@@ -206,14 +305,45 @@ mark_restored(List *changes)
 	Oid			types[2] = {INT8ARRAYOID, INT8OID};
 	Datum		vals[2];
 
-	foreach(lc, changes)
-		elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->change_id);
+	foreach(lc, reports)
+	{
+		GuardRestoreReport *report = lfirst(lc);
+
+		if (report->conflicts == 0 || report->restored > 0)
+			elems[n++] = Int64GetDatum(report->change_id);
+	}
 	vals[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
 											  true, TYPALIGN_DOUBLE));
 	vals[1] = Int64GetDatum(guard_changeset_current(true));
 	guard_as_role_begin(&owner, InvalidOid);
 	guard_run_sql("UPDATE guard.change SET state = 'restored', restored_by = $2"
-				  " WHERE change_id = ANY ($1)", 2, types, vals, NULL);
+				  " WHERE change_id = ANY ($1) AND state = 'active'", 2, types, vals, NULL);
+	guard_as_role_end(&owner);
+}
+
+/*
+ * A restore of changes that all belong to one change set records which one
+ * (restore_change too), unless the driver was told already.
+ */
+static void
+note_restore_of(List *changes)
+{
+	int64		restore_of = ((GuardChange *) linitial(changes))->changeset_id;
+	ListCell   *lc;
+	GuardAsRole owner;
+	Oid			types[2] = {INT8OID, INT8OID};
+	Datum		vals[2];
+
+	foreach(lc, changes)
+	{
+		if (((GuardChange *) lfirst(lc))->changeset_id != restore_of)
+			return;
+	}
+	vals[0] = Int64GetDatum(guard_changeset_current(true));
+	vals[1] = Int64GetDatum(restore_of);
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("UPDATE guard.changeset SET restore_of = $2"
+				  " WHERE changeset_id = $1 AND restore_of IS NULL", 2, types, vals, NULL);
 	guard_as_role_end(&owner);
 }
 
@@ -244,10 +374,13 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 	{
 		List	   *changes = load_changes(ids);
 		Datum		exclude = changesets_of(changes);
+		Datum		restoring = change_ids_of(changes);
 		ListCell   *lc;
 
 		guard_changeset_begin_restore(restore_of, changes);
 		guard_fk_begin();
+		if (restore_of == 0)
+			note_restore_of(changes);
 
 		foreach(lc, changes)
 		{
@@ -255,7 +388,7 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 			GuardRestoreReport *report = palloc0(sizeof(GuardRestoreReport));
 
 			MemoryContextSwitchTo(old);
-			restore_one((GuardChange *) lfirst(lc), mode, exclude, report);
+			restore_one((GuardChange *) lfirst(lc), mode, exclude, restoring, report);
 			old = MemoryContextSwitchTo(reportcxt);
 			report->relation = pstrdup(report->relation);
 			report->kind = pstrdup(report->kind);
@@ -265,7 +398,7 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 
 		/* the foreign keys hold once every change is undone */
 		guard_fk_check();
-		mark_restored(changes);
+		mark_restored(changes, reports);
 		if (inspect != NULL)
 			inspect(reports, arg);
 	}

@@ -74,6 +74,7 @@ leaf_begin(GuardKeyLeaf *leaf, Relation rel, const GuardChange *change)
 			att->atttypid != change->atttypes[recorded - 1] ||
 			!OidIsValid(key->eqproc[k]))
 			return false;
+		leaf->eqop[k] = key->eqop[k];
 		leaf->eqproc[k] = key->eqproc[k];
 		leaf->collation[k] = key->collation[k];
 	}

@@ -26,6 +26,7 @@
 #include "catalog/pg_class.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/jsonb.h"
@@ -200,7 +201,8 @@ undo_column_values(const GuardChange *change, const SchemaTarget *t,
 										collation ? collation : ""));
 	}
 	memset(&values, 0, sizeof(values));
-	guard_undo_rows(change, GUARD_ON_CONFLICT_OVERWRITE, exclude, true, &values);
+	guard_undo_rows(change, GUARD_ON_CONFLICT_OVERWRITE, exclude,
+					PointerGetDatum(construct_empty_array(INT8OID)), true, &values);
 	report->restored = values.restored;
 	report->skipped = values.skipped;
 	if (def)

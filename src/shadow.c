@@ -5,7 +5,8 @@
  *
  * UPDATE keeps only the columns whose value changed (binary comparison);
  * DELETE keeps every column; INSERT keeps only the key.  Dropped and
- * generated columns are never kept (restore recomputes generated ones).
+ * generated columns are never kept (restore recomputes generated ones),
+ * except a generated column of the key, which finds the row again.
  * Values are kept as the type stores them: fixed-length types as their
  * bytes, varlena with its header, out-of-line TOAST fetched first (never a
  * raw TOAST pointer), so restore gives back the exact bytes.  Rows are
@@ -92,12 +93,16 @@ shadow_hash_value(Datum value, bool isnull, int16 typlen, bool typbyval,
 		h = NULL_HASH_SEED;
 	else if (typlen == -1)
 	{
-		struct varlena *v = (struct varlena *) DatumGetPointer(value);
+		struct varlena *raw = (struct varlena *) DatumGetPointer(value);
+		struct varlena *v = raw;
 
-		if (VARATT_IS_EXTENDED(v) && !VARATT_IS_SHORT(v))
+		/* out of line (a 1-byte header too) or compressed: the contents */
+		if (VARATT_IS_EXTERNAL(v) || VARATT_IS_COMPRESSED(v))
 			v = detoast_attr(v);
 		h = hash_bytes((const unsigned char *) VARDATA_ANY(v),
 					   VARSIZE_ANY_EXHDR(v));
+		if (v != raw)
+			pfree(v);
 	}
 	else if (typlen == -2)
 		h = hash_bytes((const unsigned char *) DatumGetCString(value),
@@ -147,9 +152,9 @@ values_identical(Datum a, Datum b, Form_pg_attribute att)
 				ea.va_toastrelid == eb.va_toastrelid)
 				return true;
 		}
-		if (VARATT_IS_EXTENDED(va) && !VARATT_IS_SHORT(va))
+		if (VARATT_IS_EXTERNAL(va) || VARATT_IS_COMPRESSED(va))
 			va = detoast_attr(va);
-		if (VARATT_IS_EXTENDED(vb) && !VARATT_IS_SHORT(vb))
+		if (VARATT_IS_EXTERNAL(vb) || VARATT_IS_COMPRESSED(vb))
 			vb = detoast_attr(vb);
 		return VARSIZE_ANY_EXHDR(va) == VARSIZE_ANY_EXHDR(vb) &&
 			memcmp(VARDATA_ANY(va), VARDATA_ANY(vb), VARSIZE_ANY_EXHDR(va)) == 0;
@@ -207,6 +212,9 @@ shadow_writer_begin(Relation rel, int64 limit, bool enforce,
 
 		w->skip[i] = att->attisdropped || att->attgenerated != '\0';
 	}
+	/* a generated key column is kept: a deleted row is found by its key */
+	for (int k = 0; k < w->nkeys; k++)
+		w->skip[w->keys[k] - 1] = false;
 	w->setbytes = (desc->natts + 7) / 8;
 	w->set = palloc0(w->setbytes);
 	w->prevset = palloc0(w->setbytes);
@@ -488,7 +496,8 @@ shadow_add_insert(ShadowWriter *w, TupleTableSlot *newslot)
 	memset(w->set, 0, w->setbytes);
 	for (int i = 0; i < w->natts; i++)
 	{
-		if (w->skip[i])
+		/* generated columns are left out, kept generated keys too */
+		if (w->skip[i] || TupleDescAttr(desc, i)->attgenerated != '\0')
 			continue;
 		hash = shadow_hash_value(newslot->tts_values[i], newslot->tts_isnull[i],
 								 TupleDescAttr(desc, i)->attlen,

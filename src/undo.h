@@ -1,0 +1,149 @@
+/*-------------------------------------------------------------------------
+ *
+ * undo.h
+ *	  The state of the undo of the rows of one change, shared by the files
+ *	  of row undo: undo.c (the steps, from the table lock to the writes),
+ *	  undo_judge.c (which rows and columns go back, conflicts, and the
+ *	  errors that name a change),
+ *	  undo_moves.c (rows whose key the change moved) and undo_sql.c (the
+ *	  statements that write them back).
+ *
+ * undo.c calls the other three; undo_moves.c calls undo_judge.c; none of
+ * them calls undo.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef GUARD_UNDO_H
+#define GUARD_UNDO_H
+
+#include "access/attmap.h"
+#include "utils/tuplestore.h"
+
+#include "guard.h"
+
+#define UNDO_MAX_SAMPLES	5
+#define UNDO_ENR_NAME		"guard_restore_rows"
+
+/*
+ * What a row to write back does, as the "op" column of the rows holds it.
+ * UNDO_MOVE: an undone UPDATE that moved the row's key (or wrote an
+ * identity column GENERATED ALWAYS, which UPDATE cannot write back): the
+ * row is deleted at its key and inserted whole with its old one, all the
+ * deletes before all the inserts, so that keys the change shifted or
+ * swapped between its rows come back without a duplicate on the way.
+ */
+typedef enum UndoOp
+{
+	UNDO_DELETE_INSERTED,		/* 'I': undo of an INSERT */
+	UNDO_UPDATE,				/* 'U': undo of an UPDATE, in place */
+	UNDO_INSERT_DELETED,		/* 'D': undo of a DELETE */
+	UNDO_MOVE,					/* 'K': undo of an UPDATE, delete and insert */
+	UNDO_NOPS
+} UndoOp;
+
+extern const char guard_undo_opchar[UNDO_NOPS];
+
+/* one column of the change being undone, mapped to the live table */
+typedef struct RestoreColumn
+{
+	const char *name;
+	int			recorded;		/* attnum - 1 in the recorded layout; -1: a
+								 * column the table gained since */
+	int			live;			/* attnum - 1 in the live table */
+	bool		generated;
+	bool		identity_always;	/* GENERATED ALWAYS AS IDENTITY */
+	bool		used;			/* some UNDO_UPDATE row writes it back */
+	int16		typlen;
+	bool		typbyval;
+} RestoreColumn;
+
+typedef struct UndoMoves UndoMoves;
+
+/* the undo of the rows of one change, from the table lock to the writes */
+typedef struct RowUndo
+{
+	const GuardChange *change;
+	GuardOnConflict mode;
+	Datum		exclude;		/* the change sets restored together */
+	Datum		restoring;		/* the changes restored together */
+	bool		force;			/* write back without conflict checks */
+
+	/* the table and its columns */
+	Relation	rel;			/* locked until the end of the transaction */
+	char	   *qualname;
+	RestoreColumn *cols;		/* the recorded columns the table still has,
+								 * then the ones it gained since */
+	int			ncols;
+	int		   *colindex;		/* recorded attnum - 1 -> index in cols */
+	const char *gone;			/* a recorded column the table lost since */
+	GuardKeyScan ks;			/* the live rows by key */
+	int			keycol[INDEX_MAX_KEYS]; /* the key's columns, in cols */
+	Oid			eqop[INDEX_MAX_KEYS];	/* the key index's equality */
+
+	/* the live row found by the last fetch: columns of its own table */
+	AttrMap   **leafmaps;		/* per leaf of ks, by name; built on need */
+	const AttrMap *livemap;		/* u->rel attnum - 1 -> the row's, or NULL */
+
+	/*
+	 * The rows to write back: k_1.., op, m, then v_N per column: the key
+	 * the row has now, what to do, a bitmap (bytea) of the columns an
+	 * UNDO_UPDATE writes back (for the other ops, not null when the row
+	 * replaces a row that has its key now), and the value of column N.
+	 */
+	TupleDesc	enrdesc;
+	int			enr_natts;
+	Tuplestorestate *rows;
+	Datum	   *values;			/* one row of enrdesc */
+	bool	   *nulls;
+	int64		napply[UNDO_NOPS];	/* rows in the tuplestore, by op */
+	bool		replaces;		/* some row replaces a row with its key */
+
+	/* the row at hand */
+	bool	   *write;			/* which columns it writes back */
+	MemoryContext rowcxt;		/* scratch, reset for each row */
+	Snapshot	snapshot;		/* what the rows are judged against */
+
+	/* rows whose key the change moved */
+	UndoMoves  *moves;
+
+	/* partitions: whether a later change detached one (0: not looked) */
+	int			detached;
+
+	/* conflicts */
+	GuardLaterWrites *later;	/* built on first need */
+	int64		conflicts;
+	int64		skipped;
+	int			nsamples;
+	char	   *samples[UNDO_MAX_SAMPLES];
+	List	   *sample_changesets;
+} RowUndo;
+
+/* one statement that writes rows back, in the order they must run */
+typedef struct UndoStatement
+{
+	char	   *sql;
+	int64		rows;			/* rows it should reach */
+	bool		counts;			/* its rows are rows restored */
+} UndoStatement;
+
+/* undo_judge.c */
+extern void guard_undo_found(RowUndo *u);
+extern Datum guard_undo_live(RowUndo *u, int c, bool *isnull);
+extern void guard_undo_check_gone(RowUndo *u, const ShadowRow *row);
+extern bool guard_undo_judge(RowUndo *u, const ShadowRow *row, bool live,
+							 bool *apply, bool *replace);
+extern bool guard_undo_moves_key(RowUndo *u);
+extern bool guard_undo_later_own(RowUndo *u, const char *key);
+extern void guard_undo_note_conflict(RowUndo *u, const char *key,
+									 const char *laterkey);
+extern void guard_undo_conflict_error(RowUndo *u) pg_attribute_noreturn();
+
+/* undo_moves.c */
+extern void guard_undo_moves_add(RowUndo *u, const ShadowRow *row,
+								 bool conflict);
+extern void guard_undo_moves_finish(RowUndo *u);
+
+/* undo_sql.c */
+extern List *guard_undo_statements(RowUndo *u);
+
+#endif							/* GUARD_UNDO_H */
