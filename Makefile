@@ -12,7 +12,10 @@ OBJS = \
 	src/rails.o \
 	src/invariants.o \
 	src/ddl.o \
-	src/refuse.o \
+	src/drop.o \
+	src/inuse.o \
+	src/trial.o \
+	src/link.o \
 	src/trash.o \
 	src/depend.o \
 	src/shadow.o \

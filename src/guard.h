@@ -15,8 +15,17 @@
  *					hooks and rails; nothing calls it
  *	hooks.c			executor and utility hooks -> ddl, policy, changes
  *	restore.c		guard.restore() -> ddl, shadow, changes, policy, rows
- *	ddl.c			schema changes of protected tables -> invariants,
- *					shadow, changes, policy, rows
+ *	ddl.c			schema changes of protected tables -> drop,
+ *					invariants, shadow, changes, policy, rows
+ *	drop.c			DROPs that reach protected tables -> inuse, trash,
+ *					trial, depend, policy
+ *	inuse.c			trashed tables in the way of a DROP -> trash, link
+ *	trash.c			DROP TABLE as a move into the trash, undrop, purge
+ *					-> link, depend, changes
+ *	link.c			a trashed table's links (foreign keys, parents,
+ *					publications, owner), cut and made again
+ *	depend.c		views and statistics on a table, saved as SQL
+ *	trial.c			a drop run in a subtransaction rolled back
  *	capture.c		the capture trigger -> invariants, rails, shadow, policy
  *	diff.c			guard.diff() -> shadow, changes, policy, rows
  *	invariants.c	invariants -> policy, changes, rows
@@ -42,6 +51,7 @@
 
 #include "access/htup.h"
 #include "access/tupdesc.h"
+#include "catalog/dependency.h"
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "nodes/nodes.h"
@@ -251,29 +261,69 @@ extern void guard_invariants_deleted(GuardInvariantSet *set,
 extern void guard_invariants_end(GuardInvariantSet *set, int64 change_id);
 extern void guard_invariants_after_ddl(Relation rel);
 
-/* ddl.c: schema changes recorded (calls trash.c and refuse.c) */
-extern List *guard_ddl_before(PlannedStmt *pstmt, Node **replaced);
+/* ddl.c: schema changes recorded (calls drop.c) */
+extern List *guard_ddl_before(PlannedStmt *pstmt, Node **replaced,
+							  bool *hold_cascade);
 extern void guard_ddl_after(List *after);
 
-/* refuse.c: DROP SCHEMA ... CASCADE and DROP OWNED BY of protected tables */
-extern void guard_refuse_drop_schema(DropStmt *drop);
-extern void guard_refuse_drop_owned(DropOwnedStmt *drop);
+/* drop.c: DROP statements that reach protected or trashed tables */
+extern Node *guard_drop_before(Node *parsetree, bool *hold_cascade);
+
+/* inuse.c: trashed tables in the way of a DROP of what they use */
+extern void guard_inuse_before_drop(Node *parsetree);
+extern void guard_inuse_roles(List *roleids, bool dropping_owned);
+extern void guard_inuse_dropped(List *dropped, List *units);
+
+/* trial.c: a drop run and rolled back, to learn what it would do */
+typedef struct GuardTrialMessage
+{
+	int			elevel;
+	int			sqlerrcode;
+	char	   *message;
+	char	   *detail;
+	char	   *detail_log;
+	char	   *hint;
+	bool		cascade;		/* PostgreSQL's "drop cascades to" notice */
+} GuardTrialMessage;
+
+typedef struct GuardTrial
+{
+	List	   *dropped;		/* ObjectAddress *, in deletion order */
+	List	   *messages;		/* GuardTrialMessage * */
+} GuardTrial;
+
+extern void guard_trial_install(void);
+extern void guard_trial(void (*fn) (void *arg), void *arg, GuardTrial *trial);
+extern void guard_trial_emit(const GuardTrial *trial, bool cascade_only);
+extern int	guard_trial_hold_begin(int *saved);
+extern void guard_trial_hold_end(int nestlevel, int saved, bool ok);
 
 /* trash.c: DROP TABLE as a move into the trash, undrop, purge */
 #define GUARD_TRASH_SCHEMA	"guard_trash"
 
 extern void guard_json_field(StringInfo buf, const char *name,
 							 const char *value);
-extern void guard_trash_table(Oid relid, DropBehavior behavior, List *dropping);
+extern Oid	guard_trash_namespace(bool create);
+extern bool guard_trash_is_empty(void);
+extern Oid	guard_trash_root(Oid relid);
+extern void guard_trash_unit(Oid root, List *tree, List *not_kept);
+extern void guard_trash_purge(List *roots, const char *why);
 extern void guard_undrop_table(Oid relid,
 							   const char *(*schema_of) (Oid relid, void *arg),
 							   const char *(*name_of) (Oid relid, void *arg),
 							   void *arg);
 extern void guard_recreate_dependents(List *statements);
 
+/* link.c: a trashed table's links to live tables, saved and re-made */
+extern List *guard_links_save(List *tree, ObjectAddresses *deletions);
+extern void guard_links_unlink_parents(List *tree);
+extern void guard_links_drop_crossing(List *tree);
+extern void guard_link_restore(const char *directive);
+extern void guard_link_append(Oid root, const char *directive);
+
 /* depend.c: a protected table's outside dependents, saved as SQL */
-extern bool guard_dependents_exist(Oid relid, List *dropping);
-extern List *guard_dependents_save(Oid relid, List *dropping, List **drops);
+extern List *guard_dependents_save(List *tree, ObjectAddresses *deletions);
+extern Oid	guard_object_relation(const ObjectAddress *object);
 
 /* rails.c: guard rails */
 extern void guard_check_row_limits(Relation rel, const GuardPolicy *policy,
