@@ -30,12 +30,14 @@ PGFILEDESC = "guard - capture, check and undo changes to protected tables"
 
 # Regression tests: each runs in a server that test/run-tests.sh starts with
 # shared_preload_libraries = 'guard' (test/guard.conf).
-REGRESS = setup policy_validation policy_permissions policy_view \
+REGRESS = setup policy_validation policy_permissions policy_view policy_refuses_temporary \
 	capture_kinds capture_values capture_partitions capture_atomicity \
 	capture_limits capture_privacy changes_records \
 	restore_basic restore_conflicts restore_to restore_permissions restore_verify \
 	invariants_validation invariants_enforce invariants_warn rails \
-	ddl_columns ddl_drop_table ddl_truncate ddl_migration status
+	ddl_columns ddl_drop_table ddl_truncate ddl_migration ddl_partition_drop \
+	trash_unlinks_foreign_keys trash_inheritance trash_keeps_what_belongs \
+	trash_hook_hygiene drop_what_trash_uses status
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
 ISOLATION = capture_epq restore_concurrency invariant_notify

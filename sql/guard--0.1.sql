@@ -313,7 +313,8 @@ RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
 AS 'MODULE_PATHNAME', 'guard_restore_to'
 LANGUAGE C VOLATILE;
 
--- DROP TABLE undo by name: the newest drop of a table of that name
+-- DROP TABLE undo by name (as given, or schema-qualified, matched
+-- literally): the newest drop of a table of that name
 CREATE FUNCTION guard.undrop(name text)
 RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
 			   rows_restored bigint, rows_skipped bigint, conflicts bigint)
@@ -326,8 +327,7 @@ BEGIN
 	SELECT max(c.change_id) INTO dropped
 	  FROM guard.changes c
 	 WHERE c.kind = 'DROP TABLE' AND c.state = 'active'
-	   AND (c.relation = undrop.name OR c.relation LIKE '%.' || quote_ident(undrop.name)
-			OR c.relation = quote_ident(undrop.name));
+	   AND (c.relation = undrop.name OR c.detail ->> 'name' = undrop.name);
 	IF dropped IS NULL THEN
 		RAISE EXCEPTION USING ERRCODE = 'undefined_table',
 			MESSAGE = format('no dropped table named %s to undrop', undrop.name),

@@ -85,6 +85,12 @@ is_kept(Oid relid)
 		relation_close(rel, NoLock);
 		return false;
 	}
+	/* a DROP of a table in the trash drops it for good (inuse.c) */
+	if (RelationGetNamespace(rel) == guard_trash_namespace(false))
+	{
+		relation_close(rel, NoLock);
+		return false;
+	}
 	policy = guard_policy_lookup(rel);
 	kept = policy->found &&
 		(policy->capture == GUARD_CAPTURE_DDL || policy->capture == GUARD_CAPTURE_ALL);

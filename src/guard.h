@@ -307,7 +307,7 @@ extern Oid	guard_trash_namespace(bool create);
 extern bool guard_trash_is_empty(void);
 extern Oid	guard_trash_root(Oid relid);
 extern void guard_trash_unit(Oid root, List *tree, List *not_kept);
-extern void guard_trash_purge(List *roots, const char *why);
+extern void guard_trash_purge(List *roots, const char *why, bool drop);
 extern void guard_undrop_table(Oid relid,
 							   const char *(*schema_of) (Oid relid, void *arg),
 							   const char *(*name_of) (Oid relid, void *arg),

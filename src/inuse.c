@@ -16,7 +16,12 @@
  *	- a trashed table that uses any other object the statement drops
  *	  (directly, or through what a CASCADE reaches) is dropped from the
  *	  trash for real: its DROP TABLE change is marked as no longer
- *	  undoable, and a NOTICE names it.
+ *	  undoable, and a NOTICE names it;
+ *	- a DROP TABLESPACE of a tablespace that holds trashed tables is
+ *	  refused, with a hint: their files would go only at commit, too late;
+ *	- a DROP TABLE of a table in the trash (by name, in guard_trash) drops
+ *	  it for real, and its DROP TABLE change says it can no longer be
+ *	  undone.
  *
  * All of it happens in the statement's transaction: if the statement then
  * fails, nothing of it remains.
@@ -346,7 +351,43 @@ guard_inuse_roles(List *roleids, bool dropping_owned)
 		CommandCounterIncrement();
 	}
 	guard_as_role_end(&owner);
-	guard_trash_purge(purge, why(dropping_owned ? "DROP OWNED" : "DROP ROLE"));
+	guard_trash_purge(purge, why(dropping_owned ? "DROP OWNED" : "DROP ROLE"), true);
+}
+
+/*
+ * DROP TABLESPACE of a tablespace that trashed tables use: refused with a
+ * way out.  Dropping them from the trash would not help: their files go
+ * only when the transaction commits, and DROP TABLESPACE needs the
+ * directory empty before that.
+ */
+static void
+refuse_tablespace_in_use(const char *spcname)
+{
+	Oid			spc = get_tablespace_oid(spcname, true);
+	GuardAsRole owner;
+	Oid			types[2] = {OIDOID, OIDOID};
+	Datum		values[2];
+	char	   *found = NULL;
+
+	if (!OidIsValid(spc))
+		return;
+	values[0] = ObjectIdGetDatum(spc);
+	values[1] = ObjectIdGetDatum(guard_trash_namespace(false));
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c.relname), ', ' ORDER BY c.relname)"
+				  "  FROM pg_catalog.pg_class c"
+				  " WHERE c.reltablespace = $1 AND c.relnamespace = $2",
+				  2, types, values, NULL);
+	found = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (found)
+		found = MemoryContextStrdup(CurTransactionContext, found);
+	guard_as_role_end(&owner);
+	if (found)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tablespace \"%s\" holds dropped tables that guard keeps", spcname),
+				 errdetail("In schema " GUARD_TRASH_SCHEMA ": %s.", found),
+				 errhint("Bring them back with guard.undrop() and move them, or drop them from the trash for good with DROP TABLE " GUARD_TRASH_SCHEMA ".name in a transaction of its own first.")));
 }
 
 /*
@@ -366,10 +407,28 @@ guard_inuse_before_drop(Node *parsetree)
 			{
 				DropStmt   *drop = (DropStmt *) parsetree;
 
+				List	   *named;
+				List	   *others = NIL;
+				List	   *direct = NIL;
+				ListCell   *lc;
+				Oid			nsp = guard_trash_namespace(false);
+
 				if (drop->concurrent)
 					return;
-				guard_trash_purge(trashed_users(named_objects(drop), true),
-								  why(GetCommandTagName(CreateCommandTag(parsetree))));
+				named = named_objects(drop);
+				foreach(lc, named)
+				{
+					ObjectAddress *addr = lfirst(lc);
+
+					if (addr->classId == RelationRelationId &&
+						get_rel_namespace(addr->objectId) == nsp)
+						direct = list_append_unique_oid(direct, guard_trash_root(addr->objectId));
+					else
+						others = lappend(others, addr);
+				}
+				guard_trash_purge(direct, "DROP TABLE dropped it from the trash.", false);
+				guard_trash_purge(list_difference_oid(trashed_users(others, true), direct),
+								  why(GetCommandTagName(CreateCommandTag(parsetree))), true);
 				break;
 			}
 		case T_DropOwnedStmt:
@@ -387,7 +446,7 @@ guard_inuse_before_drop(Node *parsetree)
 				}
 				guard_inuse_roles(roleids, true);
 				guard_trash_purge(trashed_users(owned_objects(roleids), true),
-								  why("DROP OWNED"));
+								  why("DROP OWNED"), true);
 				break;
 			}
 		case T_DropRoleStmt:
@@ -406,45 +465,8 @@ guard_inuse_before_drop(Node *parsetree)
 				break;
 			}
 		case T_DropTableSpaceStmt:
-			{
-				Oid			spc = get_tablespace_oid(((DropTableSpaceStmt *) parsetree)->tablespacename,
-													 true);
-				GuardAsRole owner;
-				Oid			types[2] = {OIDOID, OIDOID};
-				Datum		values[2];
-				List	   *targets = NIL;
-
-				if (!OidIsValid(spc))
-					return;
-				values[0] = ObjectIdGetDatum(spc);
-				values[1] = ObjectIdGetDatum(guard_trash_namespace(false));
-				guard_as_role_begin(&owner, InvalidOid);
-				guard_run_sql("SELECT COALESCE(i.indrelid, c.oid)"
-							  "  FROM pg_catalog.pg_class c"
-							  "  LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid"
-							  " WHERE c.reltablespace = $1 AND c.relnamespace = $2",
-							  2, types, values, NULL);
-				for (uint64 i = 0; i < SPI_processed; i++)
-				{
-					bool		isnull;
-					MemoryContext old = MemoryContextSwitchTo(CurTransactionContext);
-
-					targets = lappend_oid(targets,
-										  DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
-																		 SPI_tuptable->tupdesc, 1, &isnull)));
-					MemoryContextSwitchTo(old);
-				}
-				guard_as_role_end(&owner);
-				{
-					List	   *roots = NIL;
-					ListCell   *lc;
-
-					foreach(lc, targets)
-						roots = list_append_unique_oid(roots, guard_trash_root(lfirst_oid(lc)));
-					guard_trash_purge(roots, why("DROP TABLESPACE"));
-				}
-				break;
-			}
+			refuse_tablespace_in_use(((DropTableSpaceStmt *) parsetree)->tablespacename);
+			break;
 		default:
 			break;
 	}
@@ -484,5 +506,5 @@ guard_inuse_dropped(List *dropped, List *units)
 		if (list_member_oid(units, lfirst_oid(lc)))
 			purge = lappend_oid(purge, lfirst_oid(lc));
 	}
-	guard_trash_purge(purge, "It used an object that the same statement drops.");
+	guard_trash_purge(purge, "It used an object that the same statement drops.", true);
 }

@@ -458,10 +458,11 @@ trash_trees(List *roots)
  * Drop for real the trashed trees of "roots" (those still in the trash),
  * all at once, with their policies and invariants.  With "why" (a DROP of
  * something they use, inuse.c), each one's DROP TABLE change is marked as
- * no longer undoable and a NOTICE names it.
+ * no longer undoable and a NOTICE names it.  Without "drop", only that:
+ * the caller's statement drops them.
  */
 void
-guard_trash_purge(List *roots, const char *why)
+guard_trash_purge(List *roots, const char *why, bool drop)
 {
 	List	   *tables = trash_trees(roots);
 	ObjectAddresses *deletions = new_object_addresses();
@@ -490,17 +491,22 @@ guard_trash_purge(List *roots, const char *why)
 					  " WHERE relid = ANY ($1) AND kind = 'DROP TABLE' AND state = 'active'"
 					  " RETURNING relation",
 					  2, types, values, NULL);
-		for (uint64 i = 0; i < SPI_processed; i++)
+		for (uint64 i = 0; drop && i < SPI_processed; i++)
 			ereport(NOTICE,
-					(errmsg("dropped table %s can no longer be restored",
+					(errmsg("dropped table \"%s\" can no longer be restored",
 							SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1)),
-					 errdetail("guard dropped it from its trash: %s", why)));
+					 errdetail("%s guard dropped it from its trash for good.", why)));
 	}
-	guard_run_sql("DELETE FROM guard.policy WHERE relid::pg_catalog.oid = ANY ($1)",
-				  1, types, values, NULL);
-	guard_run_sql("DELETE FROM guard.invariant WHERE relid::pg_catalog.oid = ANY ($1)",
-				  1, types, values, NULL);
+	if (drop)
+	{
+		guard_run_sql("DELETE FROM guard.policy WHERE relid::pg_catalog.oid = ANY ($1)",
+					  1, types, values, NULL);
+		guard_run_sql("DELETE FROM guard.invariant WHERE relid::pg_catalog.oid = ANY ($1)",
+					  1, types, values, NULL);
+	}
 	guard_as_role_end(&owner);
+	if (!drop)
+		return;
 
 	foreach(lc, roots)
 	{
@@ -594,7 +600,7 @@ guard_purge(PG_FUNCTION_ARGS)
 		older_than->time = (int64) guard_retention * USECS_PER_MINUTE;
 	}
 	tables = purge_expire(older_than, &expired, &deleted);
-	guard_trash_purge(tables, NULL);
+	guard_trash_purge(tables, NULL, true);
 
 	out[0] = Int64GetDatum(expired);
 	out[1] = Int64GetDatum(list_length(tables));
