@@ -39,6 +39,17 @@ SELECT * FROM trashed();
 SELECT count(*) AS left_in_trash FROM pg_class WHERE relnamespace = 'guard_trash'::regnamespace;
 SELECT expect_error($$SELECT * FROM guard.undrop('t_type')$$);
 
+-- DROP TYPE ... CASCADE of the type of a protected typed table: the table
+-- goes to the trash, cut from its type, and can come back
+CREATE TYPE person AS (name text, age int);
+CREATE TABLE people OF person (PRIMARY KEY (name));
+INSERT INTO people VALUES ('ann', 40);
+SELECT guard.protect('people');
+DROP TYPE person CASCADE;
+SELECT kind FROM guard.undrop('people');
+SELECT * FROM people;
+DROP TABLE people;
+
 -- DROP SCHEMA ... CASCADE of a schema whose type a trashed table uses
 CREATE SCHEMA kinds;
 CREATE TYPE kinds.color AS ENUM ('red');
@@ -55,9 +66,13 @@ ALTER TABLE t_owned OWNER TO regress_guard_gone;
 CREATE TABLE t_granted (id int PRIMARY KEY, secret text);
 GRANT SELECT ON t_granted TO regress_guard_gone;
 GRANT UPDATE (secret) ON t_granted TO regress_guard_gone;
+CREATE TABLE t_policy (id int PRIMARY KEY);
+CREATE POLICY only_gone ON t_policy TO regress_guard_gone USING (id > 0);
 SELECT guard.protect('t_owned');
 SELECT guard.protect('t_granted');
-DROP TABLE t_owned, t_granted;
+SELECT guard.protect('t_policy');
+DROP TABLE t_owned, t_granted, t_policy;
+-- (a policy naming the role cannot be kept: that table goes for good)
 DROP ROLE regress_guard_gone;
 SELECT kind FROM guard.undrop('t_owned');
 SELECT kind FROM guard.undrop('t_granted');

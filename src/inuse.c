@@ -277,6 +277,7 @@ guard_inuse_roles(List *roleids, bool dropping_owned)
 	ListCell   *lr,
 			   *lk;
 	Oid			extowner;
+	MemoryContext outer = CurrentMemoryContext;
 
 	if (roleids == NIL || guard_trash_is_empty())
 		return;
@@ -347,7 +348,13 @@ guard_inuse_roles(List *roleids, bool dropping_owned)
 		else if (lfirst_int(lk) == 'a')
 			RemoveRoleFromObjectACL(role, RelationRelationId, rel);
 		else
-			purge = list_append_unique_oid(purge, guard_trash_root(rel));
+		{
+			Oid			root = guard_trash_root(rel);
+			MemoryContext old = MemoryContextSwitchTo(outer);
+
+			purge = list_append_unique_oid(purge, root);
+			MemoryContextSwitchTo(old);
+		}
 		CommandCounterIncrement();
 	}
 	guard_as_role_end(&owner);

@@ -15,6 +15,7 @@
  *				with its bound
  *	inherit		a table of the tree inherited from a table outside it:
  *				NO INHERIT
+ *	of			a typed table of the tree (OF type): NOT OF
  *	fk			a foreign key between a table of the tree and one outside
  *				it, either way: dropped, saved with its definition
  *	publication	a publication listed a table of the tree: removed from it,
@@ -57,6 +58,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
+#include "utils/syscache.h"
 
 #include "guard.h"
 
@@ -168,6 +170,39 @@ save_parents(Datum tree, MemoryContext outer, List **directives)
 		json_add_oid(&d, "parent", DatumGetObjectId(SPI_getbinval(tuple, desc, 2, &isnull)));
 		if (partition)
 			json_add(&d, "bound", SPI_getvalue(tuple, desc, 4));
+		appendStringInfoChar(&d, '}');
+		*directives = lappend(*directives, d.data);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * The tables of the tree that are typed tables (CREATE TABLE ... OF type):
+ * one directive each.  A DROP TYPE ... CASCADE drops them; cut from their
+ * type (NOT OF), they can stay in the trash.
+ */
+static void
+save_types(Datum tree, MemoryContext outer, List **directives)
+{
+	Oid			types[1] = {OIDARRAYOID};
+	Datum		values[1] = {tree};
+
+	guard_run_sql("SELECT oid, reloftype FROM pg_catalog.pg_class"
+				  " WHERE oid = ANY ($1) AND reloftype <> 0 ORDER BY oid",
+				  1, types, values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext old = MemoryContextSwitchTo(outer);
+		StringInfoData d;
+
+		initStringInfo(&d);
+		appendStringInfoChar(&d, '{');
+		json_add(&d, "link", "of");
+		json_add_oid(&d, "rel", DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+															   SPI_tuptable->tupdesc, 1, &isnull)));
+		json_add_oid(&d, "type", DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																SPI_tuptable->tupdesc, 2, &isnull)));
 		appendStringInfoChar(&d, '}');
 		*directives = lappend(*directives, d.data);
 		MemoryContextSwitchTo(old);
@@ -300,6 +335,7 @@ guard_links_save(List *tree, ObjectAddresses *deletions)
 
 	guard_as_role_begin(&owner, InvalidOid);
 	save_parents(treearr, outer, &directives);
+	save_types(treearr, outer, &directives);
 	save_foreign_keys(treearr, outer, &directives, deletions);
 	save_publications(treearr, outer, &directives, deletions);
 	guard_as_role_end(&owner);
@@ -343,9 +379,10 @@ detach_partition(Oid parent, Oid child)
 }
 
 /*
- * Cut the tables of "tree" from their parents outside it: DETACH
- * PARTITION or NO INHERIT, as the extension owner (the table's owner may
- * not own the parent, which a DROP of a partition does not need).
+ * Cut the tables of "tree" from their parents outside it (DETACH
+ * PARTITION or NO INHERIT) and from their type (NOT OF), as the extension
+ * owner (the table's owner may not own the parent, which a DROP of a
+ * partition does not need).
  */
 void
 guard_links_unlink_parents(List *tree)
@@ -354,6 +391,7 @@ guard_links_unlink_parents(List *tree)
 	List	   *children = NIL;
 	List	   *parents = NIL;
 	List	   *partition = NIL;
+	List	   *typed = NIL;
 	ListCell   *lc,
 			   *lp,
 			   *lk;
@@ -378,6 +416,25 @@ guard_links_unlink_parents(List *tree)
 		parents = lappend_oid(parents, DatumGetObjectId(SPI_getbinval(tuple, desc, 2, &isnull)));
 		partition = lappend_int(partition, DatumGetBool(SPI_getbinval(tuple, desc, 3, &isnull)));
 		MemoryContextSwitchTo(old);
+	}
+	guard_run_sql("SELECT oid FROM pg_catalog.pg_class WHERE oid = ANY ($1) AND reloftype <> 0",
+				  1, types, values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext old = MemoryContextSwitchTo(CurTransactionContext);
+
+		typed = lappend_oid(typed, DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+																  SPI_tuptable->tupdesc, 1, &isnull)));
+		MemoryContextSwitchTo(old);
+	}
+	foreach(lc, typed)
+	{
+		AlterTableCmd *cmd = makeNode(AlterTableCmd);
+
+		cmd->subtype = AT_DropOf;
+		AlterTableInternal(lfirst_oid(lc), list_make1(cmd), false);
+		CommandCounterIncrement();
 	}
 	forthree(lc, children, lp, parents, lk, partition)
 	{
@@ -639,6 +696,22 @@ guard_link_restore(const char *directive)
 												   columns ? " (" : "", columns ? columns : "",
 												   columns ? ")" : "",
 												   where ? psprintf(" WHERE (%s)", where) : "")));
+	}
+	else if (strcmp(link, "of") == 0)
+	{
+		Oid			type = directive_oid(directive, "type");
+		char	   *message;
+
+		if (!SearchSysCacheExists1(TYPEOID, ObjectIdGetDatum(type)))
+			return;
+		if (!try_internal_ddl(psprintf("ALTER TABLE %s OF %s", qualified(rel),
+									   format_type_be_qualified(type)),
+							  &message))
+			ereport(WARNING,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("table \"%s\" is back, but not as a table of type %s",
+							get_rel_name(rel), format_type_be(type)),
+					 errdetail("%s", message)));
 	}
 	else if (strcmp(link, "owner") == 0)
 	{
