@@ -15,6 +15,7 @@ OBJS = \
 	src/drop.o \
 	src/inuse.o \
 	src/trial.o \
+	src/relink.o \
 	src/link.o \
 	src/trash.o \
 	src/depend.o \

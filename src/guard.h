@@ -21,9 +21,10 @@
  *					trial, depend, policy
  *	inuse.c			trashed tables in the way of a DROP -> trash, link
  *	trash.c			DROP TABLE as a move into the trash, undrop, purge
- *					-> link, depend, changes
- *	link.c			a trashed table's links (foreign keys, parents,
- *					publications, owner), cut and made again
+ *					-> relink, link, depend, changes
+ *	relink.c		a trashed table's links made again by the undo -> link
+ *	link.c			a trashed table's links (foreign keys, parents, type,
+ *					publications, owner), saved and cut
  *	depend.c		views and statistics on a table, saved as SQL
  *	trial.c			a drop run in a subtransaction rolled back
  *	capture.c		the capture trigger -> invariants, rails, shadow, policy
@@ -305,7 +306,6 @@ extern void guard_json_field(StringInfo buf, const char *name,
 							 const char *value);
 extern Oid	guard_trash_namespace(bool create);
 extern bool guard_trash_is_empty(void);
-extern Oid	guard_trash_root(Oid relid);
 extern void guard_trash_unit(Oid root, List *tree, List *not_kept);
 extern void guard_trash_purge(List *roots, const char *why, bool drop);
 extern void guard_undrop_table(Oid relid,
@@ -314,11 +314,15 @@ extern void guard_undrop_table(Oid relid,
 							   void *arg);
 extern void guard_recreate_dependents(List *statements);
 
-/* link.c: a trashed table's links to live tables, saved and re-made */
+/* relink.c: a trashed table's links made again by the undo */
+extern void guard_link_restore(const char *directive);
+
+/* link.c: a trashed table's links to live tables, saved and cut */
 extern List *guard_links_save(List *tree, ObjectAddresses *deletions);
 extern void guard_links_unlink_parents(List *tree);
 extern void guard_links_drop_crossing(List *tree);
-extern void guard_link_restore(const char *directive);
+extern bool guard_in_trash(Oid relid);
+extern Oid	guard_trash_root(Oid relid);
 extern void guard_link_append(Oid root, const char *directive);
 
 /* depend.c: a protected table's outside dependents, saved as SQL */
