@@ -60,7 +60,17 @@ SELECT count(*) AS functions_left FROM pg_proc WHERE proname = 'doc_label';
 SELECT detail->>'not_kept' AS not_kept FROM guard.changes ORDER BY change_id DESC LIMIT 1;
 SELECT kind FROM guard.undrop('doc');
 
-DROP TABLE doc CASCADE;
+-- a view on two tables dropped together comes back with the second undo
+CREATE TABLE author (id int PRIMARY KEY);
+SELECT guard.protect('author');
+CREATE VIEW doc_author AS SELECT d.id FROM doc d JOIN author a USING (id);
+DROP TABLE doc, author CASCADE;
+SELECT kind FROM guard.undrop('doc');
+SELECT to_regclass('doc_author') IS NULL AS view_waits;
+SELECT kind FROM guard.undrop('author');
+SELECT to_regclass('doc_author') IS NOT NULL AS view_back;
+
+DROP TABLE doc, author CASCADE;
 SELECT dropped_tables > 0 AS purged FROM guard.purge('0 seconds');
 DROP TABLE before;
 DROP FUNCTION describe(), touch();

@@ -41,6 +41,7 @@
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
@@ -194,9 +195,10 @@ guard_object_relation(const ObjectAddress *object)
 
 /*
  * Keep the rows of the last query, columns "sql" (the statements that
- * recreate an object) and "classid" / "objid" (its address): the SQL is
- * appended to *recreate, the address to "deletions".  Runs with SPI
- * connected; the list is built in "outer".
+ * recreate an object), "classid" / "objid" (its address) and "needs" (the
+ * OIDs of the tables it reads, or NULL): the SQL is appended to *recreate
+ * (as a relink.c directive when it needs tables), the address to
+ * "deletions".  Runs with SPI connected; the list is built in "outer".
  */
 static void
 keep_results(MemoryContext outer, List **recreate, ObjectAddresses *deletions)
@@ -210,10 +212,25 @@ keep_results(MemoryContext outer, List **recreate, ObjectAddresses *deletions)
 		MemoryContext old;
 		char	   *sql = SPI_getvalue(tuple, desc, 1);
 
+		char	   *needs = SPI_getvalue(tuple, desc, 4);
+
 		addr.classId = DatumGetObjectId(SPI_getbinval(tuple, desc, 2, &isnull));
 		addr.objectId = DatumGetObjectId(SPI_getbinval(tuple, desc, 3, &isnull));
 		addr.objectSubId = 0;
 		old = MemoryContextSwitchTo(outer);
+		if (needs != NULL)
+		{
+			/* a directive: the tables it needs must be back first */
+			StringInfoData d;
+
+			initStringInfo(&d);
+			appendStringInfoString(&d, "{\"link\": \"sql\", \"needs\": ");
+			escape_json(&d, needs);
+			appendStringInfoString(&d, ", \"sql\": ");
+			escape_json(&d, sql);
+			appendStringInfoChar(&d, '}');
+			sql = d.data;
+		}
 		*recreate = lappend(*recreate, pstrdup(sql));
 		add_exact_object_address(&addr, deletions);
 		MemoryContextSwitchTo(old);
@@ -272,7 +289,13 @@ static const char *const views_sql =
 "                       CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END,"
 "                       n.nspname, c.relname, t)"
 "        FROM pg_catalog.obj_description(c.oid, 'pg_class') t WHERE t IS NOT NULL)),"
-"   'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid, c.oid"
+"   'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid, c.oid,"
+"   (SELECT pg_catalog.string_agg(DISTINCT d.refobjid::pg_catalog.text, ' ')"
+"      FROM pg_catalog.pg_rewrite r"
+"      JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass"
+"       AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+"      JOIN pg_catalog.pg_class t ON t.oid = d.refobjid AND t.relkind IN ('r', 'p', 'f')"
+"     WHERE r.ev_class = c.oid)"
 "  FROM (SELECT oid, pg_catalog.max(depth) AS depth FROM deps GROUP BY oid) v"
 "  JOIN pg_catalog.pg_class c ON c.oid = v.oid"
 "  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -293,7 +316,7 @@ static const char *const statistics_sql =
 "                       pg_catalog.pg_get_userbyid(s.stxowner)),"
 "     (SELECT pg_catalog.format('COMMENT ON STATISTICS %I.%I IS %L', n.nspname, s.stxname, t)"
 "        FROM pg_catalog.obj_description(s.oid, 'pg_statistic_ext') t WHERE t IS NOT NULL)),"
-"   'pg_catalog.pg_statistic_ext'::pg_catalog.regclass::pg_catalog.oid, s.oid"
+"   'pg_catalog.pg_statistic_ext'::pg_catalog.regclass::pg_catalog.oid, s.oid, NULL"
 "  FROM pg_catalog.pg_statistic_ext s"
 "  JOIN pg_catalog.pg_namespace n ON n.oid = s.stxnamespace"
 " WHERE s.stxrelid = ANY ($1)"

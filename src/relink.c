@@ -145,6 +145,41 @@ restore_fk(const char *directive, Oid rel, Oid ref)
 }
 
 /*
+ * Run the statements that make a view or materialized view again, once the
+ * tables it reads ("needs": OIDs) are all back: while one is still in the
+ * trash the directive is handed over to it; if one no longer exists, the
+ * view cannot be made again, and a WARNING says so.
+ */
+static void
+restore_sql(const char *directive)
+{
+	char	   *needs = directive_field(directive, "needs");
+	char	   *sql = directive_field(directive, "sql");
+	char	   *tok;
+	char	   *save = NULL;
+
+	for (tok = strtok_r(needs, " ", &save); tok != NULL; tok = strtok_r(NULL, " ", &save))
+	{
+		Oid			relid = atooid(tok);
+
+		if (get_rel_name(relid) == NULL)
+		{
+			ereport(WARNING,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("a view on the restored table is not made again: a table it reads no longer exists"),
+					 errdetail("The view was: %s", sql)));
+			return;
+		}
+		if (guard_in_trash(relid))
+		{
+			guard_link_append(guard_trash_root(relid), directive);
+			return;
+		}
+	}
+	guard_run_internal_ddl(InvalidOid, LINK_PATH, list_make1(sql));
+}
+
+/*
  * Make a link again (a directive of guard_links_save()), when the undo of
  * a DROP TABLE has brought the tree back.  A link to a table still in the
  * trash is handed over to that table's DROP TABLE change; a link to a
@@ -157,6 +192,11 @@ guard_link_restore(const char *directive)
 	Oid			rel = directive_oid(directive, "rel");
 	Oid			other = InvalidOid;
 
+	if (link != NULL && strcmp(link, "sql") == 0)
+	{
+		restore_sql(directive);
+		return;
+	}
 	if (link == NULL || get_rel_name(rel) == NULL)
 		return;
 	if (strcmp(link, "fk") == 0)
