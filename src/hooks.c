@@ -8,7 +8,11 @@
  * statement's own text and command type.  The utility hook does the same for
  * COPY, keeps guard's triggers from being dropped or disabled by anyone but
  * a superuser (who is logged), hands schema changes of protected tables to
- * ddl.c, and gives guard's triggers to new partitions.
+ * ddl.c, and gives guard's triggers to new partitions.  Every statement
+ * goes on down the chain, a DROP whose tables guard moved to its trash
+ * included (rewritten without them), so that the hooks installed after
+ * guard's and the event triggers see it.  trial.c's object-access and log
+ * hooks are installed with these.
  *
  *-------------------------------------------------------------------------
  */
