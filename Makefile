@@ -16,7 +16,11 @@ OBJS = \
 	src/invariants_commit.o \
 	src/invariants_eval.o \
 	src/ddl.o \
-	src/refuse.o \
+	src/drop.o \
+	src/inuse.o \
+	src/trial.o \
+	src/relink.o \
+	src/link.o \
 	src/trash.o \
 	src/depend.o \
 	src/shadow.o \
@@ -43,7 +47,7 @@ PGFILEDESC = "guard - capture, check and undo changes to protected tables"
 
 # Regression tests: each runs in a server that test/run-tests.sh starts with
 # shared_preload_libraries = 'guard' (test/guard.conf).
-REGRESS = setup policy_validation policy_permissions policy_view \
+REGRESS = setup policy_validation policy_permissions policy_view policy_refuses_temporary \
 	protect_inheritance_refused \
 	capture_kinds capture_values capture_partitions capture_atomicity \
 	capture_limits capture_privacy changes_records \
@@ -56,7 +60,9 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	verify_restore_agrees \
 	invariants_validation invariants_enforce invariants_warn rails \
 	cache_invalidation \
-	ddl_columns ddl_drop_table ddl_truncate ddl_migration status \
+	ddl_columns ddl_drop_table ddl_truncate ddl_migration ddl_partition_drop \
+	trash_unlinks_foreign_keys trash_inheritance trash_keeps_what_belongs \
+	trash_hook_hygiene drop_what_trash_uses status \
 	extension_upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 

@@ -22,9 +22,13 @@ CREATE TABLE events_old (LIKE events);
 SELECT guard_triggers('events_us_high') AS new_partition,
 	   guard_triggers('events_asia') AS attached,
 	   guard_triggers('events_old') AS unrelated;
+-- a detached partition stays protected, under a copy of the policy it had
+-- (so that a DROP of it is kept); attached again, the parent's governs it
 ALTER TABLE events DETACH PARTITION events_asia;
-SELECT guard_triggers('events_asia') AS detached;
+SELECT guard_triggers('events_asia') AS detached,
+	   (SELECT capture FROM guard.policies WHERE relation = 'events_asia'::regclass) AS own_policy;
 ALTER TABLE events ATTACH PARTITION events_asia FOR VALUES IN ('asia');
+SELECT count(*) AS own_policy FROM guard.policies WHERE relation = 'events_asia'::regclass;
 
 -- DML through the parent is captured once, as a change of the parent
 UPDATE events SET payload = payload || '!';

@@ -93,26 +93,36 @@ SET ROLE regress_guard_reader2;
 SELECT expect_error($$DROP TABLE accounts$$);
 RESET ROLE;
 
--- DROP SCHEMA ... CASCADE of a schema holding a protected table is refused
+-- DROP SCHEMA ... CASCADE of a schema holding a protected table works; the
+-- table goes to the trash, and comes back once the schema is there again
 CREATE SCHEMA app;
 CREATE TABLE app.t (id int PRIMARY KEY);
+INSERT INTO app.t VALUES (1);
 SELECT guard.protect('app.t');
-SELECT expect_error($$DROP SCHEMA app CASCADE$$);
-DROP TABLE app.t;
 DROP SCHEMA app CASCADE;
+SELECT to_regnamespace('app') IS NULL AS schema_gone;
+SELECT expect_error($$SELECT * FROM guard.undrop('t')$$);
+CREATE SCHEMA app;
+SELECT kind FROM guard.undrop('t');
+SELECT * FROM app.t;
+DROP TABLE app.t;
+SELECT dropped_tables > 0 AS purged FROM guard.purge('0 seconds');
+DROP SCHEMA app;
 
--- DROP OWNED BY a role owning a protected table is refused too, and drops nothing
+-- DROP OWNED BY a role owning a protected table works too: the table goes
+-- to the trash (owned by guard's owner meanwhile), and comes back to the role
 CREATE ROLE regress_guard_leaver;
 CREATE TABLE leaver_t (id int PRIMARY KEY);
 CREATE TABLE leaver_scratch (id int);
 ALTER TABLE leaver_t OWNER TO regress_guard_leaver;
 ALTER TABLE leaver_scratch OWNER TO regress_guard_leaver;
 SELECT guard.protect('leaver_t');
-SELECT expect_error($$DROP OWNED BY regress_guard_leaver$$);
-SELECT to_regclass('leaver_t') IS NOT NULL AS kept, to_regclass('leaver_scratch') IS NOT NULL AS scratch_kept;
-SELECT guard.unprotect('leaver_t');
 DROP OWNED BY regress_guard_leaver;
 SELECT to_regclass('leaver_t') IS NULL AS dropped, to_regclass('leaver_scratch') IS NULL AS scratch_dropped;
+SELECT kind FROM guard.undrop('leaver_t');
+SELECT relowner::regrole FROM pg_class WHERE oid = 'leaver_t'::regclass;
+DROP TABLE leaver_t;
+SELECT dropped_tables FROM guard.purge('0 seconds');
 DROP ROLE regress_guard_leaver;
 
 -- purge drops the trash for real

@@ -10,7 +10,9 @@ WHERE refclassid = 'pg_catalog.pg_extension'::regclass
 SELECT count(*) > 20 AS has_objects FROM fresh;
 SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'guard';
 
+SET client_min_messages = warning;
 DROP EXTENSION guard CASCADE;
+RESET client_min_messages;
 CREATE EXTENSION guard VERSION '0.1';
 SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'guard';
 ALTER EXTENSION guard UPDATE;

@@ -10,18 +10,16 @@
  *	DROP COLUMN, ALTER COLUMN TYPE	the column's values by key, and its
  *									definition, into a snapshot
  *	TRUNCATE (CASCADE included)		every row of each protected table reached
- *	DROP TABLE						nothing to copy: trash.c moves the table
- *									into schema guard_trash instead of
- *									dropping it
- *	DROP SCHEMA CASCADE, DROP OWNED	refused while they would reach a
- *									protected table (refuse.c)
+ *	DROP TABLE, and any DROP that	nothing to copy: drop.c has the tables
+ *	reaches protected tables		moved into schema guard_trash instead
+ *									of dropped
  *
  * After it ran: ADD COLUMN and RENAME, which destroy nothing, and any other
  * ALTER TABLE, recorded with its statement so that restore can say what it
  * cannot undo.  restore.c undoes each kind.
  *
- * Layering: ddl.c -> trash.c -> depend.c, and ddl.c -> refuse.c; none of
- * those calls back into this file.
+ * Layering: ddl.c -> drop.c -> (inuse.c, trash.c, trial.c); none of those
+ * calls back into this file.
  *
  *-------------------------------------------------------------------------
  */
@@ -54,6 +52,9 @@ typedef struct DdlAfter
 	Oid			relid;
 	char	   *kind;
 	char	   *detail;
+	Oid			detached;		/* a partition detached from the table */
+	Oid			policy_of;		/* ... which keeps the policy of this one */
+	Oid			attached;		/* a table attached as a partition */
 } DdlAfter;
 
 /*
@@ -245,6 +246,23 @@ before_alter_table(AlterTableStmt *stmt, List *after)
 				/* watched by hooks.c; not a change of the data's shape */
 				rec = NULL;
 				break;
+			case AT_DetachPartition:
+				rec->kind = "ALTER TABLE";
+				guard_json_field(&detail, "undoable", "false");
+				rec->detached = RangeVarGetRelid(((PartitionCmd *) cmd->def)->name,
+												 NoLock, true);
+				rec->policy_of = guard_policy_lookup(rel)->relid;
+				if (OidIsValid(rec->detached))
+					guard_json_field(&detail, "detached",
+									 quote_qualified_identifier(get_namespace_name(get_rel_namespace(rec->detached)),
+																get_rel_name(rec->detached)));
+				break;
+			case AT_AttachPartition:
+				rec->kind = "ALTER TABLE";
+				guard_json_field(&detail, "undoable", "false");
+				rec->attached = RangeVarGetRelid(((PartitionCmd *) cmd->def)->name,
+												 NoLock, true);
+				break;
 			default:
 				rec->kind = "ALTER TABLE";
 				guard_json_field(&detail, "undoable", "false");
@@ -407,74 +425,17 @@ before_truncate(TruncateStmt *stmt)
 		const GuardPolicy *policy = guard_enabled && OidIsValid(get_extension_oid("guard", true)) &&
 			rel->rd_rel->relkind == RELKIND_RELATION ? guard_policy_lookup(rel) : NULL;
 
-		/* TRUNCATE loses rows: captured under any capture but none */
-		if (policy && policy->found && policy->capture != GUARD_CAPTURE_NONE &&
-			guard_key_attnums(rel, (AttrNumber[INDEX_MAX_KEYS]) {0}) > 0)
+		/*
+		 * TRUNCATE loses rows: captured under any capture but none, with or
+		 * without a key (capture => 'ddl' allows a table without one)
+		 */
+		if (policy && policy->found && policy->capture != GUARD_CAPTURE_NONE)
 		{
 			guard_change_record(rel, "TRUNCATE", stmt->restart_seqs ?
 								truncate_sequences_detail(rel) : NULL);
 			snapshot_rows(rel, 0, "TRUNCATE");
 		}
 		relation_close(rel, NoLock);
-	}
-}
-
-/*
- * Before DROP TABLE: move each protected table it names into the trash
- * (trash.c) instead of dropping it.  *replaced is set to the statement to
- * run instead: the DROP of the other names, or NULL when none is left.
- */
-static void
-before_drop_table(DropStmt *drop, Node **replaced)
-{
-	List	   *keep = NIL;
-	List	   *dropping = NIL;
-	ListCell   *lc;
-	bool		trashed = false;
-
-	/* the tables this statement drops, for dependency checks */
-	foreach(lc, drop->objects)
-	{
-		Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList((List *) lfirst(lc)),
-											 NoLock, true);
-
-		if (OidIsValid(relid))
-			dropping = lappend_oid(dropping, relid);
-	}
-	foreach(lc, drop->objects)
-	{
-		RangeVar   *rv = makeRangeVarFromNameList((List *) lfirst(lc));
-		Oid			relid = RangeVarGetRelid(rv, AccessExclusiveLock, true);
-		Relation	rel;
-		bool		protect_it = false;
-
-		if (OidIsValid(relid))
-		{
-			rel = relation_open(relid, NoLock);
-			protect_it = ddl_policy(rel) != NULL && !rel->rd_rel->relispartition;
-			relation_close(rel, NoLock);
-		}
-		if (protect_it)
-		{
-			if (!pg_class_ownercheck(relid, GetUserId()))
-				aclcheck_error(ACLCHECK_NOT_OWNER, OBJECT_TABLE, rv->relname);
-			guard_trash_table(relid, drop->behavior, dropping);
-			trashed = true;
-		}
-		else
-			keep = lappend(keep, lfirst(lc));
-	}
-	if (trashed)
-	{
-		if (keep == NIL)
-			*replaced = NULL;
-		else
-		{
-			DropStmt   *rest = copyObject(drop);
-
-			rest->objects = keep;
-			*replaced = (Node *) rest;
-		}
 	}
 }
 
@@ -540,18 +501,19 @@ before_inherit(Node *parsetree)
 
 /*
  * Before a utility command: snapshot what it would destroy, and list what
- * to record after it.  For DROP TABLE of protected tables, *replaced is set
- * to the statement to run instead (the other names of the DROP), or NULL
- * when nothing is left to run.  Commands that would drop protected tables
- * without naming them are refused (refuse.c).
+ * to record after it.  A DROP that reaches protected tables moves them to
+ * the trash (drop.c): *replaced is set to the statement to run instead,
+ * and *hold_cascade when PostgreSQL's "drop cascades to" notice for it must
+ * be held back (guard sent it already).
  */
 List *
-guard_ddl_before(PlannedStmt *pstmt, Node **replaced)
+guard_ddl_before(PlannedStmt *pstmt, Node **replaced, bool *hold_cascade)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 	List	   *after = NIL;
 
 	*replaced = parsetree;
+	*hold_cascade = false;
 	if (guard_internal_ddl)
 		return NIL;
 
@@ -570,23 +532,48 @@ guard_ddl_before(PlannedStmt *pstmt, Node **replaced)
 		case T_TruncateStmt:
 			before_truncate((TruncateStmt *) parsetree);
 			break;
-		case T_DropOwnedStmt:
-			guard_refuse_drop_owned((DropOwnedStmt *) parsetree);
-			break;
 		case T_DropStmt:
-			{
-				DropStmt   *drop = (DropStmt *) parsetree;
-
-				if (drop->removeType == OBJECT_SCHEMA)
-					guard_refuse_drop_schema(drop);
-				else if (drop->removeType == OBJECT_TABLE)
-					before_drop_table(drop, replaced);
-				break;
-			}
+		case T_DropOwnedStmt:
+		case T_DropRoleStmt:
+		case T_DropTableSpaceStmt:
+			*replaced = guard_drop_before(parsetree, hold_cascade);
+			break;
 		default:
 			break;
 	}
 	return after;
+}
+
+/*
+ * A partition detached from a protected table stays protected: it gets a
+ * policy of its own, a copy of the one that governed it ("policy_of"), so
+ * that a DROP or TRUNCATE of it is still kept.  A table attached to a
+ * protected table loses its own policy ("policy_of" invalid): the
+ * parent's governs it, as guard.protect() requires.  (The utility hook
+ * then syncs the triggers.)
+ */
+static void
+keep_policy(Oid relid, Oid policy_of)
+{
+	GuardAsRole owner;
+	Oid			types[2] = {OIDOID, OIDOID};
+	Datum		values[2];
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = ObjectIdGetDatum(policy_of);
+	guard_as_role_begin(&owner, InvalidOid);
+	if (OidIsValid(policy_of))
+		guard_run_sql("INSERT INTO guard.policy (relid, capture, mode, min_rows, max_rows,"
+					  "                          max_fraction, require_where, created_at, created_by)"
+					  " SELECT $1, capture, mode, min_rows, max_rows, max_fraction, require_where,"
+					  "        pg_catalog.now(), created_by"
+					  "   FROM guard.policy WHERE relid = $2::pg_catalog.regclass"
+					  " ON CONFLICT (relid) DO NOTHING",
+					  2, types, values, NULL);
+	else
+		guard_run_sql("DELETE FROM guard.policy WHERE relid = $1::pg_catalog.regclass",
+					  1, types, values, NULL);
+	guard_as_role_end(&owner);
 }
 
 /*
@@ -607,6 +594,10 @@ guard_ddl_after(List *after)
 			continue;
 		if (rec->kind)
 			guard_change_record(rel, rec->kind, rec->detail);
+		if (OidIsValid(rec->detached))
+			keep_policy(rec->detached, rec->policy_of);
+		if (OidIsValid(rec->attached))
+			keep_policy(rec->attached, InvalidOid);
 		guard_invariants_after_ddl(rel);
 		relation_close(rel, AccessShareLock);
 	}

@@ -16,10 +16,19 @@
  *					hooks and rails; nothing calls it
  *	hooks.c			executor and utility hooks -> ddl, policy, changes
  *	restore.c		guard.restore() -> ddl, shadow, changes, policy, rows
- *	ddl.c			schema changes of protected tables -> invariants,
- *					shadow, changes, policy, rows
- *	capture.c		the capture trigger -> invariants_stmt, rails, shadow,
- *					policy, relcache
+ *	ddl.c			schema changes of protected tables -> drop,
+ *					invariants, shadow, changes, policy, rows
+ *	drop.c			DROPs that reach protected tables -> inuse, trash,
+ *					trial, depend, policy
+ *	inuse.c			trashed tables in the way of a DROP -> trash, link
+ *	trash.c			DROP TABLE as a move into the trash, undrop, purge
+ *					-> relink, link, depend, changes
+ *	relink.c		a trashed table's links made again by the undo -> link
+ *	link.c			a trashed table's links (foreign keys, parents, type,
+ *					publications, owner), saved and cut
+ *	depend.c		views and statistics on a table, saved as SQL
+ *	trial.c			a drop run in a subtransaction rolled back
+ *	capture.c		the capture trigger -> invariants, rails, shadow, policy
  *	diff.c			guard.diff() -> shadow, changes, policy, rows
  *	invariants.c	add/drop/check invariants, after DDL -> invariants_commit,
  *					invariants_eval, policy, relcache
@@ -56,6 +65,7 @@
 
 #include "access/htup.h"
 #include "access/tupdesc.h"
+#include "catalog/dependency.h"
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "nodes/nodes.h"
@@ -378,29 +388,72 @@ extern void guard_check_rows(GuardInvariantList *list, const bool *which,
 							 HTAB *keys, int64 *failing,
 							 List **samples);
 
-/* ddl.c: schema changes recorded (calls trash.c and refuse.c) */
-extern List *guard_ddl_before(PlannedStmt *pstmt, Node **replaced);
+/* ddl.c: schema changes recorded (calls drop.c) */
+extern List *guard_ddl_before(PlannedStmt *pstmt, Node **replaced,
+							  bool *hold_cascade);
 extern void guard_ddl_after(List *after);
 
-/* refuse.c: DROP SCHEMA ... CASCADE and DROP OWNED BY of protected tables */
-extern void guard_refuse_drop_schema(DropStmt *drop);
-extern void guard_refuse_drop_owned(DropOwnedStmt *drop);
+/* drop.c: DROP statements that reach protected or trashed tables */
+extern Node *guard_drop_before(Node *parsetree, bool *hold_cascade);
+
+/* inuse.c: trashed tables in the way of a DROP of what they use */
+extern void guard_inuse_before_drop(Node *parsetree);
+extern void guard_inuse_roles(List *roleids, bool dropping_owned);
+extern void guard_inuse_dropped(List *dropped, List *units);
+
+/* trial.c: a drop run and rolled back, to learn what it would do */
+typedef struct GuardTrialMessage
+{
+	int			elevel;
+	int			sqlerrcode;
+	char	   *message;
+	char	   *detail;
+	char	   *detail_log;
+	char	   *hint;
+	bool		cascade;		/* PostgreSQL's "drop cascades to" notice */
+} GuardTrialMessage;
+
+typedef struct GuardTrial
+{
+	List	   *dropped;		/* ObjectAddress *, in deletion order */
+	List	   *messages;		/* GuardTrialMessage * */
+} GuardTrial;
+
+extern void guard_trial_install(void);
+extern void guard_trial(void (*fn) (void *arg), void *arg, GuardTrial *trial);
+extern void guard_trial_emit(const GuardTrial *trial, bool cascade_only);
+extern int	guard_trial_hold_begin(int *saved);
+extern void guard_trial_hold_end(int nestlevel, int saved, bool ok);
 
 /* trash.c: DROP TABLE as a move into the trash, undrop, purge */
 #define GUARD_TRASH_SCHEMA	"guard_trash"
 
 extern void guard_json_field(StringInfo buf, const char *name,
 							 const char *value);
-extern void guard_trash_table(Oid relid, DropBehavior behavior, List *dropping);
+extern Oid	guard_trash_namespace(bool create);
+extern bool guard_trash_is_empty(void);
+extern void guard_trash_unit(Oid root, List *tree, List *not_kept);
+extern void guard_trash_purge(List *roots, const char *why, bool drop);
 extern void guard_undrop_table(Oid relid,
 							   const char *(*schema_of) (Oid relid, void *arg),
 							   const char *(*name_of) (Oid relid, void *arg),
 							   void *arg);
 extern void guard_recreate_dependents(List *statements);
 
+/* relink.c: a trashed table's links made again by the undo */
+extern void guard_link_restore(const char *directive);
+
+/* link.c: a trashed table's links to live tables, saved and cut */
+extern List *guard_links_save(List *tree, ObjectAddresses *deletions);
+extern void guard_links_unlink_parents(List *tree);
+extern void guard_links_drop_crossing(List *tree);
+extern bool guard_in_trash(Oid relid);
+extern Oid	guard_trash_root(Oid relid);
+extern void guard_link_append(Oid root, const char *directive);
+
 /* depend.c: a protected table's outside dependents, saved as SQL */
-extern bool guard_dependents_exist(Oid relid, List *dropping);
-extern List *guard_dependents_save(Oid relid, List *dropping, List **drops);
+extern List *guard_dependents_save(List *tree, ObjectAddresses *deletions);
+extern Oid	guard_object_relation(const ObjectAddress *object);
 
 /* rails.c: guard rails */
 extern void guard_check_row_limits(Relation rel, const GuardPolicy *policy,

@@ -8,7 +8,11 @@
  * statement's own text and command type.  The utility hook does the same for
  * COPY, keeps guard's triggers from being dropped or disabled by anyone but
  * a superuser (who is logged), hands schema changes of protected tables to
- * ddl.c, and gives guard's triggers to new partitions.
+ * ddl.c, and gives guard's triggers to new partitions.  Every statement
+ * goes on down the chain, a DROP whose tables guard moved to its trash
+ * included (rewritten without them), so that the hooks installed after
+ * guard's and the event triggers see it.  trial.c's object-access and log
+ * hooks are installed with these.
  *
  *-------------------------------------------------------------------------
  */
@@ -52,6 +56,7 @@ guard_install_hooks(void)
 	ExecutorFinish_hook = guard_ExecutorFinish;
 	prev_ProcessUtility = ProcessUtility_hook;
 	ProcessUtility_hook = guard_ProcessUtility;
+	guard_trial_install();
 }
 
 /*
@@ -317,6 +322,9 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	ListCell   *lc;
 	List	   *ddl_after;
 	Node	   *replaced;
+	bool		hold_cascade;
+	int			hold_nestlevel = 0;
+	int			hold_saved = 0;
 
 	check_utility(parsetree);
 
@@ -349,8 +357,8 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 
 	/* schema changes of protected tables: snapshot what they destroy */
-	ddl_after = guard_ddl_before(pstmt, &replaced);
-	if (replaced != parsetree && replaced != NULL)
+	ddl_after = guard_ddl_before(pstmt, &replaced, &hold_cascade);
+	if (replaced != parsetree)
 	{
 		PlannedStmt *copy = makeNode(PlannedStmt);
 
@@ -369,27 +377,35 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		save = guard_set_statement(&stmt);
 	}
 
+	/*
+	 * Every statement goes down the chain, a DROP whose tables guard moved
+	 * to its trash included (as a DROP of the others, or of none), so that
+	 * the hooks after guard and the event triggers see it.
+	 */
+	if (hold_cascade)
+		hold_nestlevel = guard_trial_hold_begin(&hold_saved);
 	PG_TRY();
 	{
-		if (replaced == NULL)
-		{
-			/* a DROP TABLE whose every table guard moved to its trash */
-			if (qc)
-				SetQueryCompletion(qc, CMDTAG_DROP_TABLE, 0);
-		}
-		else if (prev_ProcessUtility)
+		if (prev_ProcessUtility)
 			prev_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								params, queryEnv, dest, qc);
 		else
 			standard_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 									params, queryEnv, dest, qc);
 	}
-	PG_FINALLY();
+	PG_CATCH();
 	{
 		if (is_copy)
 			(void) guard_set_statement(save);
+		if (hold_cascade)
+			guard_trial_hold_end(hold_nestlevel, hold_saved, false);
+		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	if (is_copy)
+		(void) guard_set_statement(save);
+	if (hold_cascade)
+		guard_trial_hold_end(hold_nestlevel, hold_saved, true);
 
 	guard_ddl_after(ddl_after);
 

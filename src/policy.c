@@ -433,6 +433,14 @@ guard_protect(PG_FUNCTION_ARGS)
 				 errdetail("guard does not support table inheritance (INHERITS): a write through a parent reaches its children, whose rows restore could not tell apart."),
 				 errhint("Use partitioning instead, or remove the inheritance with ALTER TABLE ... NO INHERIT.")));
 
+	/* it goes with its session: no trash could keep it, no undo bring it back */
+	if (rel->rd_rel->relpersistence == RELPERSISTENCE_TEMP)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("cannot protect temporary table \"%s\"",
+						RelationGetRelationName(rel)),
+				 errdetail("A temporary table is dropped at the end of its session, where guard cannot keep it.")));
+
 	if (rel->rd_rel->relispartition)
 	{
 		List	   *ancestors = get_partition_ancestors(relid);

@@ -158,6 +158,10 @@ guard_run_internal_ddl(Oid role, const char *search_path, List *statements)
 	if (statements == NIL)
 		return;
 	guard_as_role_path_begin(&as, role, search_path, false);
+	/* their notices are guard's business, not the user's */
+	(void) set_config_option("client_min_messages", "warning",
+							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_SAVE,
+							 true, 0, false);
 	guard_internal_ddl = true;
 	PG_TRY();
 	{

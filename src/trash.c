@@ -2,23 +2,30 @@
  *
  * trash.c
  *	  DROP TABLE of a protected table as a move into schema guard_trash;
- *	  undrop; guard.purge().
+ *	  undrop; purge.
  *
  * A dropped protected table is renamed and moved into guard_trash instead
  * of dropped: same OID, same storage, with its indexes, constraints,
- * triggers, grants, comments and partitions, in O(1) whatever its size.
- * Each relation moved gets the trash name "<oid>_<name>", unique in the
- * trash; the change record's detail says where each came from.  With
- * CASCADE, the views and other tables' foreign keys that depend on the
- * table are saved as SQL (depend.c) and dropped first, and recreated by
- * the undo.  guard.purge() drops the trash for real once it is older than
- * the retention, and expires old snapshots.
+ * triggers, rules, policies, grants, comments and partitions, in O(1)
+ * whatever its size.  Each relation moved gets the trash name
+ * "<oid>_<name>", unique in the trash; the change record's detail says
+ * where each came from and what it was called.
  *
- * guard's own DDL here (the moves, the drops of dependents, purge) runs
- * through guard_run_internal_ddl() (spi.c), marked with guard_internal_ddl so that the
- * utility hook lets it through unrecorded.
+ * The table must then be gone for the rest of the database, so before it
+ * moves, what ties it to the live tables is saved for the undo and cut:
+ * views and materialized views on it and its statistics objects
+ * (depend.c), its parents, foreign keys either way and publications
+ * (link.c).  The undo moves it back and makes those again.
  *
- * Layering: ddl.c -> trash.c -> depend.c; this file does not call ddl.c.
+ * guard.purge() drops the trash for real once it is older than the
+ * retention; guard_trash_purge() also serves a DROP of something a
+ * trashed table uses (inuse.c).
+ *
+ * The moves and drops here call PostgreSQL's internal functions, not SQL:
+ * a user's DROP TABLE fires no event trigger and no utility hook for
+ * guard's own steps, and reports nothing of them.
+ *
+ * Calls link.c, depend.c, changes.c and spi.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -26,13 +33,19 @@
 
 #include "access/relation.h"
 #include "access/table.h"
+#include "access/xact.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
+#include "commands/alter.h"
+#include "commands/tablecmds.h"
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
@@ -62,14 +75,15 @@ guard_json_field(StringInfo buf, const char *name, const char *value)
 }
 
 /*
- * The schema guard_trash, created on first use.
+ * The schema guard_trash (InvalidOid if it does not exist), created on
+ * first use if "create".
  */
-static Oid
-trash_namespace(void)
+Oid
+guard_trash_namespace(bool create)
 {
 	Oid			nsp = get_namespace_oid(GUARD_TRASH_SCHEMA, true);
 
-	if (!OidIsValid(nsp))
+	if (!OidIsValid(nsp) && create)
 	{
 		GuardAsRole owner;
 
@@ -84,18 +98,51 @@ trash_namespace(void)
 }
 
 /*
+ * Does the trash hold no relation?  (The quick test before looking for
+ * trashed tables that a DROP would reach.)
+ */
+bool
+guard_trash_is_empty(void)
+{
+	Oid			nsp = guard_trash_namespace(false);
+	GuardAsRole owner;
+	Oid			types[1] = {OIDOID};
+	Datum		values[1];
+	bool		empty;
+
+	if (!OidIsValid(nsp))
+		return true;
+	values[0] = ObjectIdGetDatum(nsp);
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = $1 LIMIT 1",
+				  1, types, values, NULL);
+	empty = SPI_processed == 0;
+	guard_as_role_end(&owner);
+	return empty;
+}
+
+/*
  * The name relation "relid" named "name" gets in the trash: "<oid>_<name>",
- * unique there whatever else was dropped under the same name.
+ * unique there whatever else was dropped under the same name, cut to fit
+ * a name without splitting a character.  The whole name is kept in the
+ * change's detail.
  */
 static void
 trash_name(char *buf, Oid relid, const char *name)
 {
-	snprintf(buf, NAMEDATALEN, "%u_%s", relid, name);
+	char		full[NAMEDATALEN * 2];
+	int			len;
+
+	snprintf(full, sizeof(full), "%u_%s", relid, name);
+	len = pg_mbcliplen(full, strlen(full), NAMEDATALEN - 1);
+	memcpy(buf, full, len);
+	buf[len] = '\0';
 }
 
 /*
  * The name a relation had before it went to the trash, from its trash
- * name (the name itself if it has no "<oid>_" prefix).
+ * name (the name itself if it has no "<oid>_" prefix): for records that
+ * do not hold the name itself.
  */
 static char *
 name_from_trash(const char *trashname)
@@ -121,60 +168,43 @@ table_parts(Oid relid)
 }
 
 /*
- * The statement that renames index or owned sequence "part", which is in
- * schema "schema", to "newname".
+ * Rename relation "relid" (a table, an index or a sequence), as ALTER ...
+ * RENAME does, but without a statement.
  */
-static char *
-rename_part_sql(Oid part, const char *schema, const char *newname)
+static void
+rename_relation(Oid relid, const char *newname)
 {
-	return psprintf("ALTER %s %s RENAME TO %s",
-					get_rel_relkind(part) == RELKIND_SEQUENCE ? "SEQUENCE" : "INDEX",
-					quote_qualified_identifier(schema, get_rel_name(part)),
-					quote_identifier(newname));
+	char		relkind = get_rel_relkind(relid);
+
+	RenameRelationInternal(relid, newname, true,
+						   relkind == RELKIND_INDEX || relkind == RELKIND_PARTITIONED_INDEX);
+	CommandCounterIncrement();
 }
 
 /*
- * Before a protected table goes to the trash: the views and other tables'
- * foreign keys that depend on it.  Without CASCADE, refused as PostgreSQL
- * would; with CASCADE, saved as the statements that recreate them
- * (returned, for the undo) and dropped.  Dependents guard cannot keep
- * (materialized views, functions using its row type) are refused.
+ * Move table "relid" (with its indexes, constraints, owned sequences and
+ * row type) into schema "nsp", as ALTER TABLE ... SET SCHEMA does.
  */
-static List *
-drop_dependents(Oid relid, const char *name, DropBehavior behavior,
-				List *dropping)
+static void
+move_relation(Oid relid, Oid nsp)
 {
-	List	   *recreate;
-	List	   *drops;
+	ObjectAddresses *moved = new_object_addresses();
 
-	if (!guard_dependents_exist(relid, dropping))
-		return NIL;
-	if (behavior != DROP_CASCADE)
-		ereport(ERROR,
-				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-				 errmsg("cannot drop table \"%s\" because other objects depend on it", name),
-				 errhint("Use DROP ... CASCADE to drop the dependent objects too.")));
-	recreate = guard_dependents_save(relid, dropping, &drops);
-	guard_run_internal_ddl(InvalidOid, "pg_catalog, pg_temp", drops);
-	if (guard_dependents_exist(relid, dropping))
-		ereport(ERROR,
-				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
-				 errmsg("cannot drop protected table \"%s\" because objects guard cannot keep depend on it",
-						name),
-				 errdetail("guard keeps a dropped protected table, its views and the foreign keys that reference it to undo the drop; other dependents (materialized views, functions using its row type) it cannot keep."),
-				 errhint("Drop those objects first, or stop protecting the table with guard.unprotect().")));
-	return recreate;
+	AlterObjectNamespace_oid(RelationRelationId, relid, nsp, moved);
+	free_object_addresses(moved);
+	CommandCounterIncrement();
 }
 
 /*
  * The detail of a DROP TABLE change: where the table came from and its
- * trash name; the schema of each table of its tree and the name of each
- * of their indexes and owned sequences (by OID); the statements that
- * recreate its dependents.
+ * trash name; the schema and name of each table of its tree and the name
+ * of each of their indexes and owned sequences (by OID); the statements
+ * and links that the undo makes again; what a DROP ... CASCADE took with
+ * it that the undo does not bring back.
  */
 static char *
 drop_detail(Oid relid, const char *schema, const char *name, List *tree,
-			List *recreate)
+			List *recreate, List *not_kept)
 {
 	StringInfoData detail;
 	char		trashname[NAMEDATALEN];
@@ -194,6 +224,8 @@ drop_detail(Oid relid, const char *schema, const char *name, List *tree,
 
 		snprintf(field, sizeof(field), "schema_%u", lfirst_oid(lc));
 		guard_json_field(&detail, field, get_namespace_name(get_rel_namespace(lfirst_oid(lc))));
+		snprintf(field, sizeof(field), "name_%u", lfirst_oid(lc));
+		guard_json_field(&detail, field, get_rel_name(lfirst_oid(lc)));
 		foreach(pc, parts)
 		{
 			snprintf(field, sizeof(field), "name_%u", lfirst_oid(pc));
@@ -207,80 +239,85 @@ drop_detail(Oid relid, const char *schema, const char *name, List *tree,
 		snprintf(field, sizeof(field), "recreate_%d", foreach_current_index(lc) + 1);
 		guard_json_field(&detail, field, (char *) lfirst(lc));
 	}
+	if (not_kept != NIL)
+	{
+		StringInfoData list;
+
+		initStringInfo(&list);
+		foreach(lc, not_kept)
+			appendStringInfo(&list, "%s%s", list.len ? "; " : "", (char *) lfirst(lc));
+		guard_json_field(&detail, "not_kept", list.data);
+	}
 	appendStringInfoChar(&detail, '}');
 	return detail.data;
 }
 
 /*
- * The statements that move the tables of "tree" into the trash, each
- * under its trash name: first its indexes and owned sequences are renamed
- * to their trash names (they move with it), then it is renamed, then
- * moved.
+ * Move the tables of "tree" into the trash, each under its trash name:
+ * first its indexes and owned sequences are renamed to their trash names
+ * (they move with it), then it is renamed, then moved.
  */
-static List *
-move_to_trash_sql(List *tree)
+static void
+move_to_trash(List *tree)
 {
-	List	   *statements = NIL;
+	Oid			nsp = guard_trash_namespace(true);
 	ListCell   *lc;
 
 	foreach(lc, tree)
 	{
 		Oid			child = lfirst_oid(lc);
-		char	   *schema = get_namespace_name(get_rel_namespace(child));
 		char		childtrash[NAMEDATALEN];
 		List	   *parts = table_parts(child);
 		ListCell   *pc;
 
 		foreach(pc, parts)
 		{
-			Oid			part = lfirst_oid(pc);
 			char		parttrash[NAMEDATALEN];
 
-			trash_name(parttrash, part, get_rel_name(part));
-			statements = lappend(statements,
-								 rename_part_sql(part, get_namespace_name(get_rel_namespace(part)),
-												 parttrash));
+			trash_name(parttrash, lfirst_oid(pc), get_rel_name(lfirst_oid(pc)));
+			rename_relation(lfirst_oid(pc), parttrash);
 		}
 		trash_name(childtrash, child, get_rel_name(child));
-		statements = lappend(statements,
-							 psprintf("ALTER TABLE %s RENAME TO %s",
-									  quote_qualified_identifier(schema, get_rel_name(child)),
-									  quote_identifier(childtrash)));
-		statements = lappend(statements,
-							 psprintf("ALTER TABLE %s SET SCHEMA " GUARD_TRASH_SCHEMA,
-									  quote_qualified_identifier(schema, childtrash)));
+		rename_relation(child, childtrash);
+		move_relation(child, nsp);
 	}
-	return statements;
 }
 
 /*
- * DROP TABLE of a protected table: move it (and its partitions) into
- * guard_trash under a unique name, same OID, same storage, and record
- * where it came from.  O(1) whatever the size.  "dropping" lists the
- * tables the same statement drops; the caller holds the table's
- * AccessExclusiveLock and checked its ownership.
+ * DROP TABLE of a protected table: move "tree" (the table "root" and the
+ * partitions and children that go with it) into guard_trash, same OID,
+ * same storage, and record where it came from.  First its dependents and
+ * links are saved into the record and cut, so that the table is gone for
+ * the rest of the database.  "not_kept" describes what else the statement
+ * drops because of the table and the undo will not bring back.  The
+ * caller holds the tables' AccessExclusiveLock and knows (from a trial)
+ * that PostgreSQL would drop them.
  */
 void
-guard_trash_table(Oid relid, DropBehavior behavior, List *dropping)
+guard_trash_unit(Oid root, List *tree, List *not_kept)
 {
-	Relation	rel = relation_open(relid, NoLock);
+	Relation	rel = relation_open(root, NoLock);
 	char	   *schema = get_namespace_name(RelationGetNamespace(rel));
 	char	   *name = pstrdup(RelationGetRelationName(rel));
-	List	   *tree;
+	ObjectAddresses *deletions = new_object_addresses();
 	List	   *recreate;
 
-	/* no reference held while dependents are dropped (ALTER TABLE checks) */
 	relation_close(rel, NoLock);
-	recreate = drop_dependents(relid, name, behavior, dropping);
+	recreate = guard_dependents_save(tree, deletions);
+	recreate = list_concat(recreate, guard_links_save(tree, deletions));
 
-	/* partitions go with their parent, each under its own trash name */
-	tree = find_all_inheritors(relid, AccessExclusiveLock, NULL);
-	rel = relation_open(relid, NoLock);
+	rel = relation_open(root, NoLock);
 	guard_change_record(rel, "DROP TABLE",
-						drop_detail(relid, schema, name, tree, recreate));
+						drop_detail(root, schema, name, tree, recreate, not_kept));
 	relation_close(rel, NoLock);
-	(void) trash_namespace();
-	guard_run_internal_ddl(InvalidOid, "pg_catalog, pg_temp", move_to_trash_sql(tree));
+
+	performMultipleDeletions(deletions, DROP_CASCADE,
+							 PERFORM_DELETION_INTERNAL | PERFORM_DELETION_QUIETLY);
+	free_object_addresses(deletions);
+	CommandCounterIncrement();
+	guard_links_unlink_parents(tree);
+	guard_links_drop_crossing(tree);
+	move_to_trash(tree);
 }
 
 /*
@@ -290,7 +327,7 @@ guard_trash_table(Oid relid, DropBehavior behavior, List *dropping)
  */
 static List *
 undrop_check(Oid relid, const char *(*detail_schema_of) (Oid relid, void *arg),
-			 void *arg)
+			 const char *(*detail_name_of) (Oid relid, void *arg), void *arg)
 {
 	List	   *tree;
 	ListCell   *lc;
@@ -300,7 +337,7 @@ undrop_check(Oid relid, const char *(*detail_schema_of) (Oid relid, void *arg),
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_TABLE),
 				 errmsg("the dropped table with OID %u is no longer in the trash", relid)));
-	if (RelationGetNamespace(rel) != get_namespace_oid(GUARD_TRASH_SCHEMA, true))
+	if (RelationGetNamespace(rel) != guard_trash_namespace(false))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("table \"%s\" is not in the trash", RelationGetRelationName(rel))));
@@ -311,7 +348,8 @@ undrop_check(Oid relid, const char *(*detail_schema_of) (Oid relid, void *arg),
 	{
 		Oid			child = lfirst_oid(lc);
 		const char *schema = detail_schema_of(child, arg);
-		char	   *name = name_from_trash(get_rel_name(child));
+		const char *recorded = detail_name_of(child, arg);
+		char	   *name = recorded ? pstrdup(recorded) : name_from_trash(get_rel_name(child));
 		Oid			nsp;
 
 		if (schema == NULL)
@@ -324,7 +362,8 @@ undrop_check(Oid relid, const char *(*detail_schema_of) (Oid relid, void *arg),
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_SCHEMA),
 					 errmsg("cannot undrop table \"%s\": schema \"%s\" does not exist",
-							name, schema)));
+							name, schema),
+					 errhint("Create the schema again first.")));
 		if (OidIsValid(get_relname_relid(name, nsp)))
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_TABLE),
@@ -336,72 +375,151 @@ undrop_check(Oid relid, const char *(*detail_schema_of) (Oid relid, void *arg),
 }
 
 /*
- * The statements that move the tables of "tree" back from the trash: each
- * into the schema it came from, then renamed to its name, then its
- * indexes and owned sequences (moved with it) renamed to theirs.
- */
-static List *
-move_from_trash_sql(List *tree,
-					const char *(*detail_schema_of) (Oid relid, void *arg),
-					const char *(*detail_name_of) (Oid relid, void *arg),
-					void *arg)
-{
-	List	   *statements = NIL;
-	ListCell   *lc;
-
-	foreach(lc, tree)
-	{
-		Oid			child = lfirst_oid(lc);
-		const char *schema = detail_schema_of(child, arg);
-		char	   *trashname = get_rel_name(child);
-		List	   *parts = table_parts(child);
-		ListCell   *pc;
-
-		statements = lappend(statements,
-							 psprintf("ALTER TABLE " GUARD_TRASH_SCHEMA ".%s SET SCHEMA %s",
-									  quote_identifier(trashname), quote_identifier(schema)));
-		statements = lappend(statements,
-							 psprintf("ALTER TABLE %s RENAME TO %s",
-									  quote_qualified_identifier(schema, trashname),
-									  quote_identifier(name_from_trash(trashname))));
-		foreach(pc, parts)
-		{
-			Oid			part = lfirst_oid(pc);
-			const char *partname = detail_name_of(part, arg);
-
-			if (partname != NULL)
-				statements = lappend(statements, rename_part_sql(part, schema, partname));
-		}
-	}
-	return statements;
-}
-
-/*
  * Undo a DROP TABLE: move the table and its partitions back from
- * guard_trash under their names.  detail_schema_of and detail_name_of
- * read, from the DROP TABLE change's detail, the schema a table came from
- * and the name an index or owned sequence had.
+ * guard_trash, each into the schema it came from and under its name, then
+ * its indexes and owned sequences (moved with it) under theirs.
+ * detail_schema_of and detail_name_of read, from the DROP TABLE change's
+ * detail, the schema a table came from and the name a table, index or
+ * owned sequence had.  The links and dependents come back after, through
+ * guard_recreate_dependents().
  */
 void
 guard_undrop_table(Oid relid, const char *(*detail_schema_of) (Oid relid, void *arg),
 				   const char *(*detail_name_of) (Oid relid, void *arg), void *arg)
 {
-	List	   *tree = undrop_check(relid, detail_schema_of, arg);
+	List	   *tree = undrop_check(relid, detail_schema_of, detail_name_of, arg);
+	ListCell   *lc;
 
-	guard_run_internal_ddl(InvalidOid, "pg_catalog, pg_temp",
-						   move_from_trash_sql(tree, detail_schema_of,
-											   detail_name_of, arg));
+	foreach(lc, tree)
+	{
+		Oid			child = lfirst_oid(lc);
+		Oid			nsp = get_namespace_oid(detail_schema_of(child, arg), false);
+		const char *recorded = detail_name_of(child, arg);
+		char	   *name = recorded ? pstrdup(recorded) : name_from_trash(get_rel_name(child));
+		List	   *parts = table_parts(child);
+		ListCell   *pc;
+
+		move_relation(child, nsp);
+		rename_relation(child, name);
+		foreach(pc, parts)
+		{
+			const char *partname = detail_name_of(lfirst_oid(pc), arg);
+
+			if (partname != NULL)
+				rename_relation(lfirst_oid(pc), partname);
+		}
+	}
 }
 
 /*
- * Run the statements that recreate what a DROP TABLE ... CASCADE of a
- * protected table dropped with it (saved by guard_dependents_save, kept
- * in the change's detail).
+ * Make again what a DROP TABLE of a protected table saved: the statements
+ * that recreate its views, materialized views and statistics objects, and
+ * its links (JSON directives, link.c).  Kept in the change's detail.
  */
 void
 guard_recreate_dependents(List *statements)
 {
-	guard_run_internal_ddl(InvalidOid, "pg_catalog, pg_temp", statements);
+	ListCell   *lc;
+
+	foreach(lc, statements)
+	{
+		const char *statement = lfirst(lc);
+
+		if (statement[0] == '{')
+			guard_link_restore(statement);
+		else
+			guard_run_internal_ddl(InvalidOid, "pg_catalog, pg_temp",
+								   list_make1((char *) statement));
+	}
+}
+
+/*
+ * The tables of the trashed trees of "roots" (those still in the trash).
+ */
+static List *
+trash_trees(List *roots)
+{
+	Oid			nsp = guard_trash_namespace(false);
+	List	   *all = NIL;
+	ListCell   *lc;
+
+	foreach(lc, roots)
+	{
+		Oid			root = lfirst_oid(lc);
+
+		if (!OidIsValid(nsp) || get_rel_namespace(root) != nsp)
+			continue;
+		all = list_concat_unique_oid(all, find_all_inheritors(root, AccessExclusiveLock, NULL));
+	}
+	return all;
+}
+
+/*
+ * Drop for real the trashed trees of "roots" (those still in the trash),
+ * all at once, with their policies and invariants.  With "why" (a DROP of
+ * something they use, inuse.c), each one's DROP TABLE change is marked as
+ * no longer undoable and a NOTICE names it.  Without "drop", only that:
+ * the caller's statement drops them.
+ */
+void
+guard_trash_purge(List *roots, const char *why, bool drop)
+{
+	List	   *tables = trash_trees(roots);
+	ObjectAddresses *deletions = new_object_addresses();
+	GuardAsRole owner;
+	Oid			types[2] = {OIDARRAYOID, TEXTOID};
+	Datum		values[2];
+	Datum	   *elems;
+	int			n = 0;
+	ListCell   *lc;
+
+	if (tables == NIL)
+		return;
+	elems = palloc(sizeof(Datum) * list_length(tables));
+	foreach(lc, tables)
+		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	values[0] = PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid),
+												true, TYPALIGN_INT));
+	values[1] = CStringGetTextDatum(why ? why : "");
+
+	guard_as_role_begin(&owner, InvalidOid);
+	if (why != NULL)
+	{
+		guard_run_sql("UPDATE guard.change"
+					  "   SET state = 'expired',"
+					  "       detail = detail || pg_catalog.jsonb_build_object('purged', $2)"
+					  " WHERE relid = ANY ($1) AND kind = 'DROP TABLE' AND state = 'active'"
+					  " RETURNING relation",
+					  2, types, values, NULL);
+		for (uint64 i = 0; drop && i < SPI_processed; i++)
+			ereport(NOTICE,
+					(errmsg("dropped table \"%s\" can no longer be restored",
+							SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1)),
+					 errdetail("%s guard dropped it from its trash for good.", why)));
+	}
+	if (drop)
+	{
+		guard_run_sql("DELETE FROM guard.policy WHERE relid::pg_catalog.oid = ANY ($1)",
+					  1, types, values, NULL);
+		guard_run_sql("DELETE FROM guard.invariant WHERE relid::pg_catalog.oid = ANY ($1)",
+					  1, types, values, NULL);
+	}
+	guard_as_role_end(&owner);
+	if (!drop)
+		return;
+
+	foreach(lc, roots)
+	{
+		ObjectAddress addr;
+
+		if (!list_member_oid(tables, lfirst_oid(lc)))
+			continue;
+		ObjectAddressSet(addr, RelationRelationId, lfirst_oid(lc));
+		add_exact_object_address(&addr, deletions);
+	}
+	performMultipleDeletions(deletions, DROP_CASCADE,
+							 PERFORM_DELETION_INTERNAL | PERFORM_DELETION_QUIETLY);
+	CommandCounterIncrement();
 }
 
 /*
@@ -428,6 +546,7 @@ purge_expire(Interval *older_than, int64 *expired, int64 *deleted)
 				  "SELECT c.oid FROM pg_catalog.pg_class c"
 				  " WHERE c.relnamespace = pg_catalog.to_regnamespace('" GUARD_TRASH_SCHEMA "')"
 				  "   AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+				  "   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i WHERE i.inhrelid = c.oid)"
 				  "   AND NOT EXISTS (SELECT 1 FROM guard.change g"
 				  "                    WHERE g.relid = c.oid AND g.kind = 'DROP TABLE'"
 				  "                      AND g.state = 'active')",
@@ -452,35 +571,6 @@ purge_expire(Interval *older_than, int64 *expired, int64 *deleted)
 	*deleted = SPI_processed;
 	guard_as_role_end(&owner);
 	return tables;
-}
-
-/*
- * Drop for real those of "tables" still in the trash, in one DROP so that
- * foreign keys between trashed tables go with their tables whatever the
- * order.
- */
-static void
-purge_tables(List *tables)
-{
-	StringInfoData drop;
-	ListCell   *lc;
-
-	initStringInfo(&drop);
-	foreach(lc, tables)
-	{
-		Oid			relid = lfirst_oid(lc);
-		char	   *name = get_rel_name(relid);
-
-		if (name == NULL || get_rel_namespace(relid) != get_namespace_oid(GUARD_TRASH_SCHEMA, true))
-			continue;
-		appendStringInfo(&drop, "%s" GUARD_TRASH_SCHEMA ".%s",
-						 drop.len ? ", " : "DROP TABLE ", quote_identifier(name));
-	}
-	if (drop.len > 0)
-	{
-		appendStringInfoString(&drop, " CASCADE");
-		guard_run_internal_ddl(InvalidOid, "pg_catalog, pg_temp", list_make1(drop.data));
-	}
 }
 
 /*
@@ -510,7 +600,7 @@ guard_purge(PG_FUNCTION_ARGS)
 		older_than->time = (int64) guard_retention * USECS_PER_MINUTE;
 	}
 	tables = purge_expire(older_than, &expired, &deleted);
-	purge_tables(tables);
+	guard_trash_purge(tables, NULL, true);
 
 	out[0] = Int64GetDatum(expired);
 	out[1] = Int64GetDatum(list_length(tables));

@@ -1,0 +1,517 @@
+/*-------------------------------------------------------------------------
+ *
+ * inuse.c
+ *	  Trashed tables in the way of a DROP of something they use.
+ *
+ * A table in guard's trash still uses what it used when it was dropped:
+ * the types of its columns, the functions of its defaults and triggers,
+ * sequences, schemas, a tablespace, its owner and the roles it grants to.
+ * Without guard the table would be gone, and dropping those objects would
+ * just work; so before such a DROP runs, guard gets the trash out of its
+ * way:
+ *
+ *	- a trashed table owned by a role that DROP OWNED BY or DROP ROLE
+ *	  removes is given to the extension's owner (the undo gives it back
+ *	  if the role still exists); grants to a dropped role are revoked;
+ *	- a trashed table that uses any other object the statement drops
+ *	  (directly, or through what a CASCADE reaches) is dropped from the
+ *	  trash for real: its DROP TABLE change is marked as no longer
+ *	  undoable, and a NOTICE names it;
+ *	- a DROP TABLESPACE of a tablespace that holds trashed tables is
+ *	  refused, with a hint: their files would go only at commit, too late;
+ *	- a DROP TABLE of a table in the trash (by name, in guard_trash) drops
+ *	  it for real, and its DROP TABLE change says it can no longer be
+ *	  undone.
+ *
+ * All of it happens in the statement's transaction: if the statement then
+ * fails, nothing of it remains.
+ *
+ * Calls trash.c, link.c and spi.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "catalog/objectaddress.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "commands/tablecmds.h"
+#include "commands/tablespace.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "tcop/cmdtag.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+#include "guard.h"
+
+/*
+ * The relation a catalog object (classid, objid) belongs to, as SQL over
+ * a row "r" with those columns (depend.c's guard_object_relation).
+ */
+#define OWNER_RELATION_SQL \
+"CASE r.classid" \
+" WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN" \
+"   COALESCE((SELECT i.indrelid FROM pg_catalog.pg_index i WHERE i.indexrelid = r.objid)," \
+"                       (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.reltoastrelid = r.objid)," \
+"                       (SELECT d.refobjid FROM pg_catalog.pg_depend d" \
+"                         WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass" \
+"                           AND d.objid = r.objid AND d.objsubid = 0" \
+"                           AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass" \
+"                           AND d.refobjsubid <> 0 AND d.deptype IN ('a', 'i') LIMIT 1)," \
+"                       r.objid)" \
+" WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN" \
+"   (SELECT COALESCE(NULLIF(t.typrelid, 0)," \
+"                               (SELECT e.typrelid FROM pg_catalog.pg_type e WHERE e.oid = t.typelem))" \
+"      FROM pg_catalog.pg_type t WHERE t.oid = r.objid)" \
+" WHEN 'pg_catalog.pg_constraint'::pg_catalog.regclass THEN" \
+"   (SELECT x.conrelid FROM pg_catalog.pg_constraint x WHERE x.oid = r.objid)" \
+" WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN" \
+"   (SELECT x.tgrelid FROM pg_catalog.pg_trigger x WHERE x.oid = r.objid)" \
+" WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN" \
+"   (SELECT x.adrelid FROM pg_catalog.pg_attrdef x WHERE x.oid = r.objid)" \
+" WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass THEN" \
+"   (SELECT x.polrelid FROM pg_catalog.pg_policy x WHERE x.oid = r.objid)" \
+" WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN" \
+"   (SELECT x.ev_class FROM pg_catalog.pg_rewrite x WHERE x.oid = r.objid)" \
+" WHEN 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass THEN" \
+"   (SELECT x.stxrelid FROM pg_catalog.pg_statistic_ext x WHERE x.oid = r.objid)" \
+" WHEN 'pg_catalog.pg_publication_rel'::pg_catalog.regclass THEN" \
+"   (SELECT x.prrelid FROM pg_catalog.pg_publication_rel x WHERE x.oid = r.objid)" \
+" END"
+
+/*
+ * The trashed tables (roots of their trees) that use the objects of
+ * "targets" (ObjectAddress *), or with "recurse" anything that depends on
+ * them: the tables a DROP of the targets (with CASCADE) would reach.
+ */
+static List *
+trashed_users(List *targets, bool recurse)
+{
+	GuardAsRole owner;
+	Oid			types[3] = {OIDARRAYOID, OIDARRAYOID, OIDOID};
+	Datum		values[3];
+	Datum	   *classids;
+	Datum	   *objids;
+	int			n = 0;
+	ListCell   *lc;
+	List	   *found = NIL;
+	List	   *roots = NIL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	if (targets == NIL)
+		return NIL;
+	classids = palloc(sizeof(Datum) * list_length(targets));
+	objids = palloc(sizeof(Datum) * list_length(targets));
+	foreach(lc, targets)
+	{
+		ObjectAddress *addr = lfirst(lc);
+
+		classids[n] = ObjectIdGetDatum(addr->classId);
+		objids[n++] = ObjectIdGetDatum(addr->objectId);
+	}
+	values[0] = PointerGetDatum(construct_array(classids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	values[1] = PointerGetDatum(construct_array(objids, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	values[2] = ObjectIdGetDatum(guard_trash_namespace(false));
+
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql(psprintf("WITH RECURSIVE t(classid, objid) AS ("
+						   "  SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.oid[]), pg_catalog.unnest($2::pg_catalog.oid[]))),"
+						   " reach(classid, objid) AS ("
+						   "  SELECT d.classid, d.objid FROM pg_catalog.pg_depend d JOIN t"
+						   "    ON d.refclassid = t.classid AND d.refobjid = t.objid"
+						   "  UNION"
+						   "  SELECT d.classid, d.objid FROM pg_catalog.pg_depend d JOIN reach x"
+						   "    ON d.refclassid = x.classid AND d.refobjid = x.objid"
+						   "   WHERE %s)"
+						   " SELECT DISTINCT c.oid FROM (SELECT " OWNER_RELATION_SQL " AS rel FROM reach r) o"
+						   "  JOIN pg_catalog.pg_class c ON c.oid = o.rel"
+						   " WHERE c.relnamespace = $3",
+						   recurse ? "true" : "false"),
+				  3, types, values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(outer);
+
+		found = lappend_oid(found, relid);
+		MemoryContextSwitchTo(old);
+	}
+	guard_as_role_end(&owner);
+
+	foreach(lc, found)
+		roots = list_append_unique_oid(roots, guard_trash_root(lfirst_oid(lc)));
+	return roots;
+}
+
+/*
+ * The sentence that says why a trashed table goes: "tag" is the command
+ * (DROP TYPE, DROP ROLE, ...).
+ */
+static char *
+why(const char *tag)
+{
+	return psprintf("It used an object that %s drops.", tag);
+}
+
+/*
+ * The objects a DROP statement names, as addresses (those that exist).
+ */
+static List *
+named_objects(DropStmt *drop)
+{
+	List	   *addrs = NIL;
+	ListCell   *lc;
+
+	foreach(lc, drop->objects)
+	{
+		ObjectAddress *addr = palloc(sizeof(ObjectAddress));
+
+		switch (drop->removeType)
+		{
+			case OBJECT_TABLE:
+			case OBJECT_VIEW:
+			case OBJECT_MATVIEW:
+			case OBJECT_SEQUENCE:
+			case OBJECT_FOREIGN_TABLE:
+			case OBJECT_INDEX:
+				{
+					Oid			relid = RangeVarGetRelid(makeRangeVarFromNameList((List *) lfirst(lc)),
+														 NoLock, true);
+
+					ObjectAddressSet(*addr, RelationRelationId, relid);
+					break;
+				}
+			default:
+				{
+					Relation	rel = NULL;
+
+					*addr = get_object_address(drop->removeType, lfirst(lc), &rel,
+											   AccessExclusiveLock, true);
+					if (rel)
+						table_close(rel, NoLock);
+					break;
+				}
+		}
+		if (OidIsValid(addr->objectId))
+			addrs = lappend(addrs, addr);
+	}
+	return addrs;
+}
+
+/*
+ * The objects owned by "roleids" in this database that are not in the
+ * trash: what DROP OWNED BY drops.
+ */
+static List *
+owned_objects(List *roleids)
+{
+	GuardAsRole owner;
+	Oid			types[2] = {OIDARRAYOID, OIDOID};
+	Datum		values[2];
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(roleids), 1));
+	int			n = 0;
+	ListCell   *lc;
+	List	   *addrs = NIL;
+	MemoryContext outer = CurrentMemoryContext;
+
+	foreach(lc, roleids)
+		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	values[0] = PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	values[1] = ObjectIdGetDatum(MyDatabaseId);
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("SELECT s.classid, s.objid FROM pg_catalog.pg_shdepend s"
+				  " WHERE s.dbid = $2 AND s.deptype = 'o'"
+				  "   AND s.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass"
+				  "   AND s.refobjid = ANY ($1)",
+				  2, types, values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		MemoryContext old = MemoryContextSwitchTo(outer);
+		ObjectAddress *addr = palloc(sizeof(ObjectAddress));
+
+		addr->classId = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+		addr->objectId = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
+		addr->objectSubId = 0;
+		addrs = lappend(addrs, addr);
+		MemoryContextSwitchTo(old);
+	}
+	guard_as_role_end(&owner);
+	return addrs;
+}
+
+/*
+ * Before DROP OWNED BY or DROP ROLE of "roleids": the trashed tables a
+ * role owns go to the extension's owner (an "owner" link gives them back
+ * on undo); its grants on trashed tables are revoked (DROP ROLE; DROP
+ * OWNED revokes them itself); a trashed table that depends on the role in
+ * any other way (a policy naming it) is dropped from the trash.
+ */
+void
+guard_inuse_roles(List *roleids, bool dropping_owned)
+{
+	GuardAsRole owner;
+	Oid			types[3] = {OIDARRAYOID, OIDOID, OIDOID};
+	Datum		values[3];
+	Datum	   *elems;
+	int			n = 0;
+	ListCell   *lc;
+	List	   *rels = NIL;
+	List	   *roles = NIL;
+	List	   *kinds = NIL;
+	List	   *purge = NIL;
+	ListCell   *lr,
+			   *lk;
+	Oid			extowner;
+	MemoryContext outer = CurrentMemoryContext;
+
+	if (roleids == NIL || guard_trash_is_empty())
+		return;
+	elems = palloc(sizeof(Datum) * list_length(roleids));
+	foreach(lc, roleids)
+		elems[n++] = ObjectIdGetDatum(lfirst_oid(lc));
+	values[0] = PointerGetDatum(construct_array(elems, n, OIDOID, sizeof(Oid), true, TYPALIGN_INT));
+	values[1] = ObjectIdGetDatum(MyDatabaseId);
+	values[2] = ObjectIdGetDatum(guard_trash_namespace(false));
+
+	/* as the extension owner, a superuser: it may change any owner */
+	guard_as_role_path_begin(&owner, InvalidOid, "pg_catalog, pg_temp", false);
+	extowner = GetUserId();
+	guard_run_sql("SELECT o.rel, o.refobjid, o.deptype::pg_catalog.text,"
+				  "       c.relkind IN ('r', 'p', 'f') AND o.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+				  "  FROM (SELECT " OWNER_RELATION_SQL " AS rel, r.refobjid, r.deptype, r.classid"
+				  "          FROM pg_catalog.pg_shdepend r"
+				  "         WHERE r.dbid = $2 AND r.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass"
+				  "           AND r.refobjid = ANY ($1)) o"
+				  "  JOIN pg_catalog.pg_class c ON c.oid = o.rel"
+				  " WHERE c.relnamespace = $3"
+				  " ORDER BY c.relkind DESC",
+				  3, types, values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		char	   *deptype = SPI_getvalue(tuple, desc, 3);
+		bool		table = DatumGetBool(SPI_getbinval(tuple, desc, 4, &isnull));
+		Oid			rel = DatumGetObjectId(SPI_getbinval(tuple, desc, 1, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(CurTransactionContext);
+		int			kind;
+
+		if (deptype[0] == 'o' && table)
+			kind = 'o';
+		else if (deptype[0] == 'o' || deptype[0] == 'i')
+			kind = 0;			/* follows its table, or extension privileges */
+		else if (deptype[0] == 'a')
+			kind = dropping_owned ? 0 : 'a';
+		else
+			kind = dropping_owned ? 0 : 'p';
+		if (kind != 0)
+		{
+			rels = lappend_oid(rels, rel);
+			roles = lappend_oid(roles, DatumGetObjectId(SPI_getbinval(tuple, desc, 2, &isnull)));
+			kinds = lappend_int(kinds, kind);
+		}
+		MemoryContextSwitchTo(old);
+	}
+
+	forthree(lc, rels, lr, roles, lk, kinds)
+	{
+		Oid			rel = lfirst_oid(lc);
+		Oid			role = lfirst_oid(lr);
+
+		if (lfirst_int(lk) == 'o')
+		{
+			StringInfoData d;
+
+			initStringInfo(&d);
+			appendStringInfo(&d, "{\"link\": \"owner\", \"rel\": \"%u\", \"owner\": ", rel);
+			escape_json(&d, GetUserNameFromId(role, false));
+			appendStringInfoChar(&d, '}');
+			ATExecChangeOwner(rel, extowner, false, AccessExclusiveLock);
+			guard_link_append(guard_trash_root(rel), d.data);
+		}
+		else if (lfirst_int(lk) == 'a')
+			RemoveRoleFromObjectACL(role, RelationRelationId, rel);
+		else
+		{
+			Oid			root = guard_trash_root(rel);
+			MemoryContext old = MemoryContextSwitchTo(outer);
+
+			purge = list_append_unique_oid(purge, root);
+			MemoryContextSwitchTo(old);
+		}
+		CommandCounterIncrement();
+	}
+	guard_as_role_end(&owner);
+	guard_trash_purge(purge, why(dropping_owned ? "DROP OWNED" : "DROP ROLE"), true);
+}
+
+/*
+ * DROP TABLESPACE of a tablespace that trashed tables use: refused with a
+ * way out.  Dropping them from the trash would not help: their files go
+ * only when the transaction commits, and DROP TABLESPACE needs the
+ * directory empty before that.
+ */
+static void
+refuse_tablespace_in_use(const char *spcname)
+{
+	Oid			spc = get_tablespace_oid(spcname, true);
+	GuardAsRole owner;
+	Oid			types[2] = {OIDOID, OIDOID};
+	Datum		values[2];
+	char	   *found = NULL;
+
+	if (!OidIsValid(spc))
+		return;
+	values[0] = ObjectIdGetDatum(spc);
+	values[1] = ObjectIdGetDatum(guard_trash_namespace(false));
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c.relname), ', ' ORDER BY c.relname)"
+				  "  FROM pg_catalog.pg_class c"
+				  " WHERE c.reltablespace = $1 AND c.relnamespace = $2",
+				  2, types, values, NULL);
+	found = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (found)
+		found = MemoryContextStrdup(CurTransactionContext, found);
+	guard_as_role_end(&owner);
+	if (found)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("tablespace \"%s\" holds dropped tables that guard keeps", spcname),
+				 errdetail("In schema " GUARD_TRASH_SCHEMA ": %s.", found),
+				 errhint("Bring them back with guard.undrop() and move them, or drop them from the trash for good with DROP TABLE " GUARD_TRASH_SCHEMA ".name in a transaction of its own first.")));
+}
+
+/*
+ * Before a DROP of any kind (not one of guard's own): get the trash out
+ * of its way, as the file header says.  Does nothing while the trash is
+ * empty.
+ */
+void
+guard_inuse_before_drop(Node *parsetree)
+{
+	if (!OidIsValid(get_extension_oid("guard", true)) || guard_trash_is_empty())
+		return;
+
+	switch (nodeTag(parsetree))
+	{
+		case T_DropStmt:
+			{
+				DropStmt   *drop = (DropStmt *) parsetree;
+
+				List	   *named;
+				List	   *others = NIL;
+				List	   *direct = NIL;
+				ListCell   *lc;
+				Oid			nsp = guard_trash_namespace(false);
+
+				if (drop->concurrent)
+					return;
+				named = named_objects(drop);
+				foreach(lc, named)
+				{
+					ObjectAddress *addr = lfirst(lc);
+
+					if (addr->classId == RelationRelationId &&
+						get_rel_namespace(addr->objectId) == nsp)
+						direct = list_append_unique_oid(direct, guard_trash_root(addr->objectId));
+					else
+						others = lappend(others, addr);
+				}
+				guard_trash_purge(direct, "DROP TABLE dropped it from the trash.", false);
+				guard_trash_purge(list_difference_oid(trashed_users(others, true), direct),
+								  why(GetCommandTagName(CreateCommandTag(parsetree))), true);
+				break;
+			}
+		case T_DropOwnedStmt:
+			{
+				DropOwnedStmt *drop = (DropOwnedStmt *) parsetree;
+				List	   *roleids = NIL;
+				ListCell   *lc;
+
+				foreach(lc, drop->roles)
+				{
+					Oid			roleid = get_rolespec_oid(lfirst(lc), true);
+
+					if (OidIsValid(roleid))
+						roleids = lappend_oid(roleids, roleid);
+				}
+				guard_inuse_roles(roleids, true);
+				guard_trash_purge(trashed_users(owned_objects(roleids), true),
+								  why("DROP OWNED"), true);
+				break;
+			}
+		case T_DropRoleStmt:
+			{
+				List	   *roleids = NIL;
+				ListCell   *lc;
+
+				foreach(lc, ((DropRoleStmt *) parsetree)->roles)
+				{
+					Oid			roleid = get_rolespec_oid(lfirst(lc), true);
+
+					if (OidIsValid(roleid))
+						roleids = lappend_oid(roleids, roleid);
+				}
+				guard_inuse_roles(roleids, false);
+				break;
+			}
+		case T_DropTableSpaceStmt:
+			refuse_tablespace_in_use(((DropTableSpaceStmt *) parsetree)->tablespacename);
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * After guard moved the protected tables a DROP reaches into its trash:
+ * those that use any other object the statement drops ("dropped", the
+ * trial's list) cannot stay; drop them from the trash.
+ */
+void
+guard_inuse_dropped(List *dropped, List *units)
+{
+	List	   *targets = NIL;
+	List	   *roots;
+	List	   *purge = NIL;
+	Oid			nsp = guard_trash_namespace(false);
+	ListCell   *lc;
+
+	if (units == NIL || !OidIsValid(nsp))
+		return;
+	foreach(lc, dropped)
+	{
+		ObjectAddress *addr = lfirst(lc);
+		Oid			rel = guard_object_relation(addr);
+
+		/* what moved into the trash is not dropped any more */
+		if (OidIsValid(rel) && get_rel_namespace(rel) == nsp)
+			continue;
+		if (addr->objectSubId != 0)
+			continue;
+		targets = lappend(targets, addr);
+	}
+	roots = trashed_users(targets, false);
+	foreach(lc, roots)
+	{
+		if (list_member_oid(units, lfirst_oid(lc)))
+			purge = lappend_oid(purge, lfirst_oid(lc));
+	}
+	guard_trash_purge(purge, "It used an object that the same statement drops.", true);
+}
