@@ -41,8 +41,13 @@ SELECT md5(string_agg(m::text, ',' ORDER BY id)) = :'m0' AS same FROM m;
 CREATE TABLE nokey (a int, b text);
 INSERT INTO nokey VALUES (1, 'a'), (1, 'a'), (2, NULL);
 SELECT guard.protect('nokey', capture => 'ddl');
+SELECT md5(string_agg(nokey::text, ',' ORDER BY nokey::text)) AS n0 FROM nokey \gset
 TRUNCATE nokey;
 SELECT relation, kind, rows FROM guard.changes ORDER BY change_id DESC LIMIT 1;
+-- and undone: the rows come back as they were, duplicates and NULLs too
+SELECT relation, kind, rows_restored
+  FROM guard.restore((SELECT max(changeset_id) FROM guard.changes WHERE relation = 'public.nokey'));
+SELECT md5(string_agg(nokey::text, ',' ORDER BY nokey::text)) = :'n0' AS same, count(*) FROM nokey;
 
 DROP TABLE m, nokey;
 SELECT dropped_tables > 0 AS purged FROM guard.purge('0 seconds');

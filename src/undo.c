@@ -99,7 +99,8 @@ undo_open_table(RowUndo *u)
 		u->colindex[i] = u->ncols++;
 	}
 
-	if (!guard_keyscan_begin(&u->ks, u->rel, change))
+	/* a TRUNCATE of a table without key (capture => 'ddl'): rows go back as they are */
+	if (change->nkeys > 0 && !guard_keyscan_begin(&u->ks, u->rel, change))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot restore change " INT64_FORMAT ": table \"%s\" no longer has the key it was captured with",
@@ -298,7 +299,8 @@ undo_check_detached(RowUndo *u)
 static void
 undo_read_row(RowUndo *u, const ShadowRow *row)
 {
-	bool		live = guard_keyscan_fetch(&u->ks, row->keyvalues, u->snapshot);
+	bool		live = u->change->nkeys > 0 &&
+		guard_keyscan_fetch(&u->ks, row->keyvalues, u->snapshot);
 	bool		apply;
 	bool		replace;
 	bool		conflict;
