@@ -57,7 +57,7 @@ include $(PGXS)
 $(OBJS): src/guard.h
 src/shadow.o src/shadow_read.o: src/shadow.h
 
-.PHONY: demo test bench check-postgres
+.PHONY: demo test bench check-postgres sqlsmith
 demo:
 	bash test/run-demo.sh
 test:
@@ -66,3 +66,6 @@ bench:
 	bash bench/run.sh
 check-postgres:
 	bash test/check-postgres.sh
+# a bounded sqlsmith run against a server with guard (not part of `make test`)
+sqlsmith:
+	bash test/sqlsmith.sh
