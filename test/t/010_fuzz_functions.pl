@@ -405,13 +405,13 @@ sub fuzz
 	$ncalls++;
 	$called{$label}++;
 	printf $log "-- %s (%.3fs): %s\n%s%s", $role, time - $start, $sql,
-	  join('', map { "   $_\n" } @{ $r->{errors} }),
+	  join('', map { '   ' . substr($_, 0, 300) . "\n" } @{ $r->{errors} }),
 	  $r->{lost} ? "   CONNECTION LOST\n" : '';
 	for my $e (@{ $r->{errors} })
 	{
 		my ($state) = $e =~ /^\w+:\s+(\w{5})/;
 		$by_state{ $state // '?' }++;
-		push @internal, "$role: $sql\n    $e" if defined $state && $state eq 'XX000';
+		push @internal, "$role: $sql\n    " . substr($e, 0, 300) if defined $state && $state eq 'XX000';
 	}
 	if ($r->{lost})
 	{
@@ -461,7 +461,7 @@ sub refill
 	  if $now ne $baseline;
 	my $sql = GuardFuzz::Fixture::refill_sql($k, $ddl);
 	my $r = $s{dig}->run($sql);
-	print $log "-- refill $refills\n", map { "   $_\n" } @{ $r->{errors} };
+	print $log "-- refill $refills\n", map { '   ' . substr($_, 0, 300) . "\n" } @{ $r->{errors} };
 	for my $e (@{ $r->{errors} })
 	{
 		push @internal, "refill: $e" if $e =~ /^\w+:\s+XX000/;
