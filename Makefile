@@ -83,7 +83,7 @@ $(OBJS): src/guard.h
 src/shadow.o src/shadow_read.o: src/shadow.h
 src/undo.o src/undo_judge.o src/undo_moves.o src/undo_sql.o: src/undo.h
 
-.PHONY: demo test bench check-postgres
+.PHONY: demo test bench check-postgres sqlsmith
 demo:
 	bash test/run-demo.sh
 test:
@@ -92,3 +92,6 @@ bench:
 	bash bench/run.sh
 check-postgres:
 	bash test/check-postgres.sh
+# a bounded sqlsmith run against a server with guard (not part of `make test`)
+sqlsmith:
+	bash test/sqlsmith.sh
