@@ -64,3 +64,23 @@ SELECT guard_triggers('ddl_only');
 -- dropping a table drops its invariants
 DROP TABLE inv, unprotected, ddl_only;
 SELECT count(*) FROM guard.invariants;
+
+-- check_invariants: a view or a foreign table is not a table (42809, no
+-- crash); with no argument, a role sees the tables it may read and no other
+CREATE TABLE inv_secret (id int PRIMARY KEY, v int);
+CREATE TABLE inv_open (id int PRIMARY KEY, v int);
+SELECT guard.protect('inv_secret'), guard.protect('inv_open');
+SELECT guard.add_invariant('inv_secret', 'v_pos', row_check => 'v > 0');
+SELECT guard.add_invariant('inv_open', 'v_pos', row_check => 'v > 0');
+CREATE VIEW inv_view AS SELECT * FROM inv_open;
+SELECT expect_error($$SELECT * FROM guard.check_invariants('inv_view')$$);
+SELECT expect_error($$SELECT * FROM guard.check_invariants('guard.changes')$$);
+CREATE ROLE regress_guard_checker;
+GRANT SELECT ON inv_open TO regress_guard_checker;
+SET ROLE regress_guard_checker;
+SELECT relation, invariant, ok FROM guard.check_invariants() ORDER BY 1;
+SELECT expect_error($$SELECT * FROM guard.check_invariants('inv_secret')$$);
+RESET ROLE;
+DROP VIEW inv_view;
+DROP TABLE inv_secret, inv_open;
+DROP ROLE regress_guard_checker;

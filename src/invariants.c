@@ -270,6 +270,12 @@ guard_check_invariants(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 					 errmsg("\"%s\" is not a table", RelationGetRelationName(rel)),
 					 errdetail_relkind_not_supported(rel->rd_rel->relkind)));
+		/* every table (NULL): those the caller may read; one named: an error */
+		if (PG_ARGISNULL(0) && !guard_may_read_relation(relid))
+		{
+			table_close(rel, AccessShareLock);
+			continue;
+		}
 		if (!guard_may_read_relation(relid))
 			ereport(ERROR,
 					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
