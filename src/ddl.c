@@ -126,7 +126,8 @@ snapshot_rows(Relation rel, AttrNumber attnum, const char *kind)
 	for (int i = 0; i < desc->natts; i++)
 		map[i] = TupleDescAttr(desc, i)->attisdropped ? -1 : n++;
 
-	w = shadow_begin(rel, kind, limit, guard_policy_mode(guard_policy_lookup(rel)) == GUARD_MODE_ENFORCE);
+	w = guard_capture_begin(rel, kind, limit,
+							guard_policy_mode(guard_policy_lookup(rel)) == GUARD_MODE_ENFORCE);
 	slot = MakeSingleTupleTableSlot(desc, &TTSOpsVirtual);
 
 	/* as the extension owner: row level security must not hide rows */
@@ -163,7 +164,7 @@ snapshot_rows(Relation rel, AttrNumber attnum, const char *kind)
 	SPI_cursor_close(portal);
 	guard_as_role_end(&owner);
 	ExecDropSingleTupleTableSlot(slot);
-	shadow_end(w);
+	guard_capture_end(w);
 }
 
 /*

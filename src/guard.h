@@ -506,10 +506,6 @@ extern ShadowWriter *guard_capture_begin(Relation rel, const char *kind,
 										 int64 limit, bool enforce);
 extern int64 guard_capture_end(ShadowWriter *w);
 
-/* ddl.c's names for the two above, until it calls them by theirs */
-#define shadow_begin(rel, kind, limit, enforce) \
-	guard_capture_begin(rel, kind, limit, enforce)
-#define shadow_end(w) guard_capture_end(w)
 
 /* one decoded row of a snapshot */
 typedef struct ShadowRow
