@@ -16,6 +16,13 @@ OBJS = \
 	src/invariants_commit.o \
 	src/invariants_eval.o \
 	src/ddl.o \
+	src/ddl_alter.o \
+	src/ddl_constraint.o \
+	src/ddl_index.o \
+	src/ddl_table.o \
+	src/ddl_column.o \
+	src/ddl_objects.o \
+	src/ddl_util.o \
 	src/refuse.o \
 	src/trash.o \
 	src/depend.o \
@@ -45,6 +52,8 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	invariants_validation invariants_enforce invariants_warn rails \
 	cache_invalidation \
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration status \
+	ddl_undo_column_attrs ddl_undo_constraints ddl_undo_indexes ddl_undo_table \
+	ddl_undo_columns ddl_undo_migrations \
 	extension_upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
