@@ -198,7 +198,7 @@ before_alter_table(AlterTableStmt *stmt, List *after)
 	if (stmt->objtype != OBJECT_TABLE)
 		return after;
 	lockmode = AlterTableGetLockLevel(stmt->cmds);
-	relid = RangeVarGetRelid(stmt->relation, lockmode, true);
+	relid = guard_ddl_lookup_owned(stmt->relation, lockmode);
 	if (!OidIsValid(relid))
 		return after;
 	rel = relation_open(relid, NoLock);

@@ -29,8 +29,10 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
@@ -75,7 +77,7 @@ List *
 guard_index_before_create(IndexStmt *stmt, List *after)
 {
 	LOCKMODE	lockmode = stmt->concurrent ? ShareUpdateExclusiveLock : ShareLock;
-	Oid			relid = RangeVarGetRelid(stmt->relation, lockmode, true);
+	Oid			relid = guard_ddl_lookup_owned(stmt->relation, lockmode);
 	Relation	rel;
 	GuardDdlRecord *rec;
 
@@ -200,7 +202,8 @@ guard_index_before_drop(DropStmt *stmt, List *after)
 		if (relkind != RELKIND_INDEX && relkind != RELKIND_PARTITIONED_INDEX)
 			continue;
 		heapoid = IndexGetRelation(indexoid, true);
-		if (!OidIsValid(heapoid))
+		/* as the command does: no lock before the owner is checked */
+		if (!OidIsValid(heapoid) || !pg_class_ownercheck(heapoid, GetUserId()))
 			continue;
 		LockRelationOid(heapoid, lockmode);
 		LockRelationOid(indexoid, lockmode);
@@ -230,7 +233,7 @@ undo_drop_index(const GuardChange *change, const GuardSchemaTarget *t,
 
 	if (OidIsValid(nsp) && OidIsValid(get_relname_relid(name, nsp)))
 		ereport(ERROR,
-				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				(errcode(ERRCODE_DUPLICATE_TABLE),
 				 errmsg("cannot restore change " INT64_FORMAT ": relation \"%s\" exists again",
 						change->change_id, qualified),
 				 errhint("Rename or drop the new relation first.")));

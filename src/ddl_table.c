@@ -42,7 +42,7 @@ guard_alter_before_schema(AlterObjectSchemaStmt *stmt, List *after)
 
 	if (stmt->objectType != OBJECT_TABLE || stmt->relation == NULL)
 		return after;
-	relid = RangeVarGetRelid(stmt->relation, AccessExclusiveLock, true);
+	relid = guard_ddl_lookup_owned(stmt->relation, AccessExclusiveLock);
 	if (!OidIsValid(relid))
 		return after;
 	rel = relation_open(relid, NoLock);

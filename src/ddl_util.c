@@ -26,10 +26,13 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
@@ -61,6 +64,22 @@ guard_ddl_policy(Relation rel)
 		(policy->capture != GUARD_CAPTURE_DDL && policy->capture != GUARD_CAPTURE_ALL))
 		return NULL;
 	return policy;
+}
+
+/*
+ * The table a schema change names, locked as its command will lock it, if
+ * the current user owns it; else InvalidOid, without taking a lock: the
+ * command then fails with its own error, and guard must not make a user
+ * wait for, or keep waiting, a table it may not change.
+ */
+Oid
+guard_ddl_lookup_owned(const RangeVar *rv, LOCKMODE lockmode)
+{
+	Oid			relid = RangeVarGetRelid(rv, NoLock, true);
+
+	if (!OidIsValid(relid) || !pg_class_ownercheck(relid, GetUserId()))
+		return InvalidOid;
+	return RangeVarGetRelid(rv, lockmode, true);
 }
 
 /*

@@ -17,7 +17,19 @@
  *	hooks.c			executor and utility hooks -> ddl, policy, changes
  *	restore.c		guard.restore() -> ddl, shadow, changes, policy, rows
  *	ddl.c			schema changes of protected tables -> invariants,
- *					shadow, changes, policy, rows
+ *					shadow, changes, policy, rows, ddl_*
+ *	schema_undo.c	the undo of schema changes -> ddl_*, undo
+ *	ddl_alter.c		ALTER TABLE subcommands, each kind recorded and undone
+ *					side by side; the lookup of every kind -> the other
+ *					ddl_* files
+ *	ddl_constraint.c, ddl_index.c, ddl_table.c, ddl_column.c
+ *					constraints; indexes; SET SCHEMA and COMMENT; what a
+ *					column's drop or type change loses -> ddl_objects,
+ *					ddl_util
+ *	ddl_objects.c	a table's parts as the SQL that recreates them ->
+ *					ddl_util
+ *	ddl_util.c		records, details, running an undo -> changes, policy,
+ *					undo, later
  *	capture.c		the capture trigger -> invariants_stmt, rails, shadow,
  *					policy, relcache
  *	diff.c			guard.diff() -> shadow, changes, policy, rows
@@ -604,6 +616,7 @@ typedef struct GuardSaved
 
 /* ddl_util.c */
 extern const GuardPolicy *guard_ddl_policy(Relation rel);
+extern Oid	guard_ddl_lookup_owned(const RangeVar *rv, LOCKMODE lockmode);
 extern GuardDdlRecord *guard_ddl_record_begin(Relation rel, const char *kind);
 extern void guard_ddl_record_write(GuardDdlRecord *rec, Relation rel);
 extern char *guard_detail_field(const GuardChange *change, const char *name);

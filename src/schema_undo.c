@@ -4,15 +4,24 @@
  *	  Undo recorded schema changes: the recipe of each kind, read from the
  *	  JSON detail that recording left in guard.change.
  *
- *	  ADD COLUMN          drop the column (its values written since go too)
+ *	  ADD COLUMN          drop the column (its values written since go too,
+ *	                      and what was built on it, listed in the report)
  *	  DROP COLUMN         add it back, then write back its values
- *	  ALTER COLUMN TYPE   turn it back to the old type, then its values
+ *	  ALTER COLUMN TYPE   turn it back to the old type, then its values (a
+ *	                      key column: cast back)
  *	  RENAME              rename the column or table back
  *	  DROP TABLE          move the table back out of the trash, and recreate
  *	                      the views and foreign keys the drop took along
  *
- * Every statement runs as the table's owner with search_path pinned; a
- * later schema change in the way stops the undo with an error naming it.
+ * The other kinds (column attributes, constraints, indexes, triggers, row
+ * level security, SET SCHEMA, COMMENT, ...) have their recipe beside their
+ * recording, in the ddl_* files (guard_schema_kind_undo()); ddl_column.c
+ * adds to DROP COLUMN and ALTER COLUMN TYPE what goes with the column.
+ *
+ * Every statement runs as the table's owner with search_path pinned,
+ * through the utility hook, which records it as a change of its own kind
+ * (so that the undo can itself be undone); a later schema change in the way
+ * stops the undo with an error naming it.
  *
  *-------------------------------------------------------------------------
  */
