@@ -64,6 +64,11 @@ SELECT count(*) FROM pg_class WHERE relname IN ('members_nickname_idx', 'nicknam
 SELECT kind, objects FROM guard.restore((SELECT max(changeset_id) FROM guard.changesets));
 SELECT relname FROM pg_class WHERE relname IN ('members_nickname_idx', 'nicknames') ORDER BY 1;
 
+-- ADD COLUMN IF NOT EXISTS of a column there adds nothing: nothing to undo
+SELECT count(*) AS changes_before FROM guard.changes \gset
+ALTER TABLE members ADD COLUMN IF NOT EXISTS city text;
+SELECT count(*) - :changes_before AS recorded FROM guard.changes;
+
 DROP VIEW nicknames, member_emails_upper, member_emails;
 DROP TABLE invites;
 SELECT guard.unprotect('members');

@@ -217,6 +217,10 @@ before_alter_table(AlterTableStmt *stmt, List *after)
 		switch (cmd->subtype)
 		{
 			case AT_AddColumn:
+				/* IF NOT EXISTS of a column there is adds nothing */
+				if (cmd->missing_ok &&
+					get_attnum(relid, ((ColumnDef *) cmd->def)->colname) > 0)
+					break;
 				rec = guard_ddl_record_begin(rel, "ADD COLUMN");
 				guard_json_field(&rec->detail, "column", ((ColumnDef *) cmd->def)->colname);
 				break;

@@ -281,26 +281,19 @@ type_transform(Relation rel, AttrNumber attnum, ColumnDef *def)
 }
 
 /*
- * Do the values of the key column "attnum", computed by "expr", all cast
- * back to the column's type as they are?  Run as the user making the
- * change, in a subtransaction: a cast that fails means no.
+ * Do the values of the key column "attnum", as ALTER COLUMN TYPE will
+ * compute them, all cast back to the column's type as they are?  Run as
+ * the user making the change, in a subtransaction: an error (a cast that
+ * fails, a USING that does not parse, which the command will report in its
+ * own words) means no.
  */
 static bool
-key_converts_back(Relation rel, AttrNumber attnum, const char *expr)
+key_converts_back(Relation rel, AttrNumber attnum, AlterTableCmd *cmd)
 {
 	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
-	char	   *sql;
-	int			level = guard_pin_search_path();
 	bool		ok = false;
-
-	sql = psprintf("SELECT NOT EXISTS (SELECT FROM %s WHERE ((%s)::%s) IS DISTINCT FROM %s)",
-				   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-											  RelationGetRelationName(rel)),
-				   expr, format_type_with_typemod(att->atttypid, att->atttypmod),
-				   quote_identifier(NameStr(att->attname)));
-	guard_unpin_search_path(level);
 
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(oldcxt);
@@ -308,11 +301,24 @@ key_converts_back(Relation rel, AttrNumber attnum, const char *expr)
 	{
 		GuardAsRole as;
 		bool		isnull;
+		char	   *expr = type_transform(rel, attnum, castNode(ColumnDef, cmd->def));
+		int			level = guard_pin_search_path();
+		char	   *sql;
 
-		guard_as_role_path_begin(&as, GetUserId(), "pg_catalog, pg_temp", true);
-		guard_run_sql(sql, 0, NULL, NULL, NULL);
-		ok = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		guard_as_role_end(&as);
+		sql = psprintf("SELECT NOT EXISTS (SELECT FROM %s WHERE ((%s)::%s) IS DISTINCT FROM %s)",
+					   quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												  RelationGetRelationName(rel)),
+					   expr ? expr : "NULL",
+					   format_type_with_typemod(att->atttypid, att->atttypmod),
+					   quote_identifier(NameStr(att->attname)));
+		guard_unpin_search_path(level);
+		if (expr)
+		{
+			guard_as_role_path_begin(&as, GetUserId(), "pg_catalog, pg_temp", true);
+			guard_run_sql(sql, 0, NULL, NULL, NULL);
+			ok = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+			guard_as_role_end(&as);
+		}
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
@@ -338,15 +344,12 @@ void
 guard_column_type_check(StringInfo detail, Relation rel, AttrNumber attnum,
 						AlterTableCmd *cmd)
 {
-	char	   *expr;
-
 	guard_column_save(detail, rel, attnum, false);
 	if (!column_in_key(rel, attnum))
 		return;
 	guard_json_field(detail, "key", "true");
-	expr = type_transform(rel, attnum, castNode(ColumnDef, cmd->def));
 	guard_json_field(detail, "converts_back",
-					 expr && key_converts_back(rel, attnum, expr) ? "true" : "false");
+					 key_converts_back(rel, attnum, cmd) ? "true" : "false");
 }
 
 /*
