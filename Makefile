@@ -21,6 +21,13 @@ OBJS = \
 	src/trial.o \
 	src/relink.o \
 	src/link.o \
+	src/ddl_alter.o \
+	src/ddl_constraint.o \
+	src/ddl_index.o \
+	src/ddl_table.o \
+	src/ddl_column.o \
+	src/ddl_objects.o \
+	src/ddl_util.o \
 	src/trash.o \
 	src/depend.o \
 	src/shadow.o \
@@ -63,6 +70,8 @@ REGRESS = setup policy_validation policy_permissions policy_view policy_refuses_
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration ddl_partition_drop \
 	trash_unlinks_foreign_keys trash_inheritance trash_keeps_what_belongs \
 	trash_hook_hygiene drop_what_trash_uses status \
+	ddl_undo_column_attrs ddl_undo_constraints ddl_undo_indexes ddl_undo_table \
+	ddl_undo_columns ddl_undo_migrations \
 	extension_upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 

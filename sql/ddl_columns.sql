@@ -79,8 +79,9 @@ SELECT count(*) FROM shape() WHERE col = 'tags';
 SELECT kind FROM guard.restore((SELECT max(changeset_id) FROM guard.changesets));
 SELECT count(*) FROM shape() WHERE col = 'tags';
 
--- other DDL is recorded with its statement; restore says it cannot undo it
-ALTER TABLE items ADD CONSTRAINT price_cap CHECK (price < 1000);
+-- DDL guard cannot undo is recorded with its statement; restore refuses it,
+-- naming the subcommand
+ALTER TABLE items ALTER COLUMN price SET (n_distinct = 10);
 SELECT kind, statement FROM guard.changes ORDER BY change_id DESC LIMIT 1;
 SELECT expect_error('SELECT * FROM guard.restore(' || (SELECT max(changeset_id) FROM guard.changesets) || ')');
 

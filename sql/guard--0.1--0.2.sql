@@ -9,13 +9,48 @@
 
 \echo Use "ALTER EXTENSION guard UPDATE TO '0.2'" to load this file. \quit
 
--- guard.undrop(name) matches the name literally (it used LIKE, where _ and %
--- are wildcards)
--- DROP TABLE undo by name (as given, or schema-qualified, matched
--- literally): the newest drop of a table of that name
-CREATE OR REPLACE FUNCTION guard.undrop(name text)
+/*
+ * Schema changes undone by kind (issue 12): a restore's report lists, per
+ * change, the other objects its undo dropped or recreated (the index built
+ * on a column whose ADD COLUMN is undone, the foreign keys a DROP COLUMN
+ * took along), in a new column "objects".  The functions returning the
+ * report are recreated with it; guard.undrop returns what restore_change
+ * returns.
+ */
+DROP FUNCTION guard.undrop(text);
+DROP FUNCTION guard.restore(bigint, bool, text);
+DROP FUNCTION guard.restore_change(bigint, bool, text);
+DROP FUNCTION guard.restore_to(pg_catalog.regclass, timestamptz, bool, text);
+
+CREATE FUNCTION guard.restore(changeset_id bigint, dry_run bool DEFAULT false,
+							  on_conflict text DEFAULT 'abort')
 RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
-			   rows_restored bigint, rows_skipped bigint, conflicts bigint)
+			   rows_restored bigint, rows_skipped bigint, conflicts bigint,
+			   objects text[])
+AS 'MODULE_PATHNAME', 'guard_restore'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION guard.restore_change(change_id bigint, dry_run bool DEFAULT false,
+									 on_conflict text DEFAULT 'abort')
+RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
+			   rows_restored bigint, rows_skipped bigint, conflicts bigint,
+			   objects text[])
+AS 'MODULE_PATHNAME', 'guard_restore_change'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION guard.restore_to(rel pg_catalog.regclass, at timestamptz,
+								 dry_run bool DEFAULT false,
+								 on_conflict text DEFAULT 'abort')
+RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
+			   rows_restored bigint, rows_skipped bigint, conflicts bigint,
+			   objects text[])
+AS 'MODULE_PATHNAME', 'guard_restore_to'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION guard.undrop(name text)
+RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
+			   rows_restored bigint, rows_skipped bigint, conflicts bigint,
+			   objects text[])
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$

@@ -14,11 +14,18 @@
  *	reaches protected tables		moved into schema guard_trash instead
  *									of dropped
  *
- * After it ran: ADD COLUMN and RENAME, which destroy nothing, and any other
- * ALTER TABLE, recorded with its statement so that restore can say what it
- * cannot undo.  restore.c undoes each kind.
+ * After it ran: ADD COLUMN and RENAME, which destroy nothing, and every
+ * other subcommand of ALTER TABLE, ALTER TABLE ... SET SCHEMA, COMMENT ON,
+ * CREATE and DROP INDEX, each as a change of its own kind whose record
+ * ddl_alter.c, ddl_constraint.c, ddl_index.c and ddl_table.c begin before
+ * the command (a subcommand guard cannot undo is recorded as ALTER TABLE,
+ * naming it).
+ * Every record is begun before the command, so that change ids follow the
+ * order in which PostgreSQL applies a statement's subcommands.
+ * schema_undo.c undoes each kind.
  *
- * Layering: ddl.c -> drop.c -> (inuse.c, trash.c, trial.c); none of those
+ * Layering: ddl.c -> drop.c -> (inuse.c, trash.c, trial.c), and ddl.c ->
+ * ddl_alter.c, ddl_index.c, ddl_table.c, ddl_column.c; none of those
  * calls back into this file.
  *
  *-------------------------------------------------------------------------
@@ -43,19 +50,9 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/ruleutils.h"
+#include "utils/snapmgr.h"
 
 #include "guard.h"
-
-/* a schema change to record once the command has run */
-typedef struct DdlAfter
-{
-	Oid			relid;
-	char	   *kind;
-	char	   *detail;
-	Oid			detached;		/* a partition detached from the table */
-	Oid			policy_of;		/* ... which keeps the policy of this one */
-	Oid			attached;		/* a table attached as a partition */
-} DdlAfter;
 
 /*
  * The policy of a table if guard records its schema changes, else NULL.
@@ -63,28 +60,19 @@ typedef struct DdlAfter
 static const GuardPolicy *
 ddl_policy(Relation rel)
 {
-	const GuardPolicy *policy;
-
-	if (!guard_enabled || !OidIsValid(get_extension_oid("guard", true)))
-		return NULL;
-	if (rel->rd_rel->relkind != RELKIND_RELATION &&
-		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
-		return NULL;
-	policy = guard_policy_lookup(rel);
-	if (!policy->found ||
-		(policy->capture != GUARD_CAPTURE_DDL && policy->capture != GUARD_CAPTURE_ALL))
-		return NULL;
-	return policy;
+	return guard_ddl_policy(rel);
 }
 
 /*
- * The definition of column "attnum" of "rel", for re-adding it.
+ * The definition of column "attnum" of "rel", for re-adding it; names
+ * qualified, so that they mean the same to the undo.
  */
 static void
 column_definition(StringInfo buf, Relation rel, AttrNumber attnum)
 {
 	Form_pg_attribute att = TupleDescAttr(RelationGetDescr(rel), attnum - 1);
 	char	   *defexpr = NULL;
+	int			level = guard_pin_search_path();
 
 	guard_json_field(buf, "column", NameStr(att->attname));
 	guard_json_field(buf, "type", format_type_with_typemod(att->atttypid, att->atttypmod));
@@ -99,6 +87,7 @@ column_definition(StringInfo buf, Relation rel, AttrNumber attnum)
 			defexpr = deparse_expression(expr, NIL, false, false);
 	}
 	guard_json_field(buf, "default", defexpr);
+	guard_unpin_search_path(level);
 }
 
 /*
@@ -170,23 +159,103 @@ snapshot_rows(Relation rel, AttrNumber attnum, const char *kind)
 /*
  * Record a schema change that destroys a column's values: snapshot them
  * first.  The change record must exist before the snapshot's chunks.
+ * DROP COLUMN saves what goes with the column too, ALTER COLUMN TYPE what
+ * its undo needs to convert a key column back (ddl_column.c).
  */
 static void
-record_column_change(Relation rel, AttrNumber attnum, const char *kind)
+record_column_change(Relation rel, AttrNumber attnum, AlterTableCmd *cmd)
 {
 	StringInfoData detail;
+	const char *kind = cmd->subtype == AT_DropColumn ? "DROP COLUMN" : "ALTER COLUMN TYPE";
 
 	initStringInfo(&detail);
 	appendStringInfoChar(&detail, '{');
 	column_definition(&detail, rel, attnum);
+	if (cmd->subtype == AT_DropColumn)
+		guard_column_save(&detail, rel, attnum, true);
+	else
+		guard_column_type_check(&detail, rel, attnum, cmd);
 	appendStringInfoChar(&detail, '}');
 	guard_change_record(rel, kind, detail.data);
 	snapshot_rows(rel, attnum, kind);
 }
 
 /*
+ * A partition detached from a protected table stays protected: it gets a
+ * policy of its own, a copy of the one that governed it ("policy_of"), so
+ * that a DROP or TRUNCATE of it is still kept.  A table attached to a
+ * protected table loses its own policy ("policy_of" invalid): the
+ * parent's governs it, as guard.protect() requires.  (The utility hook
+ * then syncs the triggers.)
+ */
+static void
+keep_policy(Oid relid, Oid policy_of)
+{
+	GuardAsRole owner;
+	Oid			types[2] = {OIDOID, OIDOID};
+	Datum		values[2];
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = ObjectIdGetDatum(policy_of);
+	guard_as_role_begin(&owner, InvalidOid);
+	if (OidIsValid(policy_of))
+		guard_run_sql("INSERT INTO guard.policy (relid, capture, mode, min_rows, max_rows,"
+					  "                          max_fraction, require_where, created_at, created_by)"
+					  " SELECT $1, capture, mode, min_rows, max_rows, max_fraction, require_where,"
+					  "        pg_catalog.now(), created_by"
+					  "   FROM guard.policy WHERE relid = $2::pg_catalog.regclass"
+					  " ON CONFLICT (relid) DO NOTHING",
+					  2, types, values, NULL);
+	else
+		guard_run_sql("DELETE FROM guard.policy WHERE relid = $1::pg_catalog.regclass",
+					  1, types, values, NULL);
+	guard_as_role_end(&owner);
+}
+
+/* what keep_policy() needs after an ATTACH or DETACH PARTITION */
+typedef struct KeepPolicy
+{
+	Oid			relid;
+	Oid			policy_of;
+} KeepPolicy;
+
+/*
+ * The finish of a record with no kind of its own: the policy of a table
+ * attached or detached (see keep_policy()).
+ */
+static bool
+keep_policy_finish(GuardDdlRecord *rec, Relation rel)
+{
+	KeepPolicy *k = rec->arg;
+
+	keep_policy(k->relid, k->policy_of);
+	return false;
+}
+
+/*
+ * Before ATTACH or DETACH PARTITION of a protected table: a record that,
+ * once the command ran, gives the partition's policy to it or takes it.
+ */
+static GuardDdlRecord *
+partition_policy_record(Relation rel, AlterTableCmd *cmd)
+{
+	GuardDdlRecord *rec = palloc0(sizeof(GuardDdlRecord));
+	KeepPolicy *k = palloc0(sizeof(KeepPolicy));
+
+	k->relid = RangeVarGetRelid(((PartitionCmd *) cmd->def)->name, NoLock, true);
+	if (cmd->subtype != AT_AttachPartition)
+		k->policy_of = guard_policy_lookup(rel)->relid;
+	rec->relid = RelationGetRelid(rel);
+	rec->finish = keep_policy_finish;
+	rec->arg = k;
+	return OidIsValid(k->relid) ? rec : NULL;
+}
+
+/*
  * Before ALTER TABLE: take the command's lock, snapshot what DROP COLUMN
- * and ALTER COLUMN TYPE destroy, and list what to record afterwards.
+ * and ALTER COLUMN TYPE destroy, and begin the record of every other
+ * subcommand (ddl_alter.c), in the order PostgreSQL applies them so that
+ * their change ids give the order to undo them in.
  */
 static List *
 before_alter_table(AlterTableStmt *stmt, List *after)
@@ -195,11 +264,12 @@ before_alter_table(AlterTableStmt *stmt, List *after)
 	Relation	rel;
 	ListCell   *lc;
 	LOCKMODE	lockmode;
+	List	  **shared;
 
 	if (stmt->objtype != OBJECT_TABLE)
 		return after;
 	lockmode = AlterTableGetLockLevel(stmt->cmds);
-	relid = RangeVarGetRelid(stmt->relation, lockmode, true);
+	relid = guard_ddl_lookup_owned(stmt->relation, lockmode);
 	if (!OidIsValid(relid))
 		return after;
 	rel = relation_open(relid, NoLock);
@@ -209,72 +279,58 @@ before_alter_table(AlterTableStmt *stmt, List *after)
 		return after;
 	}
 
-	foreach(lc, stmt->cmds)
+	shared = palloc0(sizeof(List *));
+	foreach(lc, guard_alter_in_pass_order(stmt->cmds))
 	{
 		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
-		DdlAfter   *rec = palloc0(sizeof(DdlAfter));
-		StringInfoData detail;
+		GuardDdlRecord *rec = NULL;
 
-		initStringInfo(&detail);
-		appendStringInfoChar(&detail, '{');
-		rec->relid = relid;
 		switch (cmd->subtype)
 		{
 			case AT_AddColumn:
-				rec->kind = "ADD COLUMN";
-				guard_json_field(&detail, "column", ((ColumnDef *) cmd->def)->colname);
+				/* IF NOT EXISTS of a column there is adds nothing */
+				if (cmd->missing_ok &&
+					get_attnum(relid, ((ColumnDef *) cmd->def)->colname) > 0)
+					break;
+				rec = guard_ddl_record_begin(rel, "ADD COLUMN");
+				guard_json_field(&rec->detail, "column", ((ColumnDef *) cmd->def)->colname);
 				break;
 			case AT_DropColumn:
 			case AT_AlterColumnType:
 				{
 					AttrNumber	attnum = get_attnum(relid, cmd->name);
 
+					/* recorded now, with its snapshot */
 					if (attnum > 0)
-						record_column_change(rel, attnum,
-											 cmd->subtype == AT_DropColumn ?
-											 "DROP COLUMN" : "ALTER COLUMN TYPE");
-					rec->kind = NULL;	/* recorded already */
+						record_column_change(rel, attnum, cmd);
+					/* nothing to write after: the invariants to check */
+					rec = palloc0(sizeof(GuardDdlRecord));
+					rec->relid = relid;
+					rec->recheck = true;
 					break;
 				}
-			case AT_EnableTrig:
-			case AT_EnableAlwaysTrig:
-			case AT_EnableReplicaTrig:
-			case AT_DisableTrig:
-			case AT_EnableTrigAll:
-			case AT_DisableTrigAll:
-			case AT_EnableTrigUser:
-			case AT_DisableTrigUser:
-				/* watched by hooks.c; not a change of the data's shape */
-				rec = NULL;
-				break;
-			case AT_DetachPartition:
-				rec->kind = "ALTER TABLE";
-				guard_json_field(&detail, "undoable", "false");
-				rec->detached = RangeVarGetRelid(((PartitionCmd *) cmd->def)->name,
-												 NoLock, true);
-				rec->policy_of = guard_policy_lookup(rel)->relid;
-				if (OidIsValid(rec->detached))
-					guard_json_field(&detail, "detached",
-									 quote_qualified_identifier(get_namespace_name(get_rel_namespace(rec->detached)),
-																get_rel_name(rec->detached)));
-				break;
 			case AT_AttachPartition:
-				rec->kind = "ALTER TABLE";
-				guard_json_field(&detail, "undoable", "false");
-				rec->attached = RangeVarGetRelid(((PartitionCmd *) cmd->def)->name,
-												 NoLock, true);
-				break;
+			case AT_DetachPartition:
+			case AT_DetachPartitionFinalize:
+				{
+					GuardDdlRecord *keep = partition_policy_record(rel, cmd);
+					KeepPolicy *k = keep ? keep->arg : NULL;
+
+					rec = guard_alter_record(rel, cmd, shared);
+					if (rec && rec->kind && k && cmd->subtype != AT_AttachPartition)
+						guard_json_field(&rec->detail, "detached",
+										 quote_qualified_identifier(get_namespace_name(get_rel_namespace(k->relid)),
+																	get_rel_name(k->relid)));
+					if (keep)
+						after = lappend(after, keep);
+					break;
+				}
 			default:
-				rec->kind = "ALTER TABLE";
-				guard_json_field(&detail, "undoable", "false");
+				rec = guard_alter_record(rel, cmd, shared);
 				break;
 		}
 		if (rec)
-		{
-			appendStringInfoChar(&detail, '}');
-			rec->detail = detail.data;
 			after = lappend(after, rec);
-		}
 	}
 	relation_close(rel, NoLock);
 	return after;
@@ -289,8 +345,7 @@ before_rename(RenameStmt *stmt, List *after)
 {
 	Oid			relid;
 	Relation	rel;
-	DdlAfter   *rec;
-	StringInfoData detail;
+	GuardDdlRecord *rec;
 
 	if ((stmt->renameType != OBJECT_TABLE && stmt->renameType != OBJECT_COLUMN) ||
 		stmt->relation == NULL ||
@@ -305,17 +360,11 @@ before_rename(RenameStmt *stmt, List *after)
 		relation_close(rel, NoLock);
 		return after;
 	}
-	initStringInfo(&detail);
-	appendStringInfoChar(&detail, '{');
-	guard_json_field(&detail, "what", stmt->renameType == OBJECT_TABLE ? "table" : "column");
-	guard_json_field(&detail, "old", stmt->renameType == OBJECT_TABLE ?
-			   RelationGetRelationName(rel) : stmt->subname);
-	guard_json_field(&detail, "new", stmt->newname);
-	appendStringInfoChar(&detail, '}');
-	rec = palloc0(sizeof(DdlAfter));
-	rec->relid = relid;
-	rec->kind = "RENAME";
-	rec->detail = detail.data;
+	rec = guard_ddl_record_begin(rel, "RENAME");
+	guard_json_field(&rec->detail, "what", stmt->renameType == OBJECT_TABLE ? "table" : "column");
+	guard_json_field(&rec->detail, "old", stmt->renameType == OBJECT_TABLE ?
+					 RelationGetRelationName(rel) : stmt->subname);
+	guard_json_field(&rec->detail, "new", stmt->newname);
 	relation_close(rel, NoLock);
 	return lappend(after, rec);
 }
@@ -530,10 +579,23 @@ guard_ddl_before(PlannedStmt *pstmt, Node **replaced, bool *hold_cascade)
 		case T_RenameStmt:
 			after = before_rename((RenameStmt *) parsetree, after);
 			break;
+		case T_AlterObjectSchemaStmt:
+			after = guard_alter_before_schema((AlterObjectSchemaStmt *) parsetree, after);
+			break;
+		case T_CommentStmt:
+			after = guard_alter_before_comment((CommentStmt *) parsetree, after);
+			break;
+		case T_IndexStmt:
+			after = guard_index_before_create((IndexStmt *) parsetree, after);
+			break;
 		case T_TruncateStmt:
 			before_truncate((TruncateStmt *) parsetree);
 			break;
 		case T_DropStmt:
+			if (((DropStmt *) parsetree)->removeType == OBJECT_INDEX)
+				after = guard_index_before_drop((DropStmt *) parsetree, after);
+			*replaced = guard_drop_before(parsetree, hold_cascade);
+			break;
 		case T_DropOwnedStmt:
 		case T_DropRoleStmt:
 		case T_DropTableSpaceStmt:
@@ -546,60 +608,38 @@ guard_ddl_before(PlannedStmt *pstmt, Node **replaced, bool *hold_cascade)
 }
 
 /*
- * A partition detached from a protected table stays protected: it gets a
- * policy of its own, a copy of the one that governed it ("policy_of"), so
- * that a DROP or TRUNCATE of it is still kept.  A table attached to a
- * protected table loses its own policy ("policy_of" invalid): the
- * parent's governs it, as guard.protect() requires.  (The utility hook
- * then syncs the triggers.)
- */
-static void
-keep_policy(Oid relid, Oid policy_of)
-{
-	GuardAsRole owner;
-	Oid			types[2] = {OIDOID, OIDOID};
-	Datum		values[2];
-
-	values[0] = ObjectIdGetDatum(relid);
-	values[1] = ObjectIdGetDatum(policy_of);
-	guard_as_role_begin(&owner, InvalidOid);
-	if (OidIsValid(policy_of))
-		guard_run_sql("INSERT INTO guard.policy (relid, capture, mode, min_rows, max_rows,"
-					  "                          max_fraction, require_where, created_at, created_by)"
-					  " SELECT $1, capture, mode, min_rows, max_rows, max_fraction, require_where,"
-					  "        pg_catalog.now(), created_by"
-					  "   FROM guard.policy WHERE relid = $2::pg_catalog.regclass"
-					  " ON CONFLICT (relid) DO NOTHING",
-					  2, types, values, NULL);
-	else
-		guard_run_sql("DELETE FROM guard.policy WHERE relid = $1::pg_catalog.regclass",
-					  1, types, values, NULL);
-	guard_as_role_end(&owner);
-}
-
-/*
- * After the command succeeded: record the changes that destroyed nothing;
- * a table whose shape changed gets its row invariants checked whole.
+ * After the command succeeded: write the records begun before it (those
+ * that a subcommand's finish finds nothing to record for aside); a table
+ * whose shape changed gets its row invariants checked whole.  CREATE and
+ * DROP INDEX CONCURRENTLY return in a transaction of their own, with no
+ * snapshot set.
  */
 void
 guard_ddl_after(List *after)
 {
 	ListCell   *lc;
+	bool		pushed = false;
 
+	if (after != NIL && !ActiveSnapshotSet())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pushed = true;
+	}
 	foreach(lc, after)
 	{
-		DdlAfter   *rec = lfirst(lc);
+		GuardDdlRecord *rec = lfirst(lc);
 		Relation	rel = try_relation_open(rec->relid, AccessShareLock);
 
 		if (rel == NULL)
 			continue;
-		if (rec->kind)
-			guard_change_record(rel, rec->kind, rec->detail);
-		if (OidIsValid(rec->detached))
-			keep_policy(rec->detached, rec->policy_of);
-		if (OidIsValid(rec->attached))
-			keep_policy(rec->attached, InvalidOid);
-		guard_invariants_after_ddl(rel);
+		if (rec->kind == NULL && rec->finish)
+			(void) rec->finish(rec, rel);	/* an action, nothing to record */
+		else if (rec->kind && (rec->finish == NULL || rec->finish(rec, rel)))
+			guard_ddl_record_write(rec, rel);
+		if (rec->recheck)
+			guard_invariants_after_ddl(rel);
 		relation_close(rel, AccessShareLock);
 	}
+	if (pushed)
+		PopActiveSnapshot();
 }

@@ -28,7 +28,22 @@
  *					publications, owner), saved and cut
  *	depend.c		views and statistics on a table, saved as SQL
  *	trial.c			a drop run in a subtransaction rolled back
- *	capture.c		the capture trigger -> invariants, rails, shadow, policy
+ *	ddl.c			schema changes of protected tables -> invariants,
+ *					shadow, changes, policy, rows, ddl_*
+ *	schema_undo.c	the undo of schema changes -> ddl_*, undo
+ *	ddl_alter.c		ALTER TABLE subcommands, each kind recorded and undone
+ *					side by side; the lookup of every kind -> the other
+ *					ddl_* files
+ *	ddl_constraint.c, ddl_index.c, ddl_table.c, ddl_column.c
+ *					constraints; indexes; SET SCHEMA and COMMENT; what a
+ *					column's drop or type change loses -> ddl_objects,
+ *					ddl_util
+ *	ddl_objects.c	a table's parts as the SQL that recreates them ->
+ *					ddl_util
+ *	ddl_util.c		records, details, running an undo -> changes, policy,
+ *					undo, later
+ *	capture.c		the capture trigger -> invariants_stmt, rails, shadow,
+ *					policy, relcache
  *	diff.c			guard.diff() -> shadow, changes, policy, rows
  *	invariants.c	add/drop/check invariants, after DDL -> invariants_commit,
  *					invariants_eval, policy, relcache
@@ -554,6 +569,8 @@ typedef struct GuardRestoreReport
 	int64		restored;
 	int64		skipped;
 	int64		conflicts;
+	List	   *objects;		/* text: other objects the undo dropped or
+								 * recreated ("drop index public.t_c_idx") */
 } GuardRestoreReport;
 
 /* restore.c: the driver, for the drill */
@@ -625,5 +642,133 @@ extern const GuardLaterEntry *guard_later_find(GuardLaterWrites *later,
 extern int	guard_later_wrote(const GuardLaterEntry *entry, const char *column);
 extern int	guard_later_how(const GuardLaterEntry *entry);
 extern List *guard_later_changesets(const GuardLaterEntry *entry);
+
+/*
+ * The kinds of schema change, each recorded and undone side by side:
+ * ddl_alter.c (ALTER TABLE subcommands; and the lookup of every kind) ->
+ * ddl_constraint.c, ddl_index.c, ddl_table.c (SET SCHEMA, COMMENT),
+ * ddl_column.c ->
+ * ddl_objects.c (a table's parts saved as SQL) -> ddl_util.c (records,
+ * details, running the undo).  ddl.c and schema_undo.c call them.
+ */
+
+/* a schema change being recorded: begun before its command runs */
+typedef struct GuardDdlRecord GuardDdlRecord;
+typedef bool (*GuardDdlFinish) (GuardDdlRecord *rec, Relation rel);
+
+struct GuardDdlRecord
+{
+	Oid			relid;
+	int64		change_id;		/* reserved when begun, so that change ids
+								 * follow the order to undo in */
+	const char *kind;
+	StringInfoData detail;		/* the JSON object, closed when written */
+	bool		recheck;		/* check the table's row invariants after */
+	GuardDdlFinish finish;		/* after the command, or NULL: completes the
+								 * detail; false when there is nothing to
+								 * record after all */
+	void	   *arg;
+	List	  **shared;			/* what the records of one statement share
+								 * (the constraints they claimed) */
+};
+
+/* the live table a schema change undo works on, locked */
+typedef struct GuardSchemaTarget
+{
+	Oid			relid;
+	Oid			owner;
+	char	   *qualname;
+	char	   *relname;
+	char	   *nspname;
+} GuardSchemaTarget;
+
+/* one kind: what to save before the command, how to undo it */
+typedef bool (*GuardKindRecord) (GuardDdlRecord *rec, Relation rel, Node *cmd);
+typedef void (*GuardKindUndo) (const GuardChange *change,
+							   const GuardSchemaTarget *t,
+							   GuardRestoreReport *report);
+
+typedef struct GuardSchemaKind
+{
+	const char *kind;			/* guard.change.kind; NULL ends a table */
+	GuardKindRecord record;
+	GuardKindUndo undo;
+} GuardSchemaKind;
+
+/* an object saved as the SQL that recreates it */
+typedef struct GuardSaved
+{
+	char	   *object;			/* as pg_describe_object() names it */
+	char	   *sql;			/* NULL: guard cannot recreate it */
+	bool		as_guard;		/* run as the extension owner, not as the
+								 * table's owner (another table's parts) */
+	int			order;			/* when saved: 0 for what must exist before
+								 * the column's default (its sequence) */
+} GuardSaved;
+
+/* ddl_util.c */
+extern const GuardPolicy *guard_ddl_policy(Relation rel);
+extern Oid	guard_ddl_lookup_owned(const RangeVar *rv, LOCKMODE lockmode);
+extern GuardDdlRecord *guard_ddl_record_begin(Relation rel, const char *kind);
+extern void guard_ddl_record_write(GuardDdlRecord *rec, Relation rel);
+extern char *guard_detail_field(const GuardChange *change, const char *name);
+extern List *guard_detail_saved(const GuardChange *change, const char *name);
+extern void guard_json_saved(StringInfo buf, const char *name, List *saved);
+extern char *guard_catalog_string(const char *sql, int nargs, Oid *types,
+								  Datum *values);
+extern int	guard_pin_search_path(void);
+extern void guard_unpin_search_path(int level);
+extern void guard_run_as_owner(Oid owner, const char *sql);
+extern void guard_run_saved(const GuardSchemaTarget *t, List *saved,
+							GuardRestoreReport *report);
+extern void guard_report_object(GuardRestoreReport *report, const char *verb,
+								const char *object);
+extern void guard_schema_blocked(const GuardChange *change,
+								 const char *what) pg_attribute_noreturn();
+
+/* ddl_objects.c */
+extern List *guard_dependents(Oid relid, Oid classid, Oid objid,
+							  int32 objsubid);
+extern char *guard_index_sql(Oid indexoid);
+extern char *guard_constraint_sql(Oid conoid);
+
+/* ddl_column.c */
+extern void guard_column_save(StringInfo detail, Relation rel,
+							  AttrNumber attnum, bool dependents);
+extern void guard_column_restore(const GuardChange *change,
+								 const GuardSchemaTarget *t,
+								 const char *column, bool before_default,
+								 GuardRestoreReport *report);
+extern void guard_column_report_drops(Oid relid, const char *column,
+									  GuardRestoreReport *report);
+extern void guard_column_type_check(StringInfo detail, Relation rel,
+									AttrNumber attnum, AlterTableCmd *cmd);
+extern const char *guard_storage_name(char storage);
+extern const char *guard_compression_name(char compression);
+extern bool guard_column_type_undo_key(const GuardChange *change,
+									   const GuardSchemaTarget *t,
+									   const char *column);
+
+/* ddl_index.c */
+extern const GuardSchemaKind guard_index_kinds[];
+extern List *guard_index_before_create(IndexStmt *stmt, List *after);
+extern List *guard_index_before_drop(DropStmt *stmt, List *after);
+
+/* ddl_constraint.c */
+extern const GuardSchemaKind guard_constraint_kinds[];
+
+/* ddl_table.c */
+extern const GuardSchemaKind guard_table_kinds[];
+extern List *guard_alter_before_schema(AlterObjectSchemaStmt *stmt,
+									   List *after);
+extern List *guard_alter_before_comment(CommentStmt *stmt, List *after);
+
+/* ddl_alter.c */
+extern List *guard_alter_in_pass_order(List *cmds);
+extern GuardDdlRecord *guard_alter_record(Relation rel, AlterTableCmd *cmd,
+										  List **shared);
+extern bool guard_schema_kind_undo(const GuardChange *change,
+								   const GuardSchemaTarget *t,
+								   GuardRestoreReport *report);
 
 #endif							/* GUARD_H */

@@ -348,6 +348,20 @@ note_restore_of(List *changes)
 }
 
 /*
+ * A copy of a list of strings, in the current memory context.
+ */
+static List *
+copy_strings(List *strings)
+{
+	List	   *copy = NIL;
+	ListCell   *lc;
+
+	foreach(lc, strings)
+		copy = lappend(copy, pstrdup(lfirst(lc)));
+	return copy;
+}
+
+/*
  * Undo the changes "ids" (newest first), record the restore (of change set
  * restore_of, or 0), and return the report rows, allocated in reportcxt.
  * With dry_run, all of it happens in a subtransaction that is rolled back;
@@ -392,6 +406,7 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 			old = MemoryContextSwitchTo(reportcxt);
 			report->relation = pstrdup(report->relation);
 			report->kind = pstrdup(report->kind);
+			report->objects = copy_strings(report->objects);
 			reports = lappend(reports, report);
 			MemoryContextSwitchTo(old);
 		}
@@ -432,8 +447,8 @@ put_reports(FunctionCallInfo fcinfo, List *reports)
 	foreach(lc, reports)
 	{
 		GuardRestoreReport *r = lfirst(lc);
-		Datum		values[7];
-		bool		nulls[7] = {false, false, false, false, false, false, false};
+		Datum		values[8];
+		bool		nulls[8] = {false, false, false, false, false, false, false, false};
 
 		values[0] = Int64GetDatum(r->change_id);
 		values[1] = Int64GetDatum(r->changeset_id);
@@ -442,6 +457,22 @@ put_reports(FunctionCallInfo fcinfo, List *reports)
 		values[4] = Int64GetDatum(r->restored);
 		values[5] = Int64GetDatum(r->skipped);
 		values[6] = Int64GetDatum(r->conflicts);
+		/*
+		 * The other objects the undo dropped or recreated, NULL if none (a
+		 * database whose extension is still at 0.1 has no such column).
+		 */
+		if (r->objects == NIL || rsinfo->setDesc->natts < 8)
+			nulls[7] = true;
+		else
+		{
+			Datum	   *elems = palloc(sizeof(Datum) * list_length(r->objects));
+			ListCell   *oc;
+
+			foreach(oc, r->objects)
+				elems[foreach_current_index(oc)] = CStringGetTextDatum(lfirst(oc));
+			values[7] = PointerGetDatum(construct_array(elems, list_length(r->objects),
+														TEXTOID, -1, false, TYPALIGN_INT));
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 }

@@ -4,17 +4,26 @@
  *	  Undo recorded schema changes: the recipe of each kind, read from the
  *	  JSON detail that recording left in guard.change.
  *
- *	  ADD COLUMN          drop the column (its values written since go too)
+ *	  ADD COLUMN          drop the column (its values written since go too,
+ *	                      and what was built on it, listed in the report)
  *	  DROP COLUMN         add it back, then write back its values
- *	  ALTER COLUMN TYPE   turn it back to the old type, then its values
+ *	  ALTER COLUMN TYPE   turn it back to the old type, then its values (a
+ *	                      key column: cast back)
  *	  RENAME              rename the column or table back
  *	  DROP TABLE          move the table back out of the trash, and recreate
  *	                      the views and foreign keys the drop took along
  *	  TRUNCATE            (its rows are undone by undo.c) with RESTART
  *	                      IDENTITY, set the owned sequences back
  *
- * Every statement runs as the table's owner with search_path pinned; a
- * later schema change in the way stops the undo with an error naming it.
+ * The other kinds (column attributes, constraints, indexes, triggers, row
+ * level security, SET SCHEMA, COMMENT, ...) have their recipe beside their
+ * recording, in the ddl_* files (guard_schema_kind_undo()); ddl_column.c
+ * adds to DROP COLUMN and ALTER COLUMN TYPE what goes with the column.
+ *
+ * Every statement runs as the table's owner with search_path pinned,
+ * through the utility hook, which records it as a change of its own kind
+ * (so that the undo can itself be undone); a later schema change in the way
+ * stops the undo with an error naming it.
  *
  *-------------------------------------------------------------------------
  */
@@ -37,12 +46,7 @@
 #include "guard.h"
 
 /* the live table of a schema change undo, locked */
-typedef struct SchemaTarget
-{
-	Oid			owner;
-	char	   *qualname;
-	char	   *relname;
-} SchemaTarget;
+typedef GuardSchemaTarget SchemaTarget;
 
 /*
  * A field of a schema change's detail, or NULL.
@@ -50,20 +54,7 @@ typedef struct SchemaTarget
 static char *
 detail_field(const GuardChange *change, const char *name)
 {
-	LOCAL_FCINFO(fcinfo, 2);
-	Datum		result;
-
-	if (change->detail == NULL)
-		return NULL;
-	InitFunctionCallInfoData(*fcinfo, NULL, 2, InvalidOid, NULL, NULL);
-	fcinfo->args[0].value = DirectFunctionCall1(jsonb_in, CStringGetDatum(change->detail));
-	fcinfo->args[0].isnull = false;
-	fcinfo->args[1].value = CStringGetTextDatum(name);
-	fcinfo->args[1].isnull = false;
-	result = jsonb_object_field_text(fcinfo);
-	if (fcinfo->isnull)
-		return NULL;
-	return TextDatumGetCString(result);
+	return guard_detail_field(change, name);
 }
 
 /*
@@ -72,12 +63,7 @@ detail_field(const GuardChange *change, const char *name)
 static void
 run_as_owner(Oid owner, const char *sql)
 {
-	GuardAsRole as;
-
-	guard_as_role_path_begin(&as, owner, "pg_catalog, pg_temp", false);
-	guard_run_sql(sql, 0, NULL, NULL, NULL);
-	guard_as_role_end(&as);
-	CommandCounterIncrement();
+	guard_run_as_owner(owner, sql);
 }
 
 /*
@@ -145,7 +131,8 @@ undo_drop_table(const GuardChange *change, GuardRestoreReport *report)
 }
 
 /*
- * Undo an ADD COLUMN: drop the column, counting the values it holds.
+ * Undo an ADD COLUMN: drop the column, counting the values it holds, with
+ * whatever was built on it since (listed in the report).
  */
 static void
 undo_add_column(const GuardChange *change, const SchemaTarget *t,
@@ -155,7 +142,8 @@ undo_add_column(const GuardChange *change, const SchemaTarget *t,
 		guard_undo_blocked_error(change, column);
 	/* the values written since go with the column: count them */
 	report->restored = count_values(t->qualname, column);
-	run_as_owner(t->owner, psprintf("ALTER TABLE %s DROP COLUMN %s", t->qualname,
+	guard_column_report_drops(t->relid, column, report);
+	run_as_owner(t->owner, psprintf("ALTER TABLE %s DROP COLUMN %s CASCADE", t->qualname,
 									quote_identifier(column)));
 }
 
@@ -163,7 +151,9 @@ undo_add_column(const GuardChange *change, const SchemaTarget *t,
  * Undo a DROP COLUMN or ALTER COLUMN TYPE: put the column back as it was
  * (type and collation; no default or NOT NULL yet), write its recorded
  * values back over whatever it holds, then restore its default and NOT
- * NULL.
+ * NULL, and (ddl_column.c) its other attributes and what went with it.  A
+ * generated column computes its values itself; a key column's new type is
+ * cast back (ddl_column.c).
  */
 static void
 undo_column_values(const GuardChange *change, const SchemaTarget *t,
@@ -173,6 +163,7 @@ undo_column_values(const GuardChange *change, const SchemaTarget *t,
 	char	   *type = detail_field(change, "type");
 	char	   *collation = detail_field(change, "collation");
 	char	   *def = detail_field(change, "default");
+	char	   *generated = detail_field(change, "generated");
 	bool		not_null = strcmp(detail_field(change, "not_null"), "true") == 0;
 	const char *qcol = quote_identifier(column);
 	GuardRestoreReport values;
@@ -185,32 +176,58 @@ undo_column_values(const GuardChange *change, const SchemaTarget *t,
 					 errmsg("cannot restore change " INT64_FORMAT ": column \"%s\" of table \"%s\" exists again",
 							change->change_id, column, guard_undo_relname(change)),
 					 errhint("Rename or drop the new column first.")));
-		run_as_owner(t->owner, psprintf("ALTER TABLE %s ADD COLUMN %s %s%s%s", t->qualname, qcol,
+		run_as_owner(t->owner, psprintf("ALTER TABLE %s ADD COLUMN %s %s%s%s%s%s%s", t->qualname, qcol,
 										type, collation ? " COLLATE " : "",
-										collation ? collation : ""));
+										collation ? collation : "",
+										generated ? " GENERATED ALWAYS AS (" : "",
+										generated ? generated : "",
+										generated ? ") STORED" : ""));
+	}
+	else if (guard_column_type_undo_key(change, t, column))
+	{
+		guard_column_restore(change, t, column, false, report);
+		return;
 	}
 	else
 	{
-		if (get_attnum(change->relid, column) <= 0)
+		HeapTuple	tuple = SearchSysCacheAttName(t->relid, column);
+		bool		has_not_null;
+		bool		has_default;
+
+		if (!HeapTupleIsValid(tuple))
 			guard_undo_blocked_error(change, column);
-		run_as_owner(t->owner, psprintf("ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL,"
-										" ALTER COLUMN %s DROP DEFAULT,"
-										" ALTER COLUMN %s TYPE %s%s%s USING NULL",
-										t->qualname, qcol, qcol, qcol, type,
+		has_not_null = ((Form_pg_attribute) GETSTRUCT(tuple))->attnotnull;
+		has_default = ((Form_pg_attribute) GETSTRUCT(tuple))->atthasdef;
+		ReleaseSysCache(tuple);
+		/* only what the column has: each subcommand is a recorded change */
+		run_as_owner(t->owner, psprintf("ALTER TABLE %s %s%s%s%s%s%s ALTER COLUMN %s TYPE %s%s%s USING NULL",
+										t->qualname,
+										has_not_null ? "ALTER COLUMN " : "",
+										has_not_null ? qcol : "",
+										has_not_null ? " DROP NOT NULL," : "",
+										has_default ? "ALTER COLUMN " : "",
+										has_default ? qcol : "",
+										has_default ? " DROP DEFAULT," : "",
+										qcol, type,
 										collation ? " COLLATE " : "",
 										collation ? collation : ""));
 	}
-	memset(&values, 0, sizeof(values));
-	guard_undo_rows(change, GUARD_ON_CONFLICT_OVERWRITE, exclude,
-					PointerGetDatum(construct_empty_array(INT8OID)), true, &values);
-	report->restored = values.restored;
-	report->skipped = values.skipped;
+	if (generated == NULL)
+	{
+		memset(&values, 0, sizeof(values));
+		guard_undo_rows(change, GUARD_ON_CONFLICT_OVERWRITE, exclude,
+						PointerGetDatum(construct_empty_array(INT8OID)), true, &values);
+		report->restored = values.restored;
+		report->skipped = values.skipped;
+	}
+	guard_column_restore(change, t, column, true, report);
 	if (def)
 		run_as_owner(t->owner, psprintf("ALTER TABLE %s ALTER COLUMN %s SET DEFAULT %s",
 										t->qualname, qcol, def));
 	if (not_null)
 		run_as_owner(t->owner, psprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL",
 										t->qualname, qcol));
+	guard_column_restore(change, t, column, false, report);
 }
 
 /*
@@ -334,9 +351,10 @@ guard_undo_schema_change(const GuardChange *change, Datum exclude,
 				 errmsg("cannot restore change " INT64_FORMAT ": table \"%s\" no longer exists",
 						change->change_id, guard_undo_relname(change))));
 	guard_undo_check_table(change, rel);
+	t.relid = RelationGetRelid(rel);
 	t.owner = rel->rd_rel->relowner;
-	t.qualname = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-											RelationGetRelationName(rel));
+	t.nspname = get_namespace_name(RelationGetNamespace(rel));
+	t.qualname = quote_qualified_identifier(t.nspname, RelationGetRelationName(rel));
 	t.relname = pstrdup(RelationGetRelationName(rel));
 	/* keep the lock, drop the reference: ALTER TABLE refuses a table in use */
 	table_close(rel, NoLock);
@@ -348,7 +366,7 @@ guard_undo_schema_change(const GuardChange *change, Datum exclude,
 		undo_column_values(change, &t, column, exclude, report);
 	else if (strcmp(change->kind, "RENAME") == 0)
 		undo_rename(change, &t);
-	else
+	else if (!guard_schema_kind_undo(change, &t, report))
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("cannot restore change " INT64_FORMAT " of table \"%s\": guard cannot undo %s",

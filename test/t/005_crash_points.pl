@@ -54,7 +54,6 @@ $node->safe_psql(
 CREATE EXTENSION guard;
 CREATE TABLE big (id int PRIMARY KEY, v int NOT NULL, pad text);
 INSERT INTO big SELECT i, i, md5(i::text) FROM generate_series(1, $nrows) i;
-SELECT guard.protect('big');
 CREATE TABLE small (id int PRIMARY KEY);
 INSERT INTO small SELECT generate_series(1, 10);
 SELECT guard.protect('small');
@@ -72,6 +71,8 @@ END
 CREATE TRIGGER pause BEFORE UPDATE ON big
 	FOR EACH ROW EXECUTE FUNCTION pause_if_asked();
 ALTER TABLE big ENABLE ALWAYS TRIGGER pause;
+-- protected once its triggers are set: guard records ENABLE TRIGGER too
+SELECT guard.protect('big');
 VACUUM ANALYZE big;
 });
 
