@@ -25,7 +25,10 @@ OBJS = \
 	src/schema_undo.o \
 	src/restore.o \
 	src/drill.o \
-	src/diff.o
+	src/diff.o \
+	src/script.o \
+	src/nontxn.o \
+	src/rehearse.o
 
 EXTENSION = guard
 DATA = sql/guard--0.1.sql sql/guard--0.1--0.2.sql
@@ -39,6 +42,7 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	restore_basic restore_conflicts restore_to restore_permissions restore_verify \
 	invariants_validation invariants_enforce invariants_warn rails \
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration status \
+	rehearse \
 	extension_upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 

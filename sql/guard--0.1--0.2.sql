@@ -8,3 +8,14 @@
  */
 
 \echo Use "ALTER EXTENSION guard UPDATE TO '0.2'" to load this file. \quit
+
+-- Rehearse and history (issue 15): guard.rehearse, guard.as_of, guard.history
+
+-- Run a migration script in a subtransaction with guard active, report per
+-- statement, roll everything back.
+CREATE FUNCTION guard.rehearse(sql text)
+RETURNS TABLE (step int, statement text, kind text, relation text, rows bigint,
+			   locks text[], duration interval, invariants text[],
+			   snapshot_bytes bigint, outcome text, message text)
+AS 'MODULE_PATHNAME', 'guard_rehearse'
+LANGUAGE C STRICT VOLATILE;

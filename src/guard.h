@@ -415,4 +415,42 @@ extern const GuardLaterEntry *guard_later_find(GuardLaterWrites *later,
 extern bool guard_later_wrote(const GuardLaterEntry *entry, const char *column);
 extern List *guard_later_changesets(const GuardLaterEntry *entry);
 
+/*
+ * Rehearse and read the past (guard.rehearse, guard.as_of, guard.history),
+ * from the top down:
+ *
+ *	rehearse.c	guard.rehearse() -> script, nontxn, changes, policy
+ *	script.c	a migration script split into statements; calls no other file
+ *	nontxn.c	what PostgreSQL keeps of a rolled-back rehearsal (sequences,
+ *				pg_class statistics), put back -> catalog
+ */
+
+/* script.c: a script split into the statements a tool would send */
+typedef enum GuardStmtAction
+{
+	GUARD_STMT_RUN,				/* run it */
+	GUARD_STMT_COMMIT,			/* COMMIT: the would-be commit */
+	GUARD_STMT_SKIP				/* report it, do not run it (see why) */
+} GuardStmtAction;
+
+typedef struct GuardScriptStmt
+{
+	int			number;			/* 1-based */
+	char	   *text;			/* as sent to the server */
+	char	   *shown;			/* without the comments leading it */
+	const char *kind;			/* its command tag */
+	RangeVar   *rv;				/* the relation it names, or NULL */
+	GuardStmtAction action;
+	const char *why;			/* why it is not run */
+} GuardScriptStmt;
+
+extern List *guard_script_split(const char *sql);
+extern char *guard_script_relation(RangeVar *rv);
+
+/* nontxn.c: state a rollback does not undo, saved before and put back */
+typedef struct GuardNonTxn GuardNonTxn;
+
+extern GuardNonTxn *guard_nontxn_save(void);
+extern char *guard_nontxn_restore(GuardNonTxn *saved);
+
 #endif							/* GUARD_H */
