@@ -27,8 +27,14 @@ OBJS = \
 	src/drill.o \
 	src/diff.o \
 	src/script.o \
+	src/locks.o \
 	src/nontxn.o \
-	src/rehearse.o
+	src/rehearse.o \
+	src/rowfilter.o \
+	src/past.o \
+	src/past_walk.o \
+	src/asof.o \
+	src/history.o
 
 EXTENSION = guard
 DATA = sql/guard--0.1.sql sql/guard--0.1--0.2.sql
@@ -42,7 +48,7 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	restore_basic restore_conflicts restore_to restore_permissions restore_verify \
 	invariants_validation invariants_enforce invariants_warn rails \
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration status \
-	rehearse \
+	rehearse history_as_of history_versions history_privileges \
 	extension_upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
@@ -60,6 +66,7 @@ include $(PGXS)
 # every object depends on the private header
 $(OBJS): src/guard.h
 src/shadow.o src/shadow_read.o: src/shadow.h
+src/past.o src/past_walk.o: src/past.h
 
 .PHONY: demo test bench check-postgres
 demo:

@@ -22,7 +22,7 @@
  *					that were rolled back.  Those that changed are written
  *					back in place, as PostgreSQL wrote them.
  *
- * Calls catalog.c and spi.c.
+ * Calls catalog.c, spi.c and locks.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -146,35 +146,6 @@ guard_seqs_read(int64 *last, bool *called)
 }
 
 /*
- * The sequences other than guard's on which this backend holds the lock
- * nextval() takes (for the rest of the transaction), by name.
- */
-static List *
-seqs_locked(MemoryContext cxt)
-{
-	List	   *names = NIL;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
-					"  FROM pg_catalog.pg_locks l"
-					"  JOIN pg_catalog.pg_class c ON c.oid = l.relation"
-					"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-					" WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation'"
-					"   AND l.mode = 'RowExclusiveLock' AND c.relkind = 'S' AND n.nspname <> 'guard'"
-					" ORDER BY 1", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read pg_locks");
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-
-		names = lappend(names, MemoryContextStrdup(cxt, name));
-	}
-	SPI_finish();
-	return names;
-}
-
-/*
  * The in-place statistics of every relation with storage or partitions,
  * into "into".
  */
@@ -224,7 +195,7 @@ static void
 work_save(GuardNonTxn *s)
 {
 	guard_seqs_read(s->seq_last, s->seq_called);
-	s->seqs_locked = seqs_locked(s->cxt);
+	s->seqs_locked = guard_locks_on_sequences(s->cxt);
 	stats_read(s->stats);
 }
 
@@ -380,23 +351,11 @@ stats_put_back(GuardNonTxn *s)
 static void
 work_seqs_advanced(GuardNonTxn *s)
 {
-	List	   *now = seqs_locked(CurrentMemoryContext);
+	List	   *now = guard_locks_on_sequences(CurrentMemoryContext);
 	ListCell   *lc;
 
-	foreach(lc, now)
-	{
-		ListCell   *lc2;
-		bool		before = false;
-
-		foreach(lc2, s->seqs_locked)
-		{
-			if (strcmp(lfirst(lc), lfirst(lc2)) == 0)
-				before = true;
-		}
-		if (before)
-			continue;
+	foreach(lc, guard_locks_taken(s->seqs_locked, now))
 		appendStringInfo(&s->notes, "%s%s", s->notes.len ? ", " : "", (char *) lfirst(lc));
-	}
 }
 
 /*

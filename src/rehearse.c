@@ -140,114 +140,6 @@ error_text(ErrorData *edata)
 }
 
 /*
- * Subtransaction work: the relation locks this backend holds, as
- * "mode on schema.table", into *(List **) arg.  Indexes, sequences,
- * TOAST tables and the catalogs' and guard's own relations are left out:
- * they follow the tables' locks.
- */
-static void
-work_locks(Rehearsal *r, Step *step, void *arg)
-{
-	List	  **out = (List **) arg;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT l.mode || ' on ' || COALESCE(pg_catalog.quote_ident(n.nspname)"
-					"        || '.' || pg_catalog.quote_ident(c.relname), 'relation ' || l.relation)"
-					"  FROM pg_catalog.pg_locks l"
-					"  LEFT JOIN pg_catalog.pg_class c ON c.oid = l.relation"
-					"  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-					" WHERE l.pid = pg_catalog.pg_backend_pid() AND l.granted"
-					"   AND l.locktype = 'relation'"
-					"   AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d"
-					"                      WHERE d.datname = pg_catalog.current_database())"
-					"   AND (c.oid IS NULL OR (c.relkind NOT IN ('i', 'I', 'S')"
-					"        AND n.nspname NOT IN ('pg_catalog', 'pg_toast', 'information_schema', 'guard')))"
-					" ORDER BY 1", false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "could not read pg_locks");
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		char	   *lock = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
-		MemoryContext old = MemoryContextSwitchTo(r->cxt);
-
-		*out = lappend(*out, pstrdup(lock));
-		MemoryContextSwitchTo(old);
-	}
-	SPI_finish();
-}
-
-/*
- * The relation locks this backend holds now (see work_locks()).
- */
-static List *
-locks_held(Rehearsal *r)
-{
-	List	   *locks = NIL;
-	ErrorData  *edata = in_rolled_back_subxact(r, work_locks, NULL, &locks);
-
-	if (edata)
-		ReThrowError(edata);
-	return locks;
-}
-
-/*
- * Is "lock" ("mode on relation") in "locks"?
- */
-static bool
-lock_listed(List *locks, const char *lock)
-{
-	ListCell   *lc;
-
-	foreach(lc, locks)
-	{
-		if (strcmp(lfirst(lc), lock) == 0)
-			return true;
-	}
-	return false;
-}
-
-/*
- * Those of "after" not in "before": the locks a statement took.  An
- * ACCESS SHARE lock on a relation also taken in a stronger mode is left
- * out: every lock that conflicts with it conflicts with the other mode.
- */
-static List *
-locks_taken(List *before, List *after)
-{
-	List	   *taken = NIL;
-	ListCell   *lc;
-	const char *weakest = "AccessShareLock on ";
-
-	foreach(lc, after)
-	{
-		if (!lock_listed(before, lfirst(lc)))
-			taken = lappend(taken, lfirst(lc));
-	}
-	foreach(lc, taken)
-	{
-		const char *lock = lfirst(lc);
-		const char *on;
-		ListCell   *lc2;
-
-		if (strncmp(lock, weakest, strlen(weakest)) != 0)
-			continue;
-		on = lock + strlen("AccessShareLock");
-		foreach(lc2, taken)
-		{
-			const char *other = lfirst(lc2);
-			const char *other_on = strstr(other, " on ");
-
-			if (other != lock && other_on && strcmp(other_on, on) == 0)
-			{
-				taken = foreach_delete_current(taken, lc);
-				break;
-			}
-		}
-	}
-	return taken;
-}
-
-/*
  * Subtransaction work: what guard recorded for the step (the changes of
  * the rehearsal's change set newer than the last one reported): snapshot
  * bytes, the tables written (into *(List **) arg), and their names when
@@ -478,7 +370,7 @@ is_write(const char *kind)
 static bool
 rehearse_statement(Rehearsal *r, Step *step)
 {
-	List	   *before = locks_held(r);
+	List	   *before = guard_locks_held();
 	List	   *relids = NIL;
 	ErrorData  *edata;
 	ErrorData  *bookkeeping;
@@ -494,7 +386,7 @@ rehearse_statement(Rehearsal *r, Step *step)
 		step->has_rows = false;
 		return true;
 	}
-	step->locks = locks_taken(before, locks_held(r));
+	step->locks = guard_locks_taken(before, guard_locks_held());
 	step->relation = relation ? relation : guard_script_relation(step->stmt->rv);
 	if (edata)
 	{
@@ -532,7 +424,7 @@ work_commit(Rehearsal *r, Step *step, void *arg)
 	if (SPI_execute("SET CONSTRAINTS ALL IMMEDIATE", false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "could not run the deferred checks");
 	SPI_finish();
-	step->locks = locks_taken(before, locks_held(r));
+	step->locks = guard_locks_taken(before, guard_locks_held());
 }
 
 /*
@@ -546,7 +438,7 @@ static bool
 rehearse_commit(Rehearsal *r, Step *step)
 {
 	TimestampTz start = GetCurrentTimestamp();
-	ErrorData  *edata = in_rolled_back_subxact(r, work_commit, step, locks_held(r));
+	ErrorData  *edata = in_rolled_back_subxact(r, work_commit, step, guard_locks_held());
 
 	step->usecs = GetCurrentTimestamp() - start;
 	step->timed = true;

@@ -1,0 +1,166 @@
+/*-------------------------------------------------------------------------
+ *
+ * locks.c
+ *	  The locks this backend holds, as pg_locks shows them: what a
+ *	  rehearsed statement took, and the sequences nextval() locked.
+ *
+ * Each reading of pg_locks runs in a subtransaction rolled back at once,
+ * so that the lock the query itself takes on the view goes with it.
+ *
+ * Calls no other file of guard.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "utils/memutils.h"
+#include "utils/resowner.h"
+
+#include "guard.h"
+
+/*
+ * The first column of what "sql" returns, as strings in "cxt", read in a
+ * subtransaction rolled back afterwards (an error is raised again after
+ * the rollback).
+ */
+static List *
+read_strings(const char *sql, MemoryContext cxt)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	List	   *strings = NIL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute(sql, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "could not read pg_locks");
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			char	   *s = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+			MemoryContext old = MemoryContextSwitchTo(cxt);
+
+			strings = lappend(strings, pstrdup(s));
+			MemoryContextSwitchTo(old);
+		}
+		SPI_finish();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ReThrowError(edata);
+	}
+	PG_END_TRY();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return strings;
+}
+
+/*
+ * The relation locks this backend holds, as "mode on schema.table" in the
+ * current memory context, sorted.  Indexes, sequences, TOAST tables and
+ * the catalogs' and guard's own relations are left out: they follow the
+ * tables' locks.  A relation that no longer exists is "relation OID".
+ */
+List *
+guard_locks_held(void)
+{
+	return read_strings("SELECT l.mode || ' on ' || COALESCE(pg_catalog.quote_ident(n.nspname)"
+						"        || '.' || pg_catalog.quote_ident(c.relname), 'relation ' || l.relation)"
+						"  FROM pg_catalog.pg_locks l"
+						"  LEFT JOIN pg_catalog.pg_class c ON c.oid = l.relation"
+						"  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+						" WHERE l.pid = pg_catalog.pg_backend_pid() AND l.granted"
+						"   AND l.locktype = 'relation'"
+						"   AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d"
+						"                      WHERE d.datname = pg_catalog.current_database())"
+						"   AND (c.oid IS NULL OR (c.relkind NOT IN ('i', 'I', 'S')"
+						"        AND n.nspname NOT IN ('pg_catalog', 'pg_toast', 'information_schema', 'guard')))"
+						" ORDER BY 1", CurrentMemoryContext);
+}
+
+/*
+ * The sequences other than guard's on which this backend holds the lock
+ * nextval() takes (for the rest of the transaction), by name, in "cxt".
+ */
+List *
+guard_locks_on_sequences(MemoryContext cxt)
+{
+	return read_strings("SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
+						"  FROM pg_catalog.pg_locks l"
+						"  JOIN pg_catalog.pg_class c ON c.oid = l.relation"
+						"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+						" WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation'"
+						"   AND l.mode = 'RowExclusiveLock' AND c.relkind = 'S' AND n.nspname <> 'guard'"
+						" ORDER BY 1", cxt);
+}
+
+/*
+ * Is string "s" in "list"?
+ */
+static bool
+listed(List *list, const char *s)
+{
+	ListCell   *lc;
+
+	foreach(lc, list)
+	{
+		if (strcmp(lfirst(lc), s) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Those of "after" not in "before": the locks taken in between.  An
+ * ACCESS SHARE lock on a relation also taken in another mode is left out:
+ * every lock that conflicts with it conflicts with the other mode.
+ */
+List *
+guard_locks_taken(List *before, List *after)
+{
+	List	   *taken = NIL;
+	ListCell   *lc;
+	const char *weakest = "AccessShareLock on ";
+
+	foreach(lc, after)
+	{
+		if (!listed(before, lfirst(lc)))
+			taken = lappend(taken, lfirst(lc));
+	}
+	foreach(lc, taken)
+	{
+		const char *lock = lfirst(lc);
+		const char *on;
+		ListCell   *lc2;
+
+		if (strncmp(lock, weakest, strlen(weakest)) != 0)
+			continue;
+		on = lock + strlen("AccessShareLock");
+		foreach(lc2, taken)
+		{
+			const char *other = lfirst(lc2);
+			const char *other_on = strstr(other, " on ");
+
+			if (other != lock && other_on && strcmp(other_on, on) == 0)
+			{
+				taken = foreach_delete_current(taken, lc);
+				break;
+			}
+		}
+	}
+	return taken;
+}
