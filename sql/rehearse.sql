@@ -69,6 +69,22 @@ SELECT b.what, b.md5 IS NOT DISTINCT FROM a.md5 AS unchanged
   FROM before_rehearsal b JOIN rehearse_state() a USING (what) ORDER BY 1;
 SELECT count(*) AS display_name_columns FROM pg_attribute
  WHERE attrelid = 'accounts'::regclass AND attname = 'display_name';
+-- CREATE INDEX and ANALYZE write a table's statistics into pg_class in
+-- place, outside the transaction: rehearse writes them back
+ANALYZE accounts;
+CREATE TEMP TABLE before_stats AS SELECT * FROM rehearse_state();
+SELECT step, kind, rows, locks, outcome
+  FROM guard.rehearse($$
+INSERT INTO accounts SELECT g, 'new' || g, 'sha256$', 0 FROM generate_series(1000, 2999) g;
+CREATE INDEX ON accounts (balance);
+ANALYZE accounts;
+$$);
+SELECT b.what, b.md5 IS NOT DISTINCT FROM a.md5 AS unchanged
+  FROM before_stats b JOIN rehearse_state() a USING (what)
+ WHERE b.what IN ('pg_class', 'pg_index', 'accounts', 'guard sequences') ORDER BY 1;
+SELECT relpages < 10 AND reltuples = 200 AS statistics_as_before
+  FROM pg_class WHERE oid = 'accounts'::regclass;
+
 -- a sequence of the database the script advanced stays advanced (as after
 -- any rollback), and the report said so
 SELECT last_value > :orders_seq AS orders_seq_advanced FROM orders_id_seq;

@@ -530,6 +530,7 @@ extern void guard_rowfilter_end(GuardRowFilter *filter);
 
 /* locks.c: this backend's locks */
 extern List *guard_locks_held(void);
+extern List *guard_locks_relids(void);
 extern List *guard_locks_on_sequences(MemoryContext cxt);
 extern List *guard_locks_taken(List *before, List *after);
 
@@ -537,6 +538,6 @@ extern List *guard_locks_taken(List *before, List *after);
 typedef struct GuardNonTxn GuardNonTxn;
 
 extern GuardNonTxn *guard_nontxn_save(void);
-extern char *guard_nontxn_restore(GuardNonTxn *saved);
+extern char *guard_nontxn_restore(GuardNonTxn *saved, List *touched);
 
 #endif							/* GUARD_H */

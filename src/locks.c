@@ -93,6 +93,25 @@ guard_locks_held(void)
 }
 
 /*
+ * The relations of this database this backend holds a lock on, any mode,
+ * as a List of OIDs.
+ */
+List *
+guard_locks_relids(void)
+{
+	List	   *relids = NIL;
+	ListCell   *lc;
+
+	foreach(lc, read_strings("SELECT DISTINCT l.relation FROM pg_catalog.pg_locks l"
+							 " WHERE l.pid = pg_catalog.pg_backend_pid() AND l.locktype = 'relation'"
+							 "   AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d"
+							 "                      WHERE d.datname = pg_catalog.current_database())",
+							 CurrentMemoryContext))
+		relids = lappend_oid(relids, atooid(lfirst(lc)));
+	return relids;
+}
+
+/*
  * The sequences other than guard's on which this backend holds the lock
  * nextval() takes (for the rest of the transaction), by name, in "cxt".
  */

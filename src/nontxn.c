@@ -81,6 +81,7 @@ struct GuardNonTxn
 	int64		seq_last[N_GUARD_SEQS];
 	bool		seq_called[N_GUARD_SEQS];
 	List	   *seqs_locked;	/* names of the sequences nextval() locked */
+	List	   *touched;		/* relations the rehearsal locked (oids) */
 	HTAB	   *stats;			/* RelStats by relid */
 	StringInfoData notes;		/* what could not be put back */
 };
@@ -299,7 +300,8 @@ work_stats_changed(GuardNonTxn *s)
 	{
 		RelStats   *before = hash_search(s->stats, &st->relid, HASH_FIND, NULL);
 
-		if (before == NULL ||
+		/* only the rehearsal's: another session may have analyzed the rest */
+		if (before == NULL || !list_member_oid(s->touched, st->relid) ||
 			(before->relpages == st->relpages && before->reltuples == st->reltuples &&
 			 before->relallvisible == st->relallvisible &&
 			 before->relhasindex == st->relhasindex))
@@ -359,13 +361,16 @@ work_seqs_advanced(GuardNonTxn *s)
 }
 
 /*
- * After the rehearsal was rolled back: put back what was saved.  Returns
- * what was left as it is, as sentences for the report, or NULL.
+ * After the rehearsal was rolled back: put back what was saved, the
+ * statistics of the relations in "touched" (those the rehearsal locked).
+ * Returns what was left as it is, as sentences for the report, or NULL.
  */
 char *
-guard_nontxn_restore(GuardNonTxn *s)
+guard_nontxn_restore(GuardNonTxn *s, List *touched)
 {
 	StringInfoData msg;
+
+	s->touched = touched;
 
 	in_rolled_back_subxact(s, work_stats_changed);
 	stats_put_back(s);

@@ -592,6 +592,7 @@ guard_rehearse(PG_FUNCTION_ARGS)
 	GuardNonTxn *saved;
 	Step	   *last;
 	char	   *left;
+	List	   *touched = NIL;
 
 	guard_require_preload();
 	InitMaterializedSRF(fcinfo, 0);
@@ -629,6 +630,7 @@ guard_rehearse(PG_FUNCTION_ARGS)
 		final = rehearse_final_commit(&r, steps);
 		if (final)
 			steps = lappend(steps, final);
+		touched = guard_locks_relids();
 	}
 	PG_CATCH();
 	{
@@ -648,7 +650,7 @@ guard_rehearse(PG_FUNCTION_ARGS)
 	CurrentResourceOwner = r.owner;
 
 	/* what the rollback left: said in the last row */
-	left = guard_nontxn_restore(saved);
+	left = guard_nontxn_restore(saved, touched);
 	last = llast(steps);
 	last->message = psprintf("%s%sRolled back: nothing of the script is kept.%s%s",
 							 last->message ? last->message : "",
