@@ -120,6 +120,8 @@ in_rolled_back_subxact(Rehearsal *r, SubxactWork work, Step *step, void *arg)
 	RollbackAndReleaseCurrentSubTransaction();
 	MemoryContextSwitchTo(oldcxt);
 	CurrentResourceOwner = oldowner;
+	if (edata && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		ReThrowError(edata);	/* a cancel or timeout ends the rehearsal */
 	return edata;
 }
 
@@ -346,6 +348,8 @@ run_statement(Rehearsal *r, Step *step)
 	PG_END_TRY();
 	MemoryContextSwitchTo(oldcxt);
 	CurrentResourceOwner = oldowner;
+	if (edata && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+		ReThrowError(edata);	/* a cancel or timeout ends the rehearsal */
 	step->usecs = GetCurrentTimestamp() - start;
 	step->timed = true;
 	return edata;
@@ -642,6 +646,8 @@ guard_rehearse(PG_FUNCTION_ARGS)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = r.owner;
+		/* guard's sequences still go back */
+		(void) guard_nontxn_restore(saved, NIL);
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
