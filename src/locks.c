@@ -70,16 +70,18 @@ read_strings(const char *sql, MemoryContext cxt)
 }
 
 /*
- * The relation locks this backend holds, as "mode on schema.table" in the
- * current memory context, sorted.  Indexes, sequences, TOAST tables and
- * the catalogs' and guard's own relations are left out: they follow the
- * tables' locks.  A relation that no longer exists is "relation OID".
+ * The relation locks this backend holds, sorted, each as "OID mode name"
+ * in the current memory context (guard_locks_taken() makes them "mode on
+ * schema.table").  Indexes, sequences, TOAST tables and the catalogs' and
+ * guard's own relations are left out: they follow the tables' locks.  A
+ * relation that no longer exists is named "relation OID".
  */
 List *
 guard_locks_held(void)
 {
-	return read_strings("SELECT l.mode || ' on ' || COALESCE(pg_catalog.quote_ident(n.nspname)"
-						"        || '.' || pg_catalog.quote_ident(c.relname), 'relation ' || l.relation)"
+	return read_strings("SELECT l.relation || ' ' || l.mode || ' '"
+						"       || COALESCE(pg_catalog.quote_ident(n.nspname) || '.'"
+						"                   || pg_catalog.quote_ident(c.relname), 'relation ' || l.relation)"
 						"  FROM pg_catalog.pg_locks l"
 						"  LEFT JOIN pg_catalog.pg_class c ON c.oid = l.relation"
 						"  LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
@@ -128,58 +130,78 @@ guard_locks_on_sequences(MemoryContext cxt)
 }
 
 /*
- * Is string "s" in "list"?
+ * The part of a lock from guard_locks_held() after its "OID mode " (or
+ * after its "OID "), or NULL.
  */
-static bool
-listed(List *list, const char *s)
+static const char *
+lock_part(const char *lock, int skip)
 {
-	ListCell   *lc;
-
-	foreach(lc, list)
+	for (int i = 0; i < skip && lock; i++)
 	{
-		if (strcmp(lfirst(lc), s) == 0)
-			return true;
+		lock = strchr(lock, ' ');
+		if (lock)
+			lock++;
 	}
-	return false;
+	return lock;
 }
 
 /*
- * Those of "after" not in "before": the locks taken in between.  An
- * ACCESS SHARE lock on a relation also taken in another mode is left out:
- * every lock that conflicts with it conflicts with the other mode.
+ * The lock of "locks" on the relation of "lock" (its "OID " prefix), in
+ * the same mode if "same_mode", or NULL.
+ */
+static const char *
+lock_find(List *locks, const char *lock, bool same_mode)
+{
+	int			len = (same_mode ? lock_part(lock, 2) : lock_part(lock, 1)) - lock;
+	ListCell   *lc;
+
+	foreach(lc, locks)
+	{
+		if (strncmp(lfirst(lc), lock, len) == 0)
+			return lfirst(lc);
+	}
+	return NULL;
+}
+
+/*
+ * The locks of "after" (from guard_locks_held()) not in "before": those
+ * taken in between, as "mode on schema.table", a relation named as it was
+ * before (a table moved into guard's trash keeps its name).  An ACCESS
+ * SHARE lock on a relation also held in another mode is left out: every
+ * lock that conflicts with it conflicts with the other mode.
  */
 List *
 guard_locks_taken(List *before, List *after)
 {
 	List	   *taken = NIL;
 	ListCell   *lc;
-	const char *weakest = "AccessShareLock on ";
 
 	foreach(lc, after)
 	{
-		if (!listed(before, lfirst(lc)))
-			taken = lappend(taken, lfirst(lc));
-	}
-	foreach(lc, taken)
-	{
 		const char *lock = lfirst(lc);
-		const char *on;
-		ListCell   *lc2;
+		const char *then = lock_find(before, lock, false);
+		const char *mode = lock_part(lock, 1);
+		const char *name = lock_part(then ? then : lock, 2);
 
-		if (strncmp(lock, weakest, strlen(weakest)) != 0)
+		if (lock_find(before, lock, true))
 			continue;
-		on = lock + strlen("AccessShareLock");
-		foreach(lc2, taken)
+		if (strncmp(mode, "AccessShareLock ", 16) == 0)
 		{
-			const char *other = lfirst(lc2);
-			const char *other_on = strstr(other, " on ");
+			ListCell   *lc2;
+			bool		stronger = false;
 
-			if (other != lock && other_on && strcmp(other_on, on) == 0)
+			foreach(lc2, after)
 			{
-				taken = foreach_delete_current(taken, lc);
-				break;
+				const char *other = lfirst(lc2);
+
+				if (other != lock && strncmp(other, lock, mode - lock) == 0)
+					stronger = true;
 			}
+			if (stronger)
+				continue;
 		}
+		taken = lappend(taken, psprintf("%.*s on %s",
+										(int) (lock_part(lock, 2) - mode - 1), mode, name));
 	}
 	return taken;
 }

@@ -356,8 +356,16 @@ work_seqs_advanced(GuardNonTxn *s)
 	List	   *now = guard_locks_on_sequences(CurrentMemoryContext);
 	ListCell   *lc;
 
-	foreach(lc, guard_locks_taken(s->seqs_locked, now))
-		appendStringInfo(&s->notes, "%s%s", s->notes.len ? ", " : "", (char *) lfirst(lc));
+	foreach(lc, now)
+	{
+		ListCell   *lc2;
+		bool		before = false;
+
+		foreach(lc2, s->seqs_locked)
+			before |= strcmp(lfirst(lc), lfirst(lc2)) == 0;
+		if (!before)
+			appendStringInfo(&s->notes, "%s%s", s->notes.len ? ", " : "", (char *) lfirst(lc));
+	}
 }
 
 /*

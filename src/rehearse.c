@@ -245,6 +245,9 @@ work_invariants(Rehearsal *r, Step *step, void *arg)
 	Datum		values[1];
 	char	   *relname = get_rel_name(relid);
 
+	if (relname == NULL ||
+		get_rel_namespace(relid) == get_namespace_oid(GUARD_TRASH_SCHEMA, true))
+		return;					/* dropped since */
 	values[0] = ObjectIdGetDatum(relid);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -293,10 +296,11 @@ check_tables(Rehearsal *r, Step *step, List *tables)
 		if (edata)
 		{
 			MemoryContext old = MemoryContextSwitchTo(r->cxt);
+			char	   *relname = get_rel_name(relid);
 
 			step->invariants = lappend(step->invariants,
 									   psprintf("%s: check failed: %s",
-												quote_identifier(get_rel_name(relid)),
+												relname ? quote_identifier(relname) : "?",
 												edata->message));
 			MemoryContextSwitchTo(old);
 		}
