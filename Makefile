@@ -46,7 +46,16 @@ OBJS = \
 	src/schema_undo.o \
 	src/restore.o \
 	src/drill.o \
-	src/diff.o
+	src/diff.o \
+	src/script.o \
+	src/locks.o \
+	src/nontxn.o \
+	src/rehearse.o \
+	src/rowfilter.o \
+	src/past.o \
+	src/past_walk.o \
+	src/asof.o \
+	src/history.o
 
 EXTENSION = guard
 DATA = sql/guard--0.1.sql sql/guard--0.1--0.2.sql
@@ -72,6 +81,7 @@ REGRESS = setup policy_validation policy_permissions policy_view policy_refuses_
 	trash_hook_hygiene drop_what_trash_uses status \
 	ddl_undo_column_attrs ddl_undo_constraints ddl_undo_indexes ddl_undo_table \
 	ddl_undo_columns ddl_undo_migrations \
+	rehearse history_as_of history_versions history_privileges \
 	extension_upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
@@ -91,6 +101,7 @@ include $(PGXS)
 $(OBJS): src/guard.h
 src/shadow.o src/shadow_read.o: src/shadow.h
 src/undo.o src/undo_judge.o src/undo_moves.o src/undo_sql.o: src/undo.h
+src/past.o src/past_walk.o: src/past.h
 
 .PHONY: demo test bench check-postgres sqlsmith
 demo:

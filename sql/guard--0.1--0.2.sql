@@ -69,3 +69,30 @@ BEGIN
 	RETURN QUERY SELECT * FROM guard.restore_change(dropped);
 END
 $$;
+
+-- Rehearse and history (issue 15): guard.rehearse, guard.as_of, guard.history
+
+-- Run a migration script in a subtransaction with guard active, report per
+-- statement, roll everything back.
+CREATE FUNCTION guard.rehearse(sql text)
+RETURNS TABLE (step int, statement text, kind text, relation text, rows bigint,
+			   locks text[], duration interval, invariants text[],
+			   snapshot_bytes bigint, outcome text, message text)
+AS 'MODULE_PATHNAME', 'guard_rehearse'
+LANGUAGE C STRICT VOLATILE;
+
+-- The rows of a table as they were at a time: SELECT * FROM
+-- guard.as_of(NULL::tbl, now() - interval '1 hour').
+CREATE FUNCTION guard.as_of(rel anyelement, at timestamptz)
+RETURNS SETOF anyelement
+AS 'MODULE_PATHNAME', 'guard_as_of'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+-- Every captured version of a table's rows, or of one row, oldest first.
+CREATE FUNCTION guard.history(rel pg_catalog.regclass, key jsonb DEFAULT NULL,
+							  since timestamptz DEFAULT NULL)
+RETURNS TABLE (changeset_id bigint, change_id bigint, at timestamptz, role text,
+			   label text, kind text, row_key jsonb, "column" text, before text,
+			   after text)
+AS 'MODULE_PATHNAME', 'guard_history'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;

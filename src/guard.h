@@ -81,6 +81,7 @@
 #include "access/htup.h"
 #include "access/tupdesc.h"
 #include "catalog/dependency.h"
+#include "datatype/timestamp.h"
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "nodes/nodes.h"
@@ -770,5 +771,129 @@ extern GuardDdlRecord *guard_alter_record(Relation rel, AlterTableCmd *cmd,
 extern bool guard_schema_kind_undo(const GuardChange *change,
 								   const GuardSchemaTarget *t,
 								   GuardRestoreReport *report);
+
+/*
+ * Rehearse and read the past (guard.rehearse, guard.as_of, guard.history),
+ * from the top down:
+ *
+ *	rehearse.c	guard.rehearse() -> script, nontxn, locks, changes, policy
+ *	script.c	a migration script split into statements; calls no other file
+ *	nontxn.c	what PostgreSQL keeps of a rolled-back rehearsal (sequences,
+ *				pg_class statistics), put back -> catalog, locks
+ *	locks.c		this backend's locks, from pg_locks; calls no other file
+ *	history.c	guard.history() -> past, rowfilter, policy
+ *	asof.c		guard.as_of() -> past, rowfilter, policy
+ *	past_walk.c	a table's changes since a time, newest first -> past,
+ *				changes
+ *	past.c		rows as they were before those changes -> shadow_read,
+ *				changes, rows
+ *	rowfilter.c	a row's visibility under row level security; calls no other
+ *				file but spi.c
+ */
+
+/* script.c: a script split into the statements a tool would send */
+typedef enum GuardStmtAction
+{
+	GUARD_STMT_RUN,				/* run it */
+	GUARD_STMT_COMMIT,			/* COMMIT: the would-be commit */
+	GUARD_STMT_SKIP				/* report it, do not run it (see why) */
+} GuardStmtAction;
+
+typedef struct GuardScriptStmt
+{
+	int			number;			/* 1-based */
+	char	   *text;			/* as sent to the server */
+	char	   *shown;			/* without the comments leading it */
+	const char *kind;			/* its command tag */
+	RangeVar   *rv;				/* the relation it names, or NULL */
+	GuardStmtAction action;
+	const char *why;			/* why it is not run */
+} GuardScriptStmt;
+
+extern List *guard_script_split(const char *sql);
+extern char *guard_script_relation(RangeVar *rv);
+
+/* past.c, past_walk.c: a table's rows as they were */
+typedef struct GuardPast GuardPast;
+
+/* one version of a row, by attnum of the table now (dropped ones too) */
+typedef struct GuardPastVersion
+{
+	Datum	   *values;
+	bool	   *nulls;
+	Oid		   *types;			/* the type of each value: a column had
+								 * another before an ALTER COLUMN TYPE */
+} GuardPastVersion;
+
+/* a column of the table as it was, by attnum of the table now */
+typedef struct GuardPastColumn
+{
+	bool		exists;
+	Oid			type;
+	const char *name;
+	int64		retyped_by;		/* the change set that gave it the type it
+								 * has now, or 0 */
+} GuardPastColumn;
+
+/* one change being undone */
+typedef struct GuardPastChange
+{
+	int64		change_id;
+	int64		changeset_id;
+	TimestampTz at;
+	char	   *role;
+	char	   *label;			/* its change set's */
+	char	   *kind;
+	char	   *statement;		/* ALTER TABLE only */
+	GuardChange *record;		/* its record and layout */
+	int		   *map;			/* record attnum - 1 -> table attnum - 1,
+								 * or -1 */
+	int64		nrows;			/* rows undone so far */
+} GuardPastChange;
+
+/* one captured row, undone: the row's versions around the change */
+typedef struct GuardPastRow
+{
+	GuardRowOp	op;
+	const ShadowRow *row;		/* as captured, in the record's layout */
+	const GuardPastVersion *before; /* NULL: no row before the change */
+	const GuardPastVersion *after;	/* NULL: no row after it */
+	const Datum *key_before;	/* in the order of the table's key; NULL */
+	const Datum *key_after;		/* ... when there is no such row */
+} GuardPastRow;
+
+typedef void (*GuardPastOnChange) (void *arg, const GuardPastChange *change);
+typedef void (*GuardPastOnRow) (void *arg, const GuardPastChange *change,
+								const GuardPastRow *row);
+typedef void (*GuardPastOnVersion) (void *arg, const GuardPastVersion *version);
+
+extern GuardPast *guard_past_begin(Relation rel, bool strict);
+extern bool guard_past_walk(GuardPast *past, TimestampTz since,
+							bool stop_at_expired, GuardPastOnChange on_change,
+							GuardPastOnRow on_row, void *arg);
+extern const GuardPastColumn *guard_past_columns(GuardPast *past);
+extern int	guard_past_key(GuardPast *past, const AttrNumber **keys);
+extern void guard_past_rows(GuardPast *past, GuardPastOnVersion emit, void *arg);
+extern void guard_past_end(GuardPast *past);
+
+/* rowfilter.c: would row level security show this row to the caller? */
+typedef struct GuardRowFilter GuardRowFilter;
+
+extern GuardRowFilter *guard_rowfilter_begin(Relation rel);
+extern bool guard_rowfilter_visible(GuardRowFilter *filter,
+									const GuardPastVersion *version);
+extern void guard_rowfilter_end(GuardRowFilter *filter);
+
+/* locks.c: this backend's locks */
+extern List *guard_locks_held(void);
+extern List *guard_locks_relids(void);
+extern List *guard_locks_on_sequences(MemoryContext cxt);
+extern List *guard_locks_taken(List *before, List *after);
+
+/* nontxn.c: state a rollback does not undo, saved before and put back */
+typedef struct GuardNonTxn GuardNonTxn;
+
+extern GuardNonTxn *guard_nontxn_save(void);
+extern char *guard_nontxn_restore(GuardNonTxn *saved, List *touched);
 
 #endif							/* GUARD_H */

@@ -78,6 +78,35 @@ SELECT guard.add_invariant('users', 'hash_format',
 SELECT relation, name, kind, deferred FROM guard.invariants ORDER BY name;
 
 \echo
+\echo '=== 2b. Before the deployment, the DBA rehearses migration 2026_11_add_display_name ==='
+\echo '    (guard.rehearse runs it on the real data, statement by statement, with the'
+\echo '     checks that would run at commit, then rolls everything back)'
+\echo
+\set ECHO queries
+CREATE TEMP TABLE rehearsal AS
+SELECT * FROM guard.rehearse($migration$
+BEGIN;
+SELECT guard.label('2026_11_add_display_name');
+ALTER TABLE users ADD COLUMN display_name text;
+UPDATE users
+   SET display_name = initcap(replace(split_part(email, '@', 1), '.', ' ')),
+	   password_hash = lower(email)
+ WHERE last_login IS NOT NULL;
+COMMIT;
+$migration$);
+\set ECHO none
+SELECT step, kind, rows, locks, invariants, outcome FROM rehearsal ORDER BY step;
+SELECT split_part(message, E'\n', 1) AS "the would-be COMMIT" FROM rehearsal WHERE kind = 'COMMIT';
+\echo 'The ALTER TABLE takes an ACCESS EXCLUSIVE lock; the backfill breaks both'
+\echo 'invariants, and the commit would fail. Nothing was kept:'
+SELECT count(*) AS display_name_columns,
+	   (SELECT count(*) FROM guard.changes) AS changes_recorded,
+	   login_probe() AS "% users who can log in"
+  FROM pg_attribute
+ WHERE attrelid = 'users'::regclass AND attname = 'display_name' AND NOT attisdropped;
+\echo 'The warning was not read: the deployment goes ahead.'
+
+\echo
 \echo '=== 3. In enforce mode, the buggy migration is stopped before it commits ==='
 \echo
 \set ECHO queries
@@ -186,6 +215,13 @@ SELECT changeset_id, at::time(0) AS at, label, changes, rows, relations
   FROM guard.changesets ORDER BY changeset_id DESC LIMIT 5;
 SELECT changeset_id AS bad_changeset FROM guard.changesets
  WHERE label = '2026_11_add_display_name' \gset
+
+\echo
+\echo '--- 7a2. a user who cannot log in: their row before the migration, and since ---'
+\set ECHO queries
+SELECT change_id, at::time(0) AS at, kind, "column", before, after
+  FROM guard.history('users', '{"id": 43}');
+\set ECHO none
 
 \echo
 \echo '--- 7b. dry run: what a restore would do (nothing is changed) ---'
