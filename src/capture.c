@@ -376,6 +376,31 @@ feed_rows(Relation rel, TriggerEvent event, Tuplestorestate *oldtable,
 }
 
 /*
+ * Record the change of a statement that DML capture cannot keep, and
+ * return its id: the table has no key (primary key or replica identity
+ * index) now, which PostgreSQL allows after protect() (ALTER TABLE ... DROP
+ * CONSTRAINT, DROP INDEX), and rows without a key could never be found
+ * again.  No row is kept; the change's detail says so, with the rows the
+ * statement wrote, and restore refuses the change by name
+ * (guard_undo_check_captured) rather than failing on its rows, or undoing
+ * half of them.  Capture resumes by itself once the table has a key again.
+ * The statement's other triggers (MERGE) find the record written.
+ */
+static int64
+record_not_captured(Relation rel, const char *kind, int64 nrows)
+{
+	const char *record_kind;
+	int64		change_id = guard_change_for_statement(rel, kind, &record_kind);
+
+	if (record_kind != NULL)
+		guard_change_insert(rel, change_id, record_kind,
+							psprintf("{\"captured\": false, \"reason\": \"no key\", \"rows\": " INT64_FORMAT "}",
+									 nrows),
+							NULL, 0);
+	return change_id;
+}
+
+/*
  * guard.capture(): keep the before-images of the rows the statement wrote.
  */
 Datum
@@ -395,6 +420,7 @@ guard_capture(PG_FUNCTION_ARGS)
 	GuardInvariantSet *checks;
 	int64		limit;
 	ShadowWriter *w = NULL;
+	GuardKey	keybuf;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -477,6 +503,11 @@ guard_capture(PG_FUNCTION_ARGS)
 	capture = (policy->capture == GUARD_CAPTURE_DML ||
 			   policy->capture == GUARD_CAPTURE_ALL) &&
 		nrows >= policy->min_rows;
+	if (capture && guard_relation_key(rel, &keybuf)->nkeys == 0)
+	{
+		change_id = record_not_captured(rel, kind, nrows);
+		capture = false;
+	}
 	checks = guard_invariants_begin(rel, policy);
 	if (!capture && checks == NULL)
 		return PointerGetDatum(NULL);
