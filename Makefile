@@ -65,7 +65,9 @@ PGFILEDESC = "guard - capture, check and undo changes to protected tables"
 # shared_preload_libraries = 'guard' (test/guard.conf).
 REGRESS = setup policy_validation policy_permissions policy_view policy_refuses_temporary \
 	protect_inheritance_refused \
-	capture_kinds capture_values capture_partitions capture_atomicity \
+	capture_kinds capture_values capture_partitions capture_cross_partition_trigger \
+	capture_without_key \
+	capture_atomicity \
 	capture_limits capture_privacy changes_records \
 	restore_basic restore_conflicts restore_to restore_permissions restore_verify \
 	restore_fk_cascades restore_user_triggers restore_rls \

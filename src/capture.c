@@ -15,6 +15,13 @@
  * The transition tables hold the very row versions the statement replaced,
  * READ COMMITTED re-checks included.
  *
+ * One UPDATE does not pair by position: a row moved to another partition
+ * whose BEFORE INSERT trigger returned NULL (PostgreSQL accepts this: the
+ * row is gone).  ExecCrossPartitionUpdate deletes the row first, which puts
+ * it in the old transition table; the insert is cancelled, so the new one
+ * lacks it, and every row after it is shifted.  Such a statement's rows are
+ * paired by key instead (feed_by_key).
+ *
  * shadow.c only encodes and writes chunks; this file opens the change they
  * belong to (guard_capture_begin/end, also used by ddl.c for the snapshots
  * of schema changes): when the first chunk is full it asks changes.c for
@@ -30,7 +37,10 @@
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "replication/logicalworker.h"
+#include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/sortsupport.h"
+#include "utils/tuplesort.h"
 #include "utils/tuplestore.h"
 
 #include "guard.h"
@@ -125,10 +135,168 @@ rewind_transition(Tuplestorestate *ts)
 	tuplestore_rescan(ts);
 }
 
+/* the rows of one transition table sorted by key, for feed_by_key */
+typedef struct KeySort
+{
+	Tuplesortstate *sort;
+	TupleTableSlot *slot;		/* the row at hand */
+	bool		have;			/* ... if any is left */
+} KeySort;
+
+/*
+ * Sort the rows of transition table "ts" on the key of "rel" ("sortops" its
+ * ordering), running the row checks over them on the way if "checks".
+ */
+static void
+key_sort_begin(KeySort *ks, Relation rel, const GuardKey *key, Oid *sortops,
+			   Tuplestorestate *ts, GuardInvariantSet *checks)
+{
+	bool		nullsfirst[INDEX_MAX_KEYS];
+	int64		rowno = 0;
+
+	memset(nullsfirst, 0, sizeof(nullsfirst));
+	ks->sort = tuplesort_begin_heap(RelationGetDescr(rel), key->nkeys,
+									(AttrNumber *) key->attnums, sortops,
+									(Oid *) key->collation, nullsfirst,
+									work_mem, NULL, TUPLESORT_NONE);
+	ks->slot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
+										&TTSOpsMinimalTuple);
+	rewind_transition(ts);
+	while (tuplestore_gettupleslot(ts, true, false, ks->slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (checks)
+			guard_invariants_row(checks, ks->slot, ++rowno);
+		tuplesort_puttupleslot(ks->sort, ks->slot);
+	}
+	tuplesort_performsort(ks->sort);
+	ks->have = tuplesort_gettupleslot(ks->sort, true, false, ks->slot, NULL);
+}
+
+/*
+ * Move to the next row of a sort.
+ */
+static void
+key_sort_next(KeySort *ks)
+{
+	CHECK_FOR_INTERRUPTS();
+	ks->have = tuplesort_gettupleslot(ks->sort, true, false, ks->slot, NULL);
+}
+
+/*
+ * Compare the keys of two rows, in the key index's order.
+ */
+static int
+key_compare(const GuardKey *key, SortSupport ssup, TupleTableSlot *a,
+			TupleTableSlot *b)
+{
+	for (int k = 0; k < key->nkeys; k++)
+	{
+		bool		anull;
+		bool		bnull;
+		Datum		av = slot_getattr(a, key->attnums[k], &anull);
+		Datum		bv = slot_getattr(b, key->attnums[k], &bnull);
+		int			cmp = ApplySortComparator(av, anull, bv, bnull, &ssup[k]);
+
+		if (cmp != 0)
+			return cmp;
+	}
+	return 0;
+}
+
+/*
+ * Capture an UPDATE whose old and new rows do not pair by position (see
+ * the file's header): sort both transition tables on the key, with the
+ * key index's own ordering, and merge them.  An old and a new row of the
+ * same key are captured as an UPDATE; an old row alone as a DELETE (the
+ * row a move took away from its partition, or the one whose move was
+ * cancelled); a new row alone as an INSERT (a moved row, under the key it
+ * has in its new partition: the partition key is part of every key of a
+ * partitioned table).  Restore deletes the inserted rows before it writes
+ * the deleted ones back (undo_sql.c), and their keys differ from those of
+ * the updated rows: the statement's rows come back exactly.  The new rows
+ * go through the row checks, as an UPDATE's do.  The sorts spill to disk
+ * past work_mem, so memory stays bounded here too.
+ */
+static void
+feed_by_key(Relation rel, Tuplestorestate *oldtable,
+			Tuplestorestate *newtable, ShadowWriter *w,
+			GuardInvariantSet *checks)
+{
+	GuardKey	buf;
+	GuardKey	keycopy = *guard_relation_key(rel, &buf);
+	const GuardKey *key = &keycopy;
+	Oid			sortops[INDEX_MAX_KEYS];
+	SortSupportData ssup[INDEX_MAX_KEYS];
+	KeySort		old;
+	KeySort		new;
+
+	/* capture needs a key (guard_capture() checks): only the checks run */
+	if (key->nkeys == 0)
+		elog(ERROR, "guard: cannot pair the rows of an UPDATE of table \"%s\" without key",
+			 RelationGetRelationName(rel));
+	memset(ssup, 0, sizeof(ssup));
+	for (int k = 0; k < key->nkeys; k++)
+	{
+		sortops[k] = get_ordering_op_for_equality_op(key->eqop[k], false);
+		if (!OidIsValid(sortops[k]))
+			elog(ERROR, "guard: no ordering operator for operator %u", key->eqop[k]);
+		ssup[k].ssup_cxt = CurrentMemoryContext;
+		ssup[k].ssup_collation = key->collation[k];
+		ssup[k].ssup_nulls_first = false;
+		ssup[k].ssup_attno = key->attnums[k];
+		PrepareSortSupportFromOrderingOp(sortops[k], &ssup[k]);
+	}
+
+	key_sort_begin(&old, rel, key, sortops, oldtable, NULL);
+	key_sort_begin(&new, rel, key, sortops, newtable, checks);
+	while (old.have || new.have)
+	{
+		int			cmp = !new.have ? -1 : !old.have ? 1 :
+			key_compare(key, ssup, old.slot, new.slot);
+
+		if (cmp == 0)
+			shadow_add_update(w, old.slot, new.slot);
+		else if (cmp < 0)
+			shadow_add_delete(w, old.slot);
+		else
+			shadow_add_insert(w, new.slot);
+		if (cmp <= 0)
+			key_sort_next(&old);
+		if (cmp >= 0)
+			key_sort_next(&new);
+	}
+	tuplesort_end(old.sort);
+	tuplesort_end(new.sort);
+	ExecDropSingleTupleTableSlot(old.slot);
+	ExecDropSingleTupleTableSlot(new.slot);
+}
+
+/*
+ * Hand each row of an UPDATE with a cancelled move to the row checks only.
+ */
+static void
+check_new_rows(Tuplestorestate *newtable, Relation rel,
+			   GuardInvariantSet *checks)
+{
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel),
+													&TTSOpsMinimalTuple);
+	int64		rowno = 0;
+
+	rewind_transition(newtable);
+	while (tuplestore_gettupleslot(newtable, true, false, slot))
+	{
+		CHECK_FOR_INTERRUPTS();
+		guard_invariants_row(checks, slot, ++rowno);
+	}
+	ExecDropSingleTupleTableSlot(slot);
+}
+
 /*
  * Read the statement's transition tables once, handing each row to the
  * snapshot ("w", if capturing) and to the row checks ("checks", if any).
- * An UPDATE's old and new rows pair by position.
+ * An UPDATE's old and new rows pair by position, unless a move was
+ * cancelled (feed_by_key).
  */
 static void
 feed_rows(Relation rel, TriggerEvent event, Tuplestorestate *oldtable,
@@ -138,6 +306,15 @@ feed_rows(Relation rel, TriggerEvent event, Tuplestorestate *oldtable,
 	TupleTableSlot *oldslot = NULL;
 	TupleTableSlot *newslot = NULL;
 
+	if (TRIGGER_FIRED_BY_UPDATE(event) &&
+		tuplestore_tuple_count(oldtable) != tuplestore_tuple_count(newtable))
+	{
+		if (w)
+			feed_by_key(rel, oldtable, newtable, w, checks);
+		else if (checks)
+			check_new_rows(newtable, rel, checks);
+		return;
+	}
 	if (oldtable)
 	{
 		rewind_transition(oldtable);
@@ -199,6 +376,31 @@ feed_rows(Relation rel, TriggerEvent event, Tuplestorestate *oldtable,
 }
 
 /*
+ * Record the change of a statement that DML capture cannot keep, and
+ * return its id: the table has no key (primary key or replica identity
+ * index) now, which PostgreSQL allows after protect() (ALTER TABLE ... DROP
+ * CONSTRAINT, DROP INDEX), and rows without a key could never be found
+ * again.  No row is kept; the change's detail says so, with the rows the
+ * statement wrote, and restore refuses the change by name
+ * (guard_undo_check_captured) rather than failing on its rows, or undoing
+ * half of them.  Capture resumes by itself once the table has a key again.
+ * The statement's other triggers (MERGE) find the record written.
+ */
+static int64
+record_not_captured(Relation rel, const char *kind, int64 nrows)
+{
+	const char *record_kind;
+	int64		change_id = guard_change_for_statement(rel, kind, &record_kind);
+
+	if (record_kind != NULL)
+		guard_change_insert(rel, change_id, record_kind,
+							psprintf("{\"captured\": false, \"reason\": \"no key\", \"rows\": " INT64_FORMAT "}",
+									 nrows),
+							NULL, 0);
+	return change_id;
+}
+
+/*
  * guard.capture(): keep the before-images of the rows the statement wrote.
  */
 Datum
@@ -218,6 +420,7 @@ guard_capture(PG_FUNCTION_ARGS)
 	GuardInvariantSet *checks;
 	int64		limit;
 	ShadowWriter *w = NULL;
+	GuardKey	keybuf;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -300,6 +503,11 @@ guard_capture(PG_FUNCTION_ARGS)
 	capture = (policy->capture == GUARD_CAPTURE_DML ||
 			   policy->capture == GUARD_CAPTURE_ALL) &&
 		nrows >= policy->min_rows;
+	if (capture && guard_relation_key(rel, &keybuf)->nkeys == 0)
+	{
+		change_id = record_not_captured(rel, kind, nrows);
+		capture = false;
+	}
 	checks = guard_invariants_begin(rel, policy);
 	if (!capture && checks == NULL)
 		return PointerGetDatum(NULL);

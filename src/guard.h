@@ -596,6 +596,7 @@ extern void guard_undo_rows(const GuardChange *change, GuardOnConflict mode,
 /* undo_judge.c: which change cannot be restored, for messages */
 extern void guard_undo_blocked_error(const GuardChange *change,
 									 const char *column) pg_attribute_noreturn();
+extern void guard_undo_check_captured(const GuardChange *change);
 
 /* undo_target.c: the table a restore writes to, and how it writes */
 extern const char *guard_undo_relname(const GuardChange *change);

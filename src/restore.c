@@ -71,6 +71,7 @@ static void
 restore_one(const GuardChange *change, GuardOnConflict mode, Datum exclude,
 			Datum restoring, GuardRestoreReport *report)
 {
+	guard_undo_check_captured(change);
 	if (change->detail == NULL || strcmp(change->kind, "TRUNCATE") == 0)
 	{
 		guard_undo_rows(change, mode, exclude, restoring, false, report);

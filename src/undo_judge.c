@@ -13,7 +13,8 @@
  * wrote (it already holds the value from before the change set, and is
  * left alone).
  *
- * Also the names and errors that say which change cannot be restored.
+ * Also the names and errors that say which change cannot be restored,
+ * and why: a later schema change, conflicts, rows never captured.
  *
  * The live row may sit in a partition whose columns are in another order
  * than the table's (ATTACH of an existing table, a dropped column): its
@@ -26,6 +27,7 @@
 
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/varlena.h"
@@ -50,6 +52,7 @@ guard_undo_blocked_error(const GuardChange *change, const char *column)
 	guard_as_role_begin(&owner, InvalidOid);
 	guard_run_sql("SELECT changeset_id, kind FROM guard.change"
 				  " WHERE relid = ANY ($1) AND change_id > $2 AND detail IS NOT NULL"
+				  " AND NOT detail ? 'captured'"
 				  " AND state = 'active' ORDER BY change_id LIMIT 1",
 				  2, types, values, NULL);
 	if (SPI_processed > 0)
@@ -73,6 +76,53 @@ guard_undo_blocked_error(const GuardChange *change, const char *column)
 			 errmsg("cannot restore change " INT64_FORMAT " of table \"%s\": column \"%s\" was dropped or changed type since",
 					change->change_id, guard_undo_relname(change), column),
 			 errhint("The table was altered in a way guard did not record; put the column back first.")));
+}
+
+/*
+ * A field of a change's detail as text, or NULL.
+ */
+static char *
+detail_text(const GuardChange *change, const char *name)
+{
+	LOCAL_FCINFO(fcinfo, 2);
+	Datum		result;
+
+	if (change->detail == NULL)
+		return NULL;
+	InitFunctionCallInfoData(*fcinfo, NULL, 2, InvalidOid, NULL, NULL);
+	fcinfo->args[0].value = DirectFunctionCall1(jsonb_in, CStringGetDatum(change->detail));
+	fcinfo->args[0].isnull = false;
+	fcinfo->args[1].value = CStringGetTextDatum(name);
+	fcinfo->args[1].isnull = false;
+	result = jsonb_object_field_text(fcinfo);
+	return fcinfo->isnull ? NULL : TextDatumGetCString(result);
+}
+
+/*
+ * Refuse a change whose rows were not captured (capture.c records the
+ * statements of a table that had no key then, with the detail
+ * {"captured": false}): there is nothing to write back, and restoring the
+ * rest of its change set as if it were whole would lose it silently.
+ */
+void
+guard_undo_check_captured(const GuardChange *change)
+{
+	char	   *captured = detail_text(change, "captured");
+	char	   *rows;
+	long		nrows;
+
+	if (captured == NULL || strcmp(captured, "false") != 0)
+		return;
+	rows = detail_text(change, "rows");
+	nrows = rows ? strtol(rows, NULL, 10) : 0;
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cannot restore change " INT64_FORMAT " of table \"%s\": it was not captured",
+					change->change_id, guard_undo_relname(change)),
+			 errdetail_plural("The table had no key (primary key or replica identity index) when the statement ran: the %ld row it wrote was not kept.",
+							  "The table had no key (primary key or replica identity index) when the statement ran: the %ld rows it wrote were not kept.",
+							  nrows, nrows),
+			 errhint("Undo it by hand, then restore the other changes with guard.restore_change().")));
 }
 
 /*
