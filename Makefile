@@ -23,7 +23,9 @@ OBJS = \
 	src/shadow_read.o \
 	src/writer.o \
 	src/layout.o \
+	src/labels.o \
 	src/changes.o \
+	src/bookkeeping.o \
 	src/rows.o \
 	src/later.o \
 	src/undo.o \

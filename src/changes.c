@@ -13,6 +13,17 @@
  * guard_set_statement() while it finishes; the layout it names is
  * layout.c's.
  *
+ * Each change also records the label in force when it was made, and where
+ * it came from: guard.label() called earlier in the transaction, else the
+ * setting guard.label, else the label that a migration tool which writes
+ * its bookkeeping row before the migration (golang-migrate) put in force
+ * for the session.  Changes made with no label wait for the bookkeeping
+ * row that tools write after the migration: labels.c gives them its name.
+ * They may wait across transactions of the session (Django records a
+ * migration with deferred SQL after its transaction commits), so the
+ * change sets that committed with unlabelled changes are remembered, a
+ * bounded number of them, until a bookkeeping row names them.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -48,6 +59,9 @@ PG_FUNCTION_INFO_V1(guard_label);
 /* longest statement text kept in a change record */
 #define MAX_STATEMENT_LEN	65536
 
+/* committed change sets of the session waiting for a bookkeeping row */
+#define MAX_WAITING_CHANGESETS	256
+
 /* the statement finishing now (set by hooks.c), or NULL when unknown */
 static const GuardStatement *current_statement = NULL;
 
@@ -65,6 +79,84 @@ static struct
 	int32		next_chunk;
 } last_change;
 
+/* the label guard.label() put in force in this transaction, or NULL */
+static char *xact_label = NULL;	/* in TopTransactionContext */
+static SubTransactionId xact_label_subid = InvalidSubTransactionId;
+
+/* the current change set has changes made with no label in force */
+static bool xact_unlabelled = false;
+
+/* the current transaction restores: its changes wait for no label */
+static bool xact_restores = false;
+
+/*
+ * The session's committed change sets with unlabelled changes, oldest
+ * first, since the last bookkeeping row named them (a fixed array: it is
+ * filled at COMMIT, where nothing may fail).
+ */
+static int64 waiting[MAX_WAITING_CHANGESETS];
+static int	nwaiting = 0;
+
+/*
+ * The label a tool put in force for the session by writing its bookkeeping
+ * row before the migration; "next" is the one the current transaction sets
+ * (NULL label: cleared), which takes effect at COMMIT.  All in
+ * TopMemoryContext.
+ */
+typedef struct SessionLabel
+{
+	char	   *label;
+	char	   *source;
+	char	   *bookkeeping;
+} SessionLabel;
+
+static SessionLabel *session_label = NULL;
+static SessionLabel *next_session_label = NULL;
+static bool next_session_label_set = false;
+
+/*
+ * Free a SessionLabel.
+ */
+static void
+session_label_free(SessionLabel *l)
+{
+	if (l == NULL)
+		return;
+	if (l->label)
+		pfree(l->label);
+	if (l->source)
+		pfree(l->source);
+	if (l->bookkeeping)
+		pfree(l->bookkeeping);
+	pfree(l);
+}
+
+/*
+ * At COMMIT: the change set's unlabelled changes wait for a bookkeeping row
+ * of a later transaction, and a session label set in the transaction takes
+ * effect.  Nothing here allocates or fails.
+ */
+static void
+labels_at_commit(void)
+{
+	if (cur_changeset != 0 && xact_unlabelled)
+	{
+		if (nwaiting == MAX_WAITING_CHANGESETS)
+		{
+			memmove(waiting, waiting + 1, sizeof(int64) * (nwaiting - 1));
+			nwaiting--;
+		}
+		waiting[nwaiting++] = cur_changeset;
+	}
+	if (next_session_label_set)
+	{
+		SessionLabel *old = session_label;
+
+		session_label = next_session_label;
+		next_session_label = old;	/* freed below, outside the commit */
+	}
+}
+
 /*
  * Forget everything at the end of the transaction.
  */
@@ -73,14 +165,27 @@ changes_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_COMMIT:
+			labels_at_commit();
+			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			cur_changeset = 0;
 			cur_changeset_subid = InvalidSubTransactionId;
 			memset(&last_change, 0, sizeof(last_change));
+			xact_label = NULL;
+			xact_label_subid = InvalidSubTransactionId;
+			xact_unlabelled = false;
+			xact_restores = false;
+			if (next_session_label_set)
+			{
+				/* the one replaced at COMMIT, or the one an abort drops */
+				session_label_free(next_session_label);
+				next_session_label = NULL;
+				next_session_label_set = false;
+			}
 			break;
 		default:
 			break;
@@ -104,6 +209,11 @@ changes_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		}
 		if (last_change.subid == mySubid)
 			memset(&last_change, 0, sizeof(last_change));
+		if (xact_label_subid == mySubid)
+		{
+			xact_label = NULL;
+			xact_label_subid = InvalidSubTransactionId;
+		}
 	}
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
@@ -111,6 +221,8 @@ changes_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			cur_changeset_subid = parentSubid;
 		if (last_change.subid == mySubid)
 			last_change.subid = parentSubid;
+		if (xact_label_subid == mySubid)
+			xact_label_subid = parentSubid;
 	}
 }
 
@@ -167,6 +279,10 @@ changeset_create(const char *label)
 
 	cur_changeset = id;
 	cur_changeset_subid = GetCurrentSubTransactionId();
+	xact_unlabelled = false;
+
+	/* made while sqitch deploys a change: its registry will name it */
+	guard_registry_link(id);
 	return id;
 }
 
@@ -307,6 +423,51 @@ guard_change_record(Relation rel, const char *kind, const char *detail)
 }
 
 /*
+ * Fill the label columns of a change record with the label in force: the
+ * transaction's guard.label(), else the setting guard.label, else a label
+ * a migration tool put in force for the session; else none, and the change
+ * waits for a bookkeeping row to name it.
+ */
+static void
+label_in_force(Datum *values, bool *nulls)
+{
+	const char *label = NULL;
+	const char *source = NULL;
+	const char *bookkeeping = NULL;
+
+	if (xact_label != NULL)
+	{
+		label = xact_label;
+		source = "guard.label()";
+	}
+	else if (guard_label_setting != NULL && guard_label_setting[0] != '\0')
+	{
+		label = guard_label_setting;
+		source = "setting";
+	}
+	else if (session_label != NULL && session_label->label != NULL)
+	{
+		label = session_label->label;
+		source = session_label->source;
+		bookkeeping = session_label->bookkeeping;
+	}
+
+	nulls[Anum_change_label - 1] = (label == NULL);
+	nulls[Anum_change_label_source - 1] = (label == NULL);
+	nulls[Anum_change_bookkeeping - 1] = (bookkeeping == NULL);
+	if (label != NULL)
+	{
+		values[Anum_change_label - 1] = CStringGetTextDatum(label);
+		values[Anum_change_label_source - 1] = CStringGetTextDatum(source);
+	}
+	else if (!xact_restores)
+		xact_unlabelled = true;
+	if (bookkeeping != NULL)
+		values[Anum_change_bookkeeping - 1] =
+			DirectFunctionCall1(jsonb_in, CStringGetDatum(bookkeeping));
+}
+
+/*
  * Write the record of change "id" of "kind" to "rel", with its layout, for
  * schema changes what their undo needs ("detail", a JSON object, or NULL),
  * and the first chunk of its snapshot ("first", NULL if none).
@@ -345,6 +506,7 @@ guard_change_insert(Relation rel, int64 id, const char *kind, const char *detail
 	nulls[Anum_change_nrows - 1] = (first == NULL);
 	values[Anum_change_data - 1] = PointerGetDatum(first);
 	nulls[Anum_change_data - 1] = (first == NULL);
+	label_in_force(values, nulls);
 	insert_row("change", Natts_guard_change, values, nulls);
 }
 
@@ -359,8 +521,97 @@ guard_change_chunk_counter(void)
 }
 
 /*
+ * Give label "label" from "source" (and "bookkeeping", the JSON of the
+ * tool's row, or NULL) to the changes of change sets "changesets" that
+ * have none yet.
+ */
+void
+guard_label_changes(const int64 *changesets, int n, const char *label,
+					const char *source, const char *bookkeeping)
+{
+	GuardAsRole owner;
+	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, INT8ARRAYOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
+	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
+
+	if (n == 0)
+		return;
+	for (int i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(changesets[i]);
+	values[0] = CStringGetTextDatum(label);
+	values[1] = CStringGetTextDatum(source);
+	if (bookkeeping)
+		values[2] = CStringGetTextDatum(bookkeeping);
+	else
+		nulls[2] = 'n';
+	values[3] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+												true, TYPALIGN_DOUBLE));
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("UPDATE guard.change SET label = $1, label_source = $2,"
+				  " bookkeeping = $3::pg_catalog.jsonb"
+				  " WHERE changeset_id OPERATOR(pg_catalog.=) ANY ($4) AND label IS NULL",
+				  4, types, values, nulls);
+	guard_as_role_end(&owner);
+}
+
+/*
+ * The change sets whose changes wait for a label: the session's committed
+ * ones since the last bookkeeping row, and the current one if it has
+ * unlabelled changes.  Returns a palloc'd array of *n ids.
+ */
+int64 *
+guard_unlabelled_changesets(int *n)
+{
+	int64	   *ids = palloc(sizeof(int64) * (nwaiting + 1));
+
+	memcpy(ids, waiting, sizeof(int64) * nwaiting);
+	*n = nwaiting;
+	if (cur_changeset != 0 && xact_unlabelled)
+		ids[(*n)++] = cur_changeset;
+	return ids;
+}
+
+/*
+ * A bookkeeping row named the changes that waited: none waits any more.
+ */
+void
+guard_unlabelled_forget(void)
+{
+	nwaiting = 0;
+	xact_unlabelled = false;
+}
+
+/*
+ * From the next COMMIT on, "label" from "source" is in force for the
+ * session's changes (a tool that writes its bookkeeping row before the
+ * migration); NULL clears it.
+ */
+void
+guard_session_label_set(const char *label, const char *source,
+						const char *bookkeeping)
+{
+	SessionLabel *l = NULL;
+
+	if (label != NULL)
+	{
+		l = MemoryContextAllocZero(TopMemoryContext, sizeof(SessionLabel));
+		l->label = MemoryContextStrdup(TopMemoryContext, label);
+		l->source = MemoryContextStrdup(TopMemoryContext, source);
+		if (bookkeeping)
+			l->bookkeeping = MemoryContextStrdup(TopMemoryContext, bookkeeping);
+	}
+	if (next_session_label_set)
+		session_label_free(next_session_label);
+	next_session_label = l;
+	next_session_label_set = true;
+}
+
+/*
  * guard.label(text): name the current transaction's change set, creating
- * it if nothing was captured yet.  Returns its id.
+ * it if nothing was captured yet, and put the label in force for the rest
+ * of the transaction; changes it made so far with no label take it too.
+ * Returns the change set's id.
  */
 Datum
 guard_label(PG_FUNCTION_ARGS)
@@ -393,19 +644,28 @@ guard_label(PG_FUNCTION_ARGS)
 		tuple = systable_getnext(scan);
 		if (HeapTupleIsValid(tuple))
 		{
-			Datum		values[7];
-			bool		nulls[7] = {false, false, false, false, false, false, false};
-			bool		replace[7] = {false, false, false, true, false, false, false};
+			Datum		values[Natts_guard_changeset];
+			bool		nulls[Natts_guard_changeset] = {false};
+			bool		replace[Natts_guard_changeset] = {false};
 			HeapTuple	newtuple;
 
-			values[3] = CStringGetTextDatum(label);
+			values[Anum_changeset_label - 1] = CStringGetTextDatum(label);
+			replace[Anum_changeset_label - 1] = true;
 			newtuple = heap_modify_tuple(tuple, RelationGetDescr(rel),
 										 values, nulls, replace);
 			CatalogTupleUpdate(rel, &newtuple->t_self, newtuple);
 		}
 		systable_endscan(scan);
 		table_close(rel, RowExclusiveLock);
+
+		if (xact_unlabelled)
+		{
+			guard_label_changes(&id, 1, label, "guard.label()", NULL);
+			xact_unlabelled = false;
+		}
 	}
+	xact_label = MemoryContextStrdup(TopTransactionContext, label);
+	xact_label_subid = GetCurrentSubTransactionId();
 	CommandCounterIncrement();
 	PG_RETURN_INT64(id);
 }
@@ -445,6 +705,10 @@ guard_change_read(int64 change_id, GuardChange *change)
 			DatumGetByteaPCopy(values[Anum_change_data - 1]);
 		change->detail = nulls[Anum_change_detail - 1] ? NULL :
 			DatumGetCString(DirectFunctionCall1(jsonb_out, values[Anum_change_detail - 1]));
+		change->label = nulls[Anum_change_label - 1] ? NULL :
+			TextDatumGetCString(values[Anum_change_label - 1]);
+		change->bookkeeping = nulls[Anum_change_bookkeeping - 1] ? NULL :
+			DatumGetCString(DirectFunctionCall1(jsonb_out, values[Anum_change_bookkeeping - 1]));
 
 		guard_layout_read(DatumGetInt64(values[Anum_change_layout - 1]), change);
 	}
@@ -454,38 +718,92 @@ guard_change_read(int64 change_id, GuardChange *change)
 }
 
 /*
+ * The number of changes change set "id" holds.
+ */
+static int64
+changeset_size(int64 id)
+{
+	GuardAsRole owner;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	bool		isnull;
+	int64		n;
+
+	values[0] = Int64GetDatum(id);
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("SELECT pg_catalog.count(*) FROM guard.change WHERE changeset_id = $1",
+				  1, types, values, NULL);
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									1, &isnull));
+	guard_as_role_end(&owner);
+	return n;
+}
+
+/*
+ * The label of a restore's change set: what it undoes, and which part when
+ * it undoes one labelled part of a change set.
+ */
+static char *
+restore_label(int64 restore_of, List *changes)
+{
+	StringInfoData label;
+	ListCell   *lc;
+	const char *part = NULL;
+
+	initStringInfo(&label);
+	if (restore_of != 0)
+	{
+		/* all of one labelled part (or of a change set of one label) */
+		foreach(lc, changes)
+		{
+			GuardChange *change = lfirst(lc);
+
+			if (change->label == NULL ||
+				(part != NULL && strcmp(part, change->label) != 0))
+			{
+				part = NULL;
+				break;
+			}
+			part = change->label;
+		}
+		appendStringInfo(&label, "restore of change set " INT64_FORMAT, restore_of);
+		if (part != NULL && changeset_size(restore_of) > list_length(changes))
+			appendStringInfo(&label, ", part \"%s\"", part);
+		return label.data;
+	}
+	appendStringInfoString(&label, list_length(changes) > 1 ?
+						   "restore of changes " : "restore of change ");
+	foreach(lc, changes)
+		appendStringInfo(&label, "%s" INT64_FORMAT,
+						 foreach_current_index(lc) ? ", " : "",
+						 ((GuardChange *) lfirst(lc))->change_id);
+	return label.data;
+}
+
+/*
  * Make the current transaction's change set the record of a restore: label
- * it (unless labelled already) and note which change set it undoes.
+ * it (unless labelled already) and note which change set it undoes.  The
+ * migration tools' bookkeeping follows: a migration undone whole is no
+ * longer recorded as applied, and one that an undone restore had undone is
+ * recorded again.
  */
 void
 guard_changeset_begin_restore(int64 restore_of, List *changes)
 {
 	int64		id = guard_changeset_current(true);
 	GuardAsRole owner;
-	StringInfoData label;
 	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
 
-	initStringInfo(&label);
-	if (restore_of != 0)
-		appendStringInfo(&label, "restore of change set " INT64_FORMAT, restore_of);
-	else
-	{
-		ListCell   *lc;
-
-		appendStringInfoString(&label, list_length(changes) > 1 ?
-							   "restore of changes " : "restore of change ");
-		foreach(lc, changes)
-			appendStringInfo(&label, "%s" INT64_FORMAT,
-							 foreach_current_index(lc) ? ", " : "",
-							 ((GuardChange *) lfirst(lc))->change_id);
-	}
+	/* a restore is no part of a migration: no bookkeeping row names it */
+	xact_restores = true;
+	xact_unlabelled = false;
 
 	values[0] = Int64GetDatum(id);
 	values[1] = Int64GetDatum(restore_of);
 	nulls[1] = restore_of != 0 ? ' ' : 'n';
-	values[2] = CStringGetTextDatum(label.data);
+	values[2] = CStringGetTextDatum(restore_label(restore_of, changes));
 	guard_as_role_begin(&owner, InvalidOid);
 	guard_run_sql("UPDATE guard.changeset SET label = coalesce(label, $3),"
 				  " restore_of = coalesce($2, restore_of) WHERE changeset_id = $1",
@@ -507,12 +825,14 @@ guard_changeset_begin_restore(int64 restore_of, List *changes)
 			elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->changeset_id);
 		avalues[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
 													 true, TYPALIGN_DOUBLE));
+		guard_bookkeeping_recall(avalues[0]);
 		guard_as_role_begin(&owner, InvalidOid);
 		guard_run_sql("UPDATE guard.change SET state = 'active', restored_by = NULL"
 					  " WHERE state = 'restored' AND restored_by = ANY ($1)",
 					  1, atypes, avalues, NULL);
 		guard_as_role_end(&owner);
 	}
+	guard_bookkeeping_forget(changes);
 }
 
 /*
