@@ -47,6 +47,7 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	invariants_validation invariants_enforce invariants_warn rails \
 	cache_invalidation \
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration status \
+	labels_sources labels_restore labels_statement_privacy \
 	extension_upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 

@@ -254,14 +254,16 @@ act_on_row(const char *bk, bool undo)
 
 	if (n > 0 && dirty)
 		ereport(NOTICE,
-				(errmsg("%s version %s is marked %s in table \"%s\"",
+				(errmsg("the restore marks %s version %s %s in table \"%s\"",
 						tool, label, undo ? "dirty" : "clean again", name),
 				 undo ? errhint("golang-migrate runs again once told the version now in effect: migrate force VERSION.") : 0));
 	else if (n > 0)
 		ereport(NOTICE,
-				(errmsg(undo ? "%s no longer records migration \"%s\" as applied: its row in table \"%s\" is deleted" :
-						"%s records migration \"%s\" as applied again: its row in table \"%s\" is back",
-						tool, label, name)));
+				(errmsg(undo ? "the restore deletes the row of migration \"%s\" from table \"%s\"" :
+						"the restore puts the row of migration \"%s\" back into table \"%s\"",
+						label, name),
+				 errdetail(undo ? "%s then sees the migration as not applied." :
+						   "%s then sees the migration as applied again.", tool)));
 	note_action(name, kind, (int64) n, 0);
 }
 
