@@ -25,6 +25,7 @@ OBJS = \
 	src/layout.o \
 	src/labels.o \
 	src/changes.o \
+	src/label_state.o \
 	src/bookkeeping.o \
 	src/rows.o \
 	src/later.o \

@@ -13,16 +13,8 @@
  * guard_set_statement() while it finishes; the layout it names is
  * layout.c's.
  *
- * Each change also records the label in force when it was made, and where
- * it came from: guard.label() called earlier in the transaction, else the
- * setting guard.label, else the label that a migration tool which writes
- * its bookkeeping row before the migration (golang-migrate) put in force
- * for the session.  Changes made with no label wait for the bookkeeping
- * row that tools write after the migration: labels.c gives them its name.
- * They may wait across transactions of the session (Django records a
- * migration with deferred SQL after its transaction commits), so the
- * change sets that committed with unlabelled changes are remembered, a
- * bounded number of them, until a bookkeeping row names them.
+ * Each change also records the label in force when it was made
+ * (label_state.c); guard.label() sets one for the rest of its transaction.
  *
  *-------------------------------------------------------------------------
  */
@@ -59,9 +51,6 @@ PG_FUNCTION_INFO_V1(guard_label);
 /* longest statement text kept in a change record */
 #define MAX_STATEMENT_LEN	65536
 
-/* committed change sets of the session waiting for a bookkeeping row */
-#define MAX_WAITING_CHANGESETS	256
-
 /* the statement finishing now (set by hooks.c), or NULL when unknown */
 static const GuardStatement *current_statement = NULL;
 
@@ -79,84 +68,6 @@ static struct
 	int32		next_chunk;
 } last_change;
 
-/* the label guard.label() put in force in this transaction, or NULL */
-static char *xact_label = NULL;	/* in TopTransactionContext */
-static SubTransactionId xact_label_subid = InvalidSubTransactionId;
-
-/* the current change set has changes made with no label in force */
-static bool xact_unlabelled = false;
-
-/* the current transaction restores: its changes wait for no label */
-static bool xact_restores = false;
-
-/*
- * The session's committed change sets with unlabelled changes, oldest
- * first, since the last bookkeeping row named them (a fixed array: it is
- * filled at COMMIT, where nothing may fail).
- */
-static int64 waiting[MAX_WAITING_CHANGESETS];
-static int	nwaiting = 0;
-
-/*
- * The label a tool put in force for the session by writing its bookkeeping
- * row before the migration; "next" is the one the current transaction sets
- * (NULL label: cleared), which takes effect at COMMIT.  All in
- * TopMemoryContext.
- */
-typedef struct SessionLabel
-{
-	char	   *label;
-	char	   *source;
-	char	   *bookkeeping;
-} SessionLabel;
-
-static SessionLabel *session_label = NULL;
-static SessionLabel *next_session_label = NULL;
-static bool next_session_label_set = false;
-
-/*
- * Free a SessionLabel.
- */
-static void
-session_label_free(SessionLabel *l)
-{
-	if (l == NULL)
-		return;
-	if (l->label)
-		pfree(l->label);
-	if (l->source)
-		pfree(l->source);
-	if (l->bookkeeping)
-		pfree(l->bookkeeping);
-	pfree(l);
-}
-
-/*
- * At COMMIT: the change set's unlabelled changes wait for a bookkeeping row
- * of a later transaction, and a session label set in the transaction takes
- * effect.  Nothing here allocates or fails.
- */
-static void
-labels_at_commit(void)
-{
-	if (cur_changeset != 0 && xact_unlabelled)
-	{
-		if (nwaiting == MAX_WAITING_CHANGESETS)
-		{
-			memmove(waiting, waiting + 1, sizeof(int64) * (nwaiting - 1));
-			nwaiting--;
-		}
-		waiting[nwaiting++] = cur_changeset;
-	}
-	if (next_session_label_set)
-	{
-		SessionLabel *old = session_label;
-
-		session_label = next_session_label;
-		next_session_label = old;	/* freed below, outside the commit */
-	}
-}
-
 /*
  * Forget everything at the end of the transaction.
  */
@@ -166,8 +77,6 @@ changes_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_COMMIT:
-			labels_at_commit();
-			/* FALLTHROUGH */
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
@@ -175,17 +84,6 @@ changes_xact_callback(XactEvent event, void *arg)
 			cur_changeset = 0;
 			cur_changeset_subid = InvalidSubTransactionId;
 			memset(&last_change, 0, sizeof(last_change));
-			xact_label = NULL;
-			xact_label_subid = InvalidSubTransactionId;
-			xact_unlabelled = false;
-			xact_restores = false;
-			if (next_session_label_set)
-			{
-				/* the one replaced at COMMIT, or the one an abort drops */
-				session_label_free(next_session_label);
-				next_session_label = NULL;
-				next_session_label_set = false;
-			}
 			break;
 		default:
 			break;
@@ -209,11 +107,6 @@ changes_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		}
 		if (last_change.subid == mySubid)
 			memset(&last_change, 0, sizeof(last_change));
-		if (xact_label_subid == mySubid)
-		{
-			xact_label = NULL;
-			xact_label_subid = InvalidSubTransactionId;
-		}
 	}
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
@@ -221,8 +114,6 @@ changes_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			cur_changeset_subid = parentSubid;
 		if (last_change.subid == mySubid)
 			last_change.subid = parentSubid;
-		if (xact_label_subid == mySubid)
-			xact_label_subid = parentSubid;
 	}
 }
 
@@ -235,6 +126,7 @@ guard_changes_init(void)
 {
 	RegisterXactCallback(changes_xact_callback, NULL);
 	RegisterSubXactCallback(changes_subxact_callback, NULL);
+	guard_label_state_init();
 }
 
 /*
@@ -279,7 +171,6 @@ changeset_create(const char *label)
 
 	cur_changeset = id;
 	cur_changeset_subid = GetCurrentSubTransactionId();
-	xact_unlabelled = false;
 
 	/* made while sqitch deploys a change: its registry will name it */
 	guard_registry_link(id);
@@ -423,51 +314,6 @@ guard_change_record(Relation rel, const char *kind, const char *detail)
 }
 
 /*
- * Fill the label columns of a change record with the label in force: the
- * transaction's guard.label(), else the setting guard.label, else a label
- * a migration tool put in force for the session; else none, and the change
- * waits for a bookkeeping row to name it.
- */
-static void
-label_in_force(Datum *values, bool *nulls)
-{
-	const char *label = NULL;
-	const char *source = NULL;
-	const char *bookkeeping = NULL;
-
-	if (xact_label != NULL)
-	{
-		label = xact_label;
-		source = "guard.label()";
-	}
-	else if (guard_label_setting != NULL && guard_label_setting[0] != '\0')
-	{
-		label = guard_label_setting;
-		source = "setting";
-	}
-	else if (session_label != NULL && session_label->label != NULL)
-	{
-		label = session_label->label;
-		source = session_label->source;
-		bookkeeping = session_label->bookkeeping;
-	}
-
-	nulls[Anum_change_label - 1] = (label == NULL);
-	nulls[Anum_change_label_source - 1] = (label == NULL);
-	nulls[Anum_change_bookkeeping - 1] = (bookkeeping == NULL);
-	if (label != NULL)
-	{
-		values[Anum_change_label - 1] = CStringGetTextDatum(label);
-		values[Anum_change_label_source - 1] = CStringGetTextDatum(source);
-	}
-	else if (!xact_restores)
-		xact_unlabelled = true;
-	if (bookkeeping != NULL)
-		values[Anum_change_bookkeeping - 1] =
-			DirectFunctionCall1(jsonb_in, CStringGetDatum(bookkeeping));
-}
-
-/*
  * Write the record of change "id" of "kind" to "rel", with its layout, for
  * schema changes what their undo needs ("detail", a JSON object, or NULL),
  * and the first chunk of its snapshot ("first", NULL if none).
@@ -506,7 +352,7 @@ guard_change_insert(Relation rel, int64 id, const char *kind, const char *detail
 	nulls[Anum_change_nrows - 1] = (first == NULL);
 	values[Anum_change_data - 1] = PointerGetDatum(first);
 	nulls[Anum_change_data - 1] = (first == NULL);
-	label_in_force(values, nulls);
+	guard_label_in_force(DatumGetInt64(values[1]), values, nulls);
 	insert_row("change", Natts_guard_change, values, nulls);
 }
 
@@ -518,93 +364,6 @@ int32 *
 guard_change_chunk_counter(void)
 {
 	return &last_change.next_chunk;
-}
-
-/*
- * Give label "label" from "source" (and "bookkeeping", the JSON of the
- * tool's row, or NULL) to the changes of change sets "changesets" that
- * have none yet.
- */
-void
-guard_label_changes(const int64 *changesets, int n, const char *label,
-					const char *source, const char *bookkeeping)
-{
-	GuardAsRole owner;
-	Oid			types[4] = {TEXTOID, TEXTOID, TEXTOID, INT8ARRAYOID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', ' '};
-	Datum	   *elems = palloc(sizeof(Datum) * Max(n, 1));
-
-	if (n == 0)
-		return;
-	for (int i = 0; i < n; i++)
-		elems[i] = Int64GetDatum(changesets[i]);
-	values[0] = CStringGetTextDatum(label);
-	values[1] = CStringGetTextDatum(source);
-	if (bookkeeping)
-		values[2] = CStringGetTextDatum(bookkeeping);
-	else
-		nulls[2] = 'n';
-	values[3] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
-												true, TYPALIGN_DOUBLE));
-	guard_as_role_begin(&owner, InvalidOid);
-	guard_run_sql("UPDATE guard.change SET label = $1, label_source = $2,"
-				  " bookkeeping = $3::pg_catalog.jsonb"
-				  " WHERE changeset_id OPERATOR(pg_catalog.=) ANY ($4) AND label IS NULL",
-				  4, types, values, nulls);
-	guard_as_role_end(&owner);
-}
-
-/*
- * The change sets whose changes wait for a label: the session's committed
- * ones since the last bookkeeping row, and the current one if it has
- * unlabelled changes.  Returns a palloc'd array of *n ids.
- */
-int64 *
-guard_unlabelled_changesets(int *n)
-{
-	int64	   *ids = palloc(sizeof(int64) * (nwaiting + 1));
-
-	memcpy(ids, waiting, sizeof(int64) * nwaiting);
-	*n = nwaiting;
-	if (cur_changeset != 0 && xact_unlabelled)
-		ids[(*n)++] = cur_changeset;
-	return ids;
-}
-
-/*
- * A bookkeeping row named the changes that waited: none waits any more.
- */
-void
-guard_unlabelled_forget(void)
-{
-	nwaiting = 0;
-	xact_unlabelled = false;
-}
-
-/*
- * From the next COMMIT on, "label" from "source" is in force for the
- * session's changes (a tool that writes its bookkeeping row before the
- * migration); NULL clears it.
- */
-void
-guard_session_label_set(const char *label, const char *source,
-						const char *bookkeeping)
-{
-	SessionLabel *l = NULL;
-
-	if (label != NULL)
-	{
-		l = MemoryContextAllocZero(TopMemoryContext, sizeof(SessionLabel));
-		l->label = MemoryContextStrdup(TopMemoryContext, label);
-		l->source = MemoryContextStrdup(TopMemoryContext, source);
-		if (bookkeeping)
-			l->bookkeeping = MemoryContextStrdup(TopMemoryContext, bookkeeping);
-	}
-	if (next_session_label_set)
-		session_label_free(next_session_label);
-	next_session_label = l;
-	next_session_label_set = true;
 }
 
 /*
@@ -658,14 +417,8 @@ guard_label(PG_FUNCTION_ARGS)
 		systable_endscan(scan);
 		table_close(rel, RowExclusiveLock);
 
-		if (xact_unlabelled)
-		{
-			guard_label_changes(&id, 1, label, "guard.label()", NULL);
-			xact_unlabelled = false;
-		}
 	}
-	xact_label = MemoryContextStrdup(TopTransactionContext, label);
-	xact_label_subid = GetCurrentSubTransactionId();
+	guard_label_set_xact(label);
 	CommandCounterIncrement();
 	PG_RETURN_INT64(id);
 }
@@ -797,8 +550,7 @@ guard_changeset_begin_restore(int64 restore_of, List *changes)
 	char		nulls[3] = {' ', ' ', ' '};
 
 	/* a restore is no part of a migration: no bookkeeping row names it */
-	xact_restores = true;
-	xact_unlabelled = false;
+	guard_label_restoring();
 
 	values[0] = Int64GetDatum(id);
 	values[1] = Int64GetDatum(restore_of);

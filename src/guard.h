@@ -34,10 +34,12 @@
  *	rails.c			require_where, max_rows, max_fraction -> relcache
  *	shadow.c		before-images in chunks -> changes, rows
  *	labels.c		migration tools' bookkeeping rows recognised at the
- *					end of their INSERT, labels given -> changes
- *	changes.c		change sets, change records, the label in force, and
- *					the statement finishing now (which hooks.c sets) ->
+ *					end of their INSERT, labels given -> label_state
+ *	changes.c		change sets, change records, and the statement
+ *					finishing now (which hooks.c sets) -> label_state,
  *					bookkeeping, layout
+ *	label_state.c	the label in force for a change, the change sets
+ *					waiting for a tool's bookkeeping row to name them
  *	bookkeeping.c	the tools' rows when a restore undoes a migration; the
  *					sqitch registry a change set waits for -> writer
  *	layout.c		a table's columns and key as a change records them
@@ -291,6 +293,13 @@ extern void guard_change_insert(Relation rel, int64 id, const char *kind,
 								const char *detail, bytea *first, int32 nrows);
 extern void guard_changes_init(void);
 extern int32 *guard_change_chunk_counter(void);
+
+/* label_state.c: the label in force, the changes waiting for one */
+extern void guard_label_state_init(void);
+extern void guard_label_in_force(int64 changeset_id, Datum *values,
+								 bool *nulls);
+extern void guard_label_set_xact(const char *label);
+extern void guard_label_restoring(void);
 extern int64 *guard_unlabelled_changesets(int *n);
 extern void guard_unlabelled_forget(void);
 extern void guard_session_label_set(const char *label, const char *source,

@@ -29,9 +29,9 @@
  * transaction leaves one labelled part per migration.  golang-migrate
  * writes its row with dirty = true in a transaction of its own before the
  * migration and with dirty = false after it: the first puts the version in
- * force for the session (changes.c), the second ends it.  sqitch writes its
- * registry from another connection than the deploy script's: see
- * bookkeeping.c for the link.
+ * force for the session (label_state.c), the second ends it.  sqitch
+ * writes its registry from another connection than the deploy script's:
+ * see bookkeeping.c for the link.
  *
  *-------------------------------------------------------------------------
  */
