@@ -2,7 +2,9 @@
 # transaction; each is a labelled part of the one change set; the corrupting
 # one is found by its name in one query, dry-run, restored alone (its row
 # in knex_migrations deleted, the report says so), and knex's own
-# migrate:list, migrate:rollback and migrate:latest work afterwards.
+# migrate:list, migrate:rollback and migrate:latest work afterwards.  Last,
+# a script run with PGOPTIONS=-c guard.label=... by a role that is not a
+# superuser labels its change.
 use strict;
 use warnings;
 
@@ -75,6 +77,14 @@ is($node->safe_psql('app', 'SELECT email FROM accounts WHERE id = 1') . ' '
 	'user1@example.com 0 0', 'the rollback undid the two migrations still recorded');
 run_tool($node, $dir, [ $knex, 'migrate:latest' ], 'knex migrate:latest runs all three again');
 is($node->safe_psql('app', 'SELECT count(*) FROM knex_migrations'), '3', 'all three are recorded again');
+
+# any other tool, or a plain script: the setting guard.label, passed with
+# PGOPTIONS by a role that is not a superuser
+$node->safe_psql('app', 'CREATE ROLE deployer LOGIN; GRANT UPDATE, SELECT ON accounts TO deployer');
+run_tool($node, $dir, [ 'psql', '-X', '-c', "UPDATE accounts SET email = 'x\@example.com' WHERE id = 2" ],
+	'a script run with PGOPTIONS', PGUSER => 'deployer', PGOPTIONS => '-c guard.label=release-42');
+is($node->safe_psql('app', q{SELECT role || ' ' || label || ' ' || label_source FROM guard.changes ORDER BY change_id DESC LIMIT 1}),
+	'deployer release-42 setting', 'its change carries the label from PGOPTIONS');
 
 $node->stop;
 done_testing();
