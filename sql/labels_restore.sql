@@ -67,12 +67,17 @@ SELECT name FROM knex_migrations ORDER BY id;
 -- golang-migrate keeps only the current version: it is marked dirty
 \c
 CREATE TABLE schema_migrations (version bigint PRIMARY KEY, dirty boolean NOT NULL);
+-- (a migration of two transactions: the version is marked dirty when the
+-- last of its changes still in effect is undone)
 INSERT INTO schema_migrations VALUES (5, true);
 UPDATE items SET price = 55 WHERE id = 5;
+UPDATE items SET price = 44 WHERE id = 4;
 DELETE FROM schema_migrations;
 INSERT INTO schema_migrations VALUES (5, false);
-SELECT DISTINCT changeset_id AS gcs FROM guard.changes WHERE label = '5' \gset
-SELECT * FROM guard.restore(:gcs);
+SELECT min(changeset_id) AS gcs1, max(changeset_id) AS gcs2 FROM guard.changes WHERE label = '5' \gset
+SELECT * FROM guard.restore(:gcs2);
+TABLE schema_migrations;
+SELECT * FROM guard.restore(:gcs1);
 TABLE schema_migrations;
 
 DROP TABLE items, knex_migrations, schema_migrations;

@@ -295,6 +295,7 @@ guard_bookkeeping_forget(List *changes)
 		int64		others;
 		ListCell   *s;
 		bool		done = false;
+		char	   *listed;
 
 		if (change->bookkeeping == NULL)
 			continue;
@@ -308,11 +309,22 @@ guard_bookkeeping_forget(List *changes)
 		values[0] = CStringGetTextDatum(change->bookkeeping);
 		values[1] = PointerGetDatum(construct_array(ids, n, INT8OID, sizeof(int64),
 													true, TYPALIGN_DOUBLE));
+		listed = json_field(change->bookkeeping, "changesets");
 		guard_as_role_begin(&owner, InvalidOid);
-		guard_run_sql("SELECT pg_catalog.count(*) FROM guard.change"
+
+		/*
+		 * Its change sets are listed, unless the label was in force before
+		 * they existed (golang-migrate): then every change is looked at.
+		 */
+		guard_run_sql(listed != NULL && strcmp(listed, "[]") != 0 ?
+					  "SELECT pg_catalog.count(*) FROM guard.change"
 					  " WHERE changeset_id OPERATOR(pg_catalog.=) ANY (ARRAY("
 					  "   SELECT pg_catalog.jsonb_array_elements_text($1::pg_catalog.jsonb -> 'changesets')::bigint))"
 					  " AND bookkeeping OPERATOR(pg_catalog.=) $1::pg_catalog.jsonb"
+					  " AND state = 'active'"
+					  " AND change_id OPERATOR(pg_catalog.<>) ALL ($2)" :
+					  "SELECT pg_catalog.count(*) FROM guard.change"
+					  " WHERE bookkeeping OPERATOR(pg_catalog.=) $1::pg_catalog.jsonb"
 					  " AND state = 'active'"
 					  " AND change_id OPERATOR(pg_catalog.<>) ALL ($2)",
 					  2, types, values, NULL);
