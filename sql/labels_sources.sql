@@ -145,9 +145,37 @@ COMMIT;
 SELECT change_id, kind, label, label_source FROM guard.changes
  WHERE changeset_id > :cs ORDER BY change_id;
 
+-- a row guard cannot read names nothing, and the tool goes on: the table's
+-- owner may not use its schema (a WARNING), or row-level security hides the
+-- row from its owner
+CREATE ROLE regress_label_tool;
+CREATE SCHEMA hidden;
+CREATE TABLE hidden.knex_migrations (id serial PRIMARY KEY, name varchar(255), batch int,
+	migration_time timestamptz);
+ALTER TABLE hidden.knex_migrations OWNER TO regress_label_tool;
+CREATE SCHEMA forced;
+GRANT USAGE ON SCHEMA forced TO regress_label_tool;
+CREATE TABLE forced.knex_migrations (id serial PRIMARY KEY, name varchar(255), batch int,
+	migration_time timestamptz);
+ALTER TABLE forced.knex_migrations OWNER TO regress_label_tool;
+ALTER TABLE forced.knex_migrations ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+\c
+BEGIN;
+UPDATE accounts SET email = 'hidden' WHERE id = 4;
+INSERT INTO hidden.knex_migrations (name, batch) VALUES ('hidden.js', 1);
+COMMIT;
+BEGIN;
+UPDATE accounts SET email = 'forced' WHERE id = 4;
+INSERT INTO forced.knex_migrations (name, batch) VALUES ('forced.js', 1);
+COMMIT;
+SELECT (SELECT count(*) FROM hidden.knex_migrations) AS hidden,
+	   (SELECT count(*) FROM forced.knex_migrations) AS forced;
+SELECT change_id, kind, label FROM guard.changes WHERE changeset_id > :cs ORDER BY change_id;
+
 DROP FUNCTION show_changes();
 DROP TABLE accounts, django_migrations, rails.schema_migrations, golang.schema_migrations,
 	flyway_schema_history, databasechangelog, pgmigrations, knex_migrations, other.knex_migrations;
-DROP SCHEMA rails, golang, other;
+DROP TABLE hidden.knex_migrations, forced.knex_migrations;
+DROP SCHEMA rails, golang, other, hidden, forced;
 SELECT dropped_tables > 0 AS purged FROM guard.purge('0 seconds');
-DROP ROLE regress_label_user;
+DROP ROLE regress_label_user, regress_label_tool;

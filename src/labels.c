@@ -49,6 +49,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 
 #include "guard.h"
@@ -351,7 +352,10 @@ recognise(const Tool *tool, Relation rel, CommandId cid)
 	if (tool->when == TOOL_REGISTRY_EVENT)
 	{
 		/* only a revert: a deploy is named by its row in sqitch.changes */
-		row = linitial(read_rows(tool, rel, tids, "[]"));
+		rows = read_rows(tool, rel, tids, "[]");
+		if (rows == NIL)
+			return;
+		row = linitial(rows);
 		if (row->flag == NULL || strcmp(row->flag, "revert") != 0)
 			return;
 	}
@@ -361,7 +365,10 @@ recognise(const Tool *tool, Relation rel, CommandId cid)
 		if (n == 0)
 			return;
 	}
+	/* (none if row-level security hides them from the table's owner) */
 	rows = read_rows(tool, rel, tids, json_ids(changesets, n));
+	if (rows == NIL)
+		return;
 	row = linitial(rows);
 
 	switch (tool->when)
@@ -391,6 +398,46 @@ recognise(const Tool *tool, Relation rel, CommandId cid)
 }
 
 /*
+ * recognise(), in a subtransaction: a label guard cannot give (a lock
+ * timeout, a registry read at REPEATABLE READ) is a WARNING, and the
+ * tool's migration goes on.
+ */
+static void
+recognise_safely(const Tool *tool, Relation rel, CommandId cid)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		recognise(tool, rel, cid);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("guard could not label the changes named by the row of %s in table \"%s\": %s",
+						tool->tool, RelationGetRelationName(rel), edata->message),
+				 errhint("The changes stay unlabelled; guard.label() or the setting guard.label can name them.")));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
  * Called by the ExecutorFinish hook after an INSERT has run, its AFTER
  * triggers included: if it wrote a migration tool's bookkeeping row, label
  * what the row names.  Every other statement costs a test or two.
@@ -411,6 +458,6 @@ guard_labels_after_statement(QueryDesc *queryDesc)
 		const Tool *tool = tool_of(rel);
 
 		if (tool != NULL && OidIsValid(get_namespace_oid("guard", true)))
-			recognise(tool, rel, estate->es_output_cid);
+			recognise_safely(tool, rel, estate->es_output_cid);
 	}
 }
