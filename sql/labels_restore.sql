@@ -45,6 +45,11 @@ SELECT name FROM knex_migrations ORDER BY id;
 SELECT * FROM guard.restore(:cs, label => '001_raise.js');
 SELECT name FROM knex_migrations ORDER BY id;
 
+-- restore_change() of a migration's last change in effect tells the tool too
+SELECT change_id AS c3 FROM guard.changes WHERE label = '003_add.js' \gset
+SELECT * FROM guard.restore_change(:c3);
+SELECT name FROM knex_migrations ORDER BY id;
+
 -- errors: no such label, a null label means the whole change set
 SELECT expect_error('SELECT * FROM guard.restore(' || :cs || ', label => ''no such migration'')');
 SELECT expect_error('SELECT * FROM guard.restore(' || :cs || ', on_conflict => NULL)');

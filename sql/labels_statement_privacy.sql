@@ -20,6 +20,9 @@ WITH c AS (UPDATE credentials SET pw_hash = 'pbkdf2$secret' WHERE id = 1 RETURNI
 UPDATE profiles SET name = 'ann b' WHERE id IN (SELECT id FROM c);
 -- a statement writing only the readable table
 UPDATE profiles SET name = 'ann c' WHERE id = 1;
+-- one query string of two statements (a driver or a tool sending a whole
+-- file): a schema change may be recorded with the whole string
+ALTER TABLE profiles ADD COLUMN nick text \; UPDATE credentials SET pw_hash = 'second$secret' WHERE id = 1;
 
 SET ROLE regress_stmt_reader;
 SELECT relation, kind, statement FROM guard.changes ORDER BY change_id;

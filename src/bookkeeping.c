@@ -58,6 +58,7 @@ bool		guard_bookkeeping_busy = false;
 /* what the restore under way did to one bookkeeping row, for its report */
 typedef struct BookkeepingAction
 {
+	int64		changeset_id;	/* a change set of the migration */
 	char	   *relation;
 	char	   *kind;
 	int64		changed;
@@ -139,7 +140,8 @@ json_field(const char *json, const char *field)
  * Remember one action of the restore under way for its report.
  */
 static void
-note_action(const char *relation, const char *kind, int64 changed, int64 kept)
+note_action(int64 changeset_id, const char *relation, const char *kind,
+			int64 changed, int64 kept)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
 	BookkeepingAction *a = palloc(sizeof(BookkeepingAction));
@@ -149,6 +151,7 @@ note_action(const char *relation, const char *kind, int64 changed, int64 kept)
 		actions = NIL;
 		actions_lxid = MyProc->lxid;
 	}
+	a->changeset_id = changeset_id;
 	a->relation = pstrdup(relation);
 	a->kind = pstrdup(kind);
 	a->changed = changed;
@@ -194,7 +197,7 @@ run_on_row(const char *sql, const char *key, const char *row)
  * clean again.
  */
 static void
-act_on_row(const char *bk, bool undo)
+act_on_row(const char *bk, int64 changeset_id, bool undo)
 {
 	char	   *action = json_field(bk, "action");
 	char	   *table = json_field(bk, "table");
@@ -220,7 +223,7 @@ act_on_row(const char *bk, bool undo)
 		ereport(NOTICE,
 				(errmsg("table \"%s\" of %s no longer exists: migration \"%s\" is not %s there",
 						table, tool, label, undo ? "unrecorded" : "recorded again")));
-		note_action(table, kind, 0, 1);
+		note_action(changeset_id, table, kind, 0, 1);
 		return;
 	}
 	name = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
@@ -234,7 +237,7 @@ act_on_row(const char *bk, bool undo)
 						tool, label, undo ? "applied" : "undone", name),
 				 errdetail("The restoring role may not change table \"%s\".", name),
 				 errhint("Tell %s yourself, or restore as a role that may.", tool)));
-		note_action(name, kind, 0, 1);
+		note_action(changeset_id, name, kind, 0, 1);
 		return;
 	}
 
@@ -264,7 +267,7 @@ act_on_row(const char *bk, bool undo)
 						label, name),
 				 errdetail(undo ? "%s then sees the migration as not applied." :
 						   "%s then sees the migration as applied again.", tool)));
-	note_action(name, kind, (int64) n, 0);
+	note_action(changeset_id, name, kind, (int64) n, 0);
 }
 
 /*
@@ -280,8 +283,6 @@ guard_bookkeeping_forget(List *changes)
 	Datum	   *ids = palloc(sizeof(Datum) * Max(list_length(changes), 1));
 	int			n = 0;
 
-	actions = NIL;
-	actions_lxid = MyProc->lxid;
 	foreach(lc, changes)
 		ids[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->change_id);
 
@@ -332,13 +333,15 @@ guard_bookkeeping_forget(List *changes)
 											 SPI_tuptable->tupdesc, 1, &isnull));
 		guard_as_role_end(&owner);
 		if (others == 0)
-			act_on_row(change->bookkeeping, true);
+			act_on_row(change->bookkeeping, change->changeset_id, true);
 	}
 }
 
 /*
  * Restores "restores" (an int8[] of change set ids) are being undone: the
  * migrations they had undone are in effect again, so tell their tools.
+ * Every restore calls this first: the report of a previous one is
+ * forgotten.
  */
 void
 guard_bookkeeping_recall(Datum restores)
@@ -347,37 +350,48 @@ guard_bookkeeping_recall(Datum restores)
 	Oid			types[1] = {INT8ARRAYOID};
 	Datum		values[1];
 	List	   *rows = NIL;
+	List	   *changesets = NIL;
 	ListCell   *lc;
+	ListCell   *cc;
 	MemoryContext outer = CurrentMemoryContext;
 
+	actions = NIL;
+	actions_lxid = MyProc->lxid;
 	values[0] = restores;
 	guard_as_role_begin(&owner, InvalidOid);
-	guard_run_sql("SELECT DISTINCT bookkeeping::text FROM guard.change"
+	guard_run_sql("SELECT bookkeeping::text, pg_catalog.min(changeset_id)::text FROM guard.change"
 				  " WHERE state = 'restored' AND restored_by OPERATOR(pg_catalog.=) ANY ($1)"
-				  " AND bookkeeping OPERATOR(pg_catalog.?) 'action'",
+				  " AND bookkeeping OPERATOR(pg_catalog.?) 'action'"
+				  " GROUP BY bookkeeping::text",
 				  1, types, values, NULL);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		char	   *row = SPI_getvalue(SPI_tuptable->vals[i],
 									   SPI_tuptable->tupdesc, 1);
+		char	   *cs = SPI_getvalue(SPI_tuptable->vals[i],
+									  SPI_tuptable->tupdesc, 2);
 		MemoryContext old = MemoryContextSwitchTo(outer);
 
 		rows = lappend(rows, pstrdup(row));
+		changesets = lappend(changesets, pstrdup(cs));
 		MemoryContextSwitchTo(old);
 	}
 	guard_as_role_end(&owner);
-	foreach(lc, rows)
-		act_on_row((char *) lfirst(lc), false);
+	forboth(lc, rows, cc, changesets)
+		act_on_row((char *) lfirst(lc),
+				   DatumGetInt64(DirectFunctionCall1(int8in,
+													 CStringGetDatum((char *) lfirst(cc)))),
+				   false);
 }
 
 /*
  * Add to a restore's report one row per bookkeeping row it changed or
- * kept: change_id NULL, the tool's table, kind BOOKKEEPING DELETE (or
- * DIRTY, INSERT, CLEAN), rows_restored the rows changed, rows_skipped 1
- * when it was kept.
+ * kept: change_id NULL, a change set of the migration, the tool's table,
+ * kind BOOKKEEPING DELETE (or DIRTY, INSERT, CLEAN), rows_restored the
+ * rows changed, rows_skipped 1 when it was kept.
  */
 void
-guard_bookkeeping_put_report(FunctionCallInfo fcinfo, int64 changeset_id)
+guard_bookkeeping_put_report(FunctionCallInfo fcinfo)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	ListCell   *lc;
@@ -390,7 +404,7 @@ guard_bookkeeping_put_report(FunctionCallInfo fcinfo, int64 changeset_id)
 		Datum		values[7];
 		bool		nulls[7] = {true, false, false, false, false, false, false};
 
-		values[1] = Int64GetDatum(changeset_id);
+		values[1] = Int64GetDatum(a->changeset_id);
 		values[2] = CStringGetTextDatum(a->relation);
 		values[3] = CStringGetTextDatum(a->kind);
 		values[4] = Int64GetDatum(a->changed);

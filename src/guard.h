@@ -314,8 +314,7 @@ extern void guard_registry_link(int64 changeset_id);
 extern void guard_registry_vxid(char *buf, size_t len);
 extern void guard_bookkeeping_forget(List *changes);
 extern void guard_bookkeeping_recall(Datum restores);
-extern void guard_bookkeeping_put_report(FunctionCallInfo fcinfo,
-										 int64 changeset_id);
+extern void guard_bookkeeping_put_report(FunctionCallInfo fcinfo);
 
 /* labels.c: bookkeeping rows of migration tools recognised as written */
 extern void guard_labels_after_statement(QueryDesc *queryDesc);

@@ -374,7 +374,7 @@ guard_restore(PG_FUNCTION_ARGS)
 
 	put_reports(fcinfo, guard_restore_changes(ids, mode, dry_run, changeset_id,
 											  reportcxt, NULL, NULL));
-	guard_bookkeeping_put_report(fcinfo, changeset_id);
+	guard_bookkeeping_put_report(fcinfo);
 	return (Datum) 0;
 }
 
@@ -398,6 +398,7 @@ guard_restore_change(PG_FUNCTION_ARGS)
 
 	put_reports(fcinfo, guard_restore_changes(list_make1(id), mode, dry_run, 0,
 											  reportcxt, NULL, NULL));
+	guard_bookkeeping_put_report(fcinfo);
 	return (Datum) 0;
 }
 
@@ -441,7 +442,10 @@ guard_restore_to(PG_FUNCTION_ARGS)
 					 " ORDER BY change_id DESC",
 					 2, types, values);
 	if (ids != NIL)
+	{
 		put_reports(fcinfo, guard_restore_changes(ids, mode, dry_run, 0,
 												  reportcxt, NULL, NULL));
+		guard_bookkeeping_put_report(fcinfo);
+	}
 	return (Datum) 0;
 }
