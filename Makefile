@@ -34,7 +34,10 @@ OBJS = \
 	src/shadow_read.o \
 	src/writer.o \
 	src/layout.o \
+	src/labels.o \
 	src/changes.o \
+	src/label_state.o \
+	src/bookkeeping.o \
 	src/rows.o \
 	src/later.o \
 	src/fkcheck.o \
@@ -84,6 +87,7 @@ REGRESS = setup policy_validation policy_permissions policy_view policy_refuses_
 	ddl_undo_column_attrs ddl_undo_constraints ddl_undo_indexes ddl_undo_table \
 	ddl_undo_columns ddl_undo_migrations \
 	rehearse history_as_of history_versions history_privileges \
+	labels_sources labels_restore labels_statement_privacy \
 	extension_upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 

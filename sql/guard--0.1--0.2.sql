@@ -96,3 +96,108 @@ RETURNS TABLE (changeset_id bigint, change_id bigint, at timestamptz, role text,
 			   after text)
 AS 'MODULE_PATHNAME', 'guard_history'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+/*
+ * Labels (issue 13): each change records the label in force when it was
+ * made (the transaction's guard.label(), the setting guard.label, or a
+ * migration tool's bookkeeping row: Django, Rails, golang-migrate, Flyway,
+ * Liquibase, node-pg-migrate, knex, sqitch), where it came from, and the
+ * tool's row that named it, so that a batch of migrations in one
+ * transaction leaves one labelled part per migration and a restore of a
+ * migration can tell the tool.  guard.label_wait links the change sets of
+ * a sqitch deploy script to the registry transaction that will name them.
+ * guard.restore() takes a label, to undo one part.  The statement text of
+ * a change is shown only to those who may read every table its statement
+ * changed, with no row-level security hiding rows from them (or to
+ * guard_admin): it may quote their values.
+ */
+ALTER TABLE guard.change
+	ADD COLUMN label text,
+	ADD COLUMN label_source text,
+	ADD COLUMN bookkeeping jsonb;
+
+CREATE TABLE guard.label_wait (
+	registry		text NOT NULL,		-- the registry's virtual transaction id
+	changeset_id	bigint NOT NULL,
+	PRIMARY KEY (registry, changeset_id)
+);
+REVOKE ALL ON guard.label_wait FROM PUBLIC;
+
+-- may the current role read statement texts of changes to this table?
+CREATE FUNCTION guard._may_read_statement(relid oid)
+RETURNS bool
+LANGUAGE sql STABLE
+AS $$
+	SELECT CASE
+		WHEN pg_catalog.pg_has_role('guard_admin', 'MEMBER') THEN true
+		WHEN NOT guard._may_read(relid) THEN false
+		ELSE NOT pg_catalog.row_security_active(relid)
+	END
+$$;
+
+CREATE OR REPLACE VIEW guard.changes WITH (security_barrier) AS
+SELECT c.change_id,
+	   c.changeset_id,
+	   c.at,
+	   c.role,
+	   c.application_name,
+	   c.relation,
+	   c.kind,
+	   COALESCE(c.nrows, 0) + COALESCE(s.rows, 0) AS rows,
+	   COALESCE(pg_catalog.pg_column_size(c.data), 0)
+		 + COALESCE(s.snapshot_bytes, 0) AS snapshot_bytes,
+	   -- the same top-level statement (one start time) may have written
+	   -- several tables: its text is shown to those who may read them all
+	   CASE WHEN pg_catalog.pg_has_role('guard_admin', 'MEMBER') THEN c.statement
+			WHEN NOT EXISTS (SELECT FROM guard.change o
+							  WHERE o.changeset_id = c.changeset_id
+								AND o.at = c.at
+								AND NOT guard._may_read_statement(o.relid))
+			THEN c.statement END AS statement,
+	   c.state,
+	   c.restored_by,
+	   c.detail,
+	   c.label,
+	   c.label_source,
+	   c.bookkeeping
+  FROM guard.change c
+  LEFT JOIN LATERAL (SELECT pg_catalog.sum(n.nrows)::bigint AS rows,
+							pg_catalog.sum(pg_catalog.pg_column_size(n.data))::bigint AS snapshot_bytes
+					   FROM guard.snapshot n
+					  WHERE n.change_id = c.change_id) s ON true
+ WHERE guard._may_read(c.relid);
+
+-- a change set's label: the one guard.label() gave it, else its parts'
+CREATE OR REPLACE VIEW guard.changesets WITH (security_barrier) AS
+SELECT cs.changeset_id,
+	   cs.xid,
+	   cs.at,
+	   COALESCE(cs.label, pg_catalog.array_to_string(l.labels, ', ')) AS label,
+	   cs.role,
+	   cs.application_name,
+	   pg_catalog.count(c.change_id) AS changes,
+	   COALESCE(pg_catalog.sum(c.rows), 0)::bigint AS rows,
+	   COALESCE(pg_catalog.sum(c.snapshot_bytes), 0)::bigint AS snapshot_bytes,
+	   pg_catalog.string_agg(DISTINCT c.relation, ', ') AS relations,
+	   cs.restore_of,
+	   l.labels
+  FROM guard.changeset cs
+  JOIN guard.changes c ON c.changeset_id = cs.changeset_id
+  LEFT JOIN LATERAL (SELECT pg_catalog.array_agg(p.label ORDER BY p.first) AS labels
+					   FROM (SELECT x.label, pg_catalog.min(x.change_id) AS first
+							   FROM guard.change x
+							  WHERE x.changeset_id = cs.changeset_id
+								AND x.label IS NOT NULL
+								AND guard._may_read(x.relid)
+							  GROUP BY x.label) p) l ON true
+ GROUP BY cs.changeset_id, l.labels;
+
+DROP FUNCTION guard.restore(bigint, bool, text);
+CREATE FUNCTION guard.restore(changeset_id bigint, dry_run bool DEFAULT false,
+							  on_conflict text DEFAULT 'abort',
+							  label text DEFAULT NULL)
+RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
+			   rows_restored bigint, rows_skipped bigint, conflicts bigint,
+			   objects text[])
+AS 'MODULE_PATHNAME', 'guard_restore'
+LANGUAGE C VOLATILE;

@@ -13,6 +13,9 @@
  * guard_set_statement() while it finishes; the layout it names is
  * layout.c's.
  *
+ * Each change also records the label in force when it was made
+ * (label_state.c); guard.label() sets one for the rest of its transaction.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -73,9 +76,9 @@ changes_xact_callback(XactEvent event, void *arg)
 {
 	switch (event)
 	{
+		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PREPARE:
 		case XACT_EVENT_PARALLEL_COMMIT:
 			cur_changeset = 0;
@@ -123,6 +126,7 @@ guard_changes_init(void)
 {
 	RegisterXactCallback(changes_xact_callback, NULL);
 	RegisterSubXactCallback(changes_subxact_callback, NULL);
+	guard_label_state_init();
 }
 
 
@@ -153,6 +157,9 @@ changeset_create(const char *label)
 
 	cur_changeset = id;
 	cur_changeset_subid = GetCurrentSubTransactionId();
+
+	/* made while sqitch deploys a change: its registry will name it */
+	guard_registry_link(id);
 	return id;
 }
 
@@ -321,6 +328,7 @@ guard_change_insert(Relation rel, int64 id, const char *kind, const char *detail
 	nulls[Anum_change_nrows - 1] = (first == NULL);
 	values[Anum_change_data - 1] = PointerGetDatum(first);
 	nulls[Anum_change_data - 1] = (first == NULL);
+	guard_label_in_force(DatumGetInt64(values[1]), values, nulls);
 	guard_writer_insert("change", Natts_guard_change, values, nulls);
 }
 
@@ -336,7 +344,9 @@ guard_change_chunk_counter(void)
 
 /*
  * guard.label(text): name the current transaction's change set, creating
- * it if nothing was captured yet.  Returns its id.
+ * it if nothing was captured yet, and put the label in force for the rest
+ * of the transaction; changes it made so far with no label take it too.
+ * Returns the change set's id.
  */
 Datum
 guard_label(PG_FUNCTION_ARGS)
@@ -369,19 +379,22 @@ guard_label(PG_FUNCTION_ARGS)
 		tuple = systable_getnext(scan);
 		if (HeapTupleIsValid(tuple))
 		{
-			Datum		values[7];
-			bool		nulls[7] = {false, false, false, false, false, false, false};
-			bool		replace[7] = {false, false, false, true, false, false, false};
+			Datum		values[Natts_guard_changeset];
+			bool		nulls[Natts_guard_changeset] = {false};
+			bool		replace[Natts_guard_changeset] = {false};
 			HeapTuple	newtuple;
 
-			values[3] = CStringGetTextDatum(label);
+			values[Anum_changeset_label - 1] = CStringGetTextDatum(label);
+			replace[Anum_changeset_label - 1] = true;
 			newtuple = heap_modify_tuple(tuple, RelationGetDescr(rel),
 										 values, nulls, replace);
 			CatalogTupleUpdate(rel, &newtuple->t_self, newtuple);
 		}
 		systable_endscan(scan);
 		table_close(rel, RowExclusiveLock);
+
 	}
+	guard_label_set_xact(label);
 	CommandCounterIncrement();
 	PG_RETURN_INT64(id);
 }
@@ -421,6 +434,10 @@ guard_change_read(int64 change_id, GuardChange *change)
 			DatumGetByteaPCopy(values[Anum_change_data - 1]);
 		change->detail = nulls[Anum_change_detail - 1] ? NULL :
 			DatumGetCString(DirectFunctionCall1(jsonb_out, values[Anum_change_detail - 1]));
+		change->label = nulls[Anum_change_label - 1] ? NULL :
+			TextDatumGetCString(values[Anum_change_label - 1]);
+		change->bookkeeping = nulls[Anum_change_bookkeeping - 1] ? NULL :
+			DatumGetCString(DirectFunctionCall1(jsonb_out, values[Anum_change_bookkeeping - 1]));
 
 		guard_layout_read(DatumGetInt64(values[Anum_change_layout - 1]), change);
 	}
@@ -430,38 +447,91 @@ guard_change_read(int64 change_id, GuardChange *change)
 }
 
 /*
+ * The number of changes change set "id" holds.
+ */
+static int64
+changeset_size(int64 id)
+{
+	GuardAsRole owner;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	bool		isnull;
+	int64		n;
+
+	values[0] = Int64GetDatum(id);
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("SELECT pg_catalog.count(*) FROM guard.change WHERE changeset_id = $1",
+				  1, types, values, NULL);
+	n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									1, &isnull));
+	guard_as_role_end(&owner);
+	return n;
+}
+
+/*
+ * The label of a restore's change set: what it undoes, and which part when
+ * it undoes one labelled part of a change set.
+ */
+static char *
+restore_label(int64 restore_of, List *changes)
+{
+	StringInfoData label;
+	ListCell   *lc;
+	const char *part = NULL;
+
+	initStringInfo(&label);
+	if (restore_of != 0)
+	{
+		/* all of one labelled part (or of a change set of one label) */
+		foreach(lc, changes)
+		{
+			GuardChange *change = lfirst(lc);
+
+			if (change->label == NULL ||
+				(part != NULL && strcmp(part, change->label) != 0))
+			{
+				part = NULL;
+				break;
+			}
+			part = change->label;
+		}
+		appendStringInfo(&label, "restore of change set " INT64_FORMAT, restore_of);
+		if (part != NULL && changeset_size(restore_of) > list_length(changes))
+			appendStringInfo(&label, ", part \"%s\"", part);
+		return label.data;
+	}
+	appendStringInfoString(&label, list_length(changes) > 1 ?
+						   "restore of changes " : "restore of change ");
+	foreach(lc, changes)
+		appendStringInfo(&label, "%s" INT64_FORMAT,
+						 foreach_current_index(lc) ? ", " : "",
+						 ((GuardChange *) lfirst(lc))->change_id);
+	return label.data;
+}
+
+/*
  * Make the current transaction's change set the record of a restore: label
- * it (unless labelled already) and note which change set it undoes.
+ * it (unless labelled already) and note which change set it undoes.  The
+ * migration tools' bookkeeping follows: a migration undone whole is no
+ * longer recorded as applied, and one that an undone restore had undone is
+ * recorded again.
  */
 void
 guard_changeset_begin_restore(int64 restore_of, List *changes)
 {
 	int64		id = guard_changeset_current(true);
 	GuardAsRole owner;
-	StringInfoData label;
 	Oid			types[3] = {INT8OID, INT8OID, TEXTOID};
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', ' '};
 
-	initStringInfo(&label);
-	if (restore_of != 0)
-		appendStringInfo(&label, "restore of change set " INT64_FORMAT, restore_of);
-	else
-	{
-		ListCell   *lc;
-
-		appendStringInfoString(&label, list_length(changes) > 1 ?
-							   "restore of changes " : "restore of change ");
-		foreach(lc, changes)
-			appendStringInfo(&label, "%s" INT64_FORMAT,
-							 foreach_current_index(lc) ? ", " : "",
-							 ((GuardChange *) lfirst(lc))->change_id);
-	}
+	/* a restore is no part of a migration: no bookkeeping row names it */
+	guard_label_restoring();
 
 	values[0] = Int64GetDatum(id);
 	values[1] = Int64GetDatum(restore_of);
 	nulls[1] = restore_of != 0 ? ' ' : 'n';
-	values[2] = CStringGetTextDatum(label.data);
+	values[2] = CStringGetTextDatum(restore_label(restore_of, changes));
 	guard_as_role_begin(&owner, InvalidOid);
 	guard_run_sql("UPDATE guard.changeset SET label = coalesce(label, $3),"
 				  " restore_of = coalesce($2, restore_of) WHERE changeset_id = $1",
@@ -483,12 +553,14 @@ guard_changeset_begin_restore(int64 restore_of, List *changes)
 			elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->changeset_id);
 		avalues[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
 													 true, TYPALIGN_DOUBLE));
+		guard_bookkeeping_recall(avalues[0]);
 		guard_as_role_begin(&owner, InvalidOid);
 		guard_run_sql("UPDATE guard.change SET state = 'active', restored_by = NULL"
 					  " WHERE state = 'restored' AND restored_by = ANY ($1)",
 					  1, atypes, avalues, NULL);
 		guard_as_role_end(&owner);
 	}
+	guard_bookkeeping_forget(changes);
 }
 
 /*

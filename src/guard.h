@@ -14,8 +14,10 @@
  *
  *	guard.c			_PG_init: the init functions of guc, changes, invariants,
  *					hooks and rails; nothing calls it
- *	hooks.c			executor and utility hooks -> ddl, policy, changes
- *	restore.c		guard.restore() -> ddl, shadow, changes, policy, rows
+ *	hooks.c			executor and utility hooks -> ddl, labels, policy,
+ *					changes
+ *	restore.c		guard.restore() -> ddl, shadow, changes, bookkeeping,
+ *					policy, rows
  *	ddl.c			schema changes of protected tables -> drop,
  *					invariants, shadow, changes, policy, rows
  *	drop.c			DROPs that reach protected tables -> inuse, trash,
@@ -55,8 +57,15 @@
  *					changes, relcache, rows
  *	rails.c			require_where, max_rows, max_fraction -> relcache
  *	shadow.c		before-images in chunks -> changes, rows
+ *	labels.c		migration tools' bookkeeping rows recognised at the
+ *					end of their INSERT, labels given -> label_state
  *	changes.c		change sets, change records, and the statement
- *					finishing now (which hooks.c sets) -> layout
+ *					finishing now (which hooks.c sets) -> label_state,
+ *					bookkeeping, layout
+ *	label_state.c	the label in force for a change, the change sets
+ *					waiting for a tool's bookkeeping row to name them
+ *	bookkeeping.c	the tools' rows when a restore undoes a migration; the
+ *					sqitch registry a change set waits for -> writer
  *	layout.c		a table's columns and key as a change records them
  *					(guard.layout) -> relcache
  *	policy.c		protect/unprotect and guard's triggers, who may manage
@@ -82,7 +91,9 @@
 #include "access/tupdesc.h"
 #include "catalog/dependency.h"
 #include "datatype/timestamp.h"
+#include "executor/execdesc.h"
 #include "executor/tuptable.h"
+#include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "nodes/nodes.h"
 #include "nodes/pg_list.h"
@@ -113,6 +124,7 @@ extern int	guard_mode;
 extern int	guard_retention;
 extern int	guard_max_snapshot_size;
 extern char *guard_notify_channel;
+extern char *guard_label_setting;
 extern bool guard_preloaded;
 
 extern void guard_guc_init(void);
@@ -242,7 +254,7 @@ extern void guard_run_internal_ddl(Oid role, const char *search_path,
 #define Natts_guard_policy			9
 #define Natts_guard_changeset		7
 #define Anum_changeset_label		4
-#define Natts_guard_change			15
+#define Natts_guard_change			18
 #define Anum_change_relid			6
 #define Anum_change_relation		7
 #define Anum_change_kind			8
@@ -253,6 +265,10 @@ extern void guard_run_internal_ddl(Oid role, const char *search_path,
 #define Anum_change_detail			13
 #define Anum_change_nrows			14
 #define Anum_change_data			15
+#define Anum_change_label			16
+#define Anum_change_label_source	17
+#define Anum_change_bookkeeping		18
+#define Natts_guard_label_wait		2
 #define Natts_guard_layout			6
 #define Natts_guard_snapshot		4
 #define Natts_guard_invariant		8
@@ -287,6 +303,8 @@ typedef struct GuardChange
 	Oid		   *atttypes;
 	int			nkeys;
 	AttrNumber	keys[INDEX_MAX_KEYS];
+	char	   *label;			/* the label in force when it was made */
+	char	   *bookkeeping;	/* JSON: the tool's row that named it */
 } GuardChange;
 
 extern bool guard_change_read(int64 change_id, GuardChange *change);
@@ -302,6 +320,31 @@ extern void guard_change_insert(Relation rel, int64 id, const char *kind,
 								const char *detail, bytea *first, int32 nrows);
 extern void guard_changes_init(void);
 extern int32 *guard_change_chunk_counter(void);
+
+/* label_state.c: the label in force, the changes waiting for one */
+extern void guard_label_state_init(void);
+extern void guard_label_in_force(int64 changeset_id, Datum *values,
+								 bool *nulls);
+extern void guard_label_set_xact(const char *label);
+extern void guard_label_restoring(void);
+extern int64 *guard_unlabelled_changesets(int *n);
+extern void guard_unlabelled_forget(void);
+extern void guard_session_label_set(const char *label, const char *source,
+									const char *bookkeeping);
+extern void guard_label_changes(const int64 *changesets, int n,
+								const char *label, const char *source,
+								const char *bookkeeping);
+
+/* bookkeeping.c: migration tools' rows, as guard's labels name them */
+extern bool guard_bookkeeping_busy;
+extern void guard_registry_link(int64 changeset_id);
+extern void guard_registry_vxid(char *buf, size_t len);
+extern void guard_bookkeeping_forget(List *changes);
+extern void guard_bookkeeping_recall(Datum restores);
+extern void guard_bookkeeping_put_report(FunctionCallInfo fcinfo);
+
+/* labels.c: bookkeeping rows of migration tools recognised as written */
+extern void guard_labels_after_statement(QueryDesc *queryDesc);
 
 /* layout.c: a table's columns and key as a change records them */
 extern int64 guard_layout_id(Relation rel);

@@ -28,6 +28,7 @@ int			guard_mode = GUARD_MODE_ENFORCE;
 int			guard_retention = 7 * 24 * 60;	/* minutes */
 int			guard_max_snapshot_size = -1;	/* kB; -1: no limit */
 char	   *guard_notify_channel = NULL;
+char	   *guard_label_setting = NULL;
 bool		guard_preloaded = false;
 
 static const struct config_enum_entry guard_mode_options[] = {
@@ -94,6 +95,15 @@ guard_guc_init(void)
 							   &guard_notify_channel,
 							   "guard",
 							   PGC_SUSET,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomStringVariable("guard.label",
+							   "Label of the changes made while it is set.",
+							   "Any role may set it, or pass it with PGOPTIONS, to name what a migration writes.",
+							   &guard_label_setting,
+							   "",
+							   PGC_USERSET,
 							   0,
 							   NULL, NULL, NULL);
 

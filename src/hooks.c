@@ -110,6 +110,7 @@ guard_ExecutorFinish(QueryDesc *queryDesc)
 			prev_ExecutorFinish(queryDesc);
 		else
 			standard_ExecutorFinish(queryDesc);
+		guard_labels_after_statement(queryDesc);
 	}
 	PG_FINALLY();
 	{

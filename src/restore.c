@@ -497,7 +497,8 @@ check_args(FunctionCallInfo fcinfo)
 }
 
 /*
- * guard.restore(changeset_id, dry_run, on_conflict)
+ * guard.restore(changeset_id, dry_run, on_conflict, label): the whole
+ * change set, or only its part made under "label" (NULL: all of it).
  */
 Datum
 guard_restore(PG_FUNCTION_ARGS)
@@ -506,11 +507,18 @@ guard_restore(PG_FUNCTION_ARGS)
 	bool		dry_run;
 	GuardOnConflict mode;
 	List	   *ids;
-	Oid			types[1] = {INT8OID};
-	Datum		values[1];
+	Oid			types[2] = {INT8OID, TEXTOID};
+	Datum		values[2];
 	MemoryContext reportcxt;
+	char	   *label = NULL;
+	short		nargs = fcinfo->nargs;
 
+	/* the label alone may be null: check the others */
+	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
+		label = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	fcinfo->nargs = Min(nargs, 3);
 	check_args(fcinfo);
+	fcinfo->nargs = nargs;
 	changeset_id = PG_GETARG_INT64(0);
 	dry_run = PG_GETARG_BOOL(1);
 	mode = parse_on_conflict(PG_GETARG_TEXT_PP(2));
@@ -524,7 +532,20 @@ guard_restore(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("change set " INT64_FORMAT " does not exist", changeset_id)));
-	ids = guard_restore_changeset_ids(changeset_id);
+	if (label == NULL)
+		ids = guard_restore_changeset_ids(changeset_id);
+	else
+	{
+		values[1] = CStringGetTextDatum(label);
+		ids = select_ids("SELECT change_id FROM guard.change WHERE changeset_id = $1"
+						 " AND label = $2 ORDER BY change_id DESC", 2, types, values);
+		if (ids == NIL)
+			ereport(ERROR,
+					(errcode(ERRCODE_NO_DATA_FOUND),
+					 errmsg("change set " INT64_FORMAT " has no changes labelled \"%s\"",
+							changeset_id, label),
+					 errhint("guard.changesets lists the labels of its parts.")));
+	}
 	if (ids == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
@@ -532,6 +553,7 @@ guard_restore(PG_FUNCTION_ARGS)
 
 	put_reports(fcinfo, guard_restore_changes(ids, mode, dry_run, changeset_id,
 											  reportcxt, NULL, NULL));
+	guard_bookkeeping_put_report(fcinfo);
 	return (Datum) 0;
 }
 
@@ -555,6 +577,7 @@ guard_restore_change(PG_FUNCTION_ARGS)
 
 	put_reports(fcinfo, guard_restore_changes(list_make1(id), mode, dry_run, 0,
 											  reportcxt, NULL, NULL));
+	guard_bookkeeping_put_report(fcinfo);
 	return (Datum) 0;
 }
 
@@ -598,7 +621,10 @@ guard_restore_to(PG_FUNCTION_ARGS)
 					 " ORDER BY change_id DESC",
 					 2, types, values);
 	if (ids != NIL)
+	{
 		put_reports(fcinfo, guard_restore_changes(ids, mode, dry_run, 0,
 												  reportcxt, NULL, NULL));
+		guard_bookkeeping_put_report(fcinfo);
+	}
 	return (Datum) 0;
 }

@@ -19,13 +19,24 @@ readonly REPO_DIR
 # postgresql-client-15 (pulled in by the server-dev package anyway) ships
 # pg_isolation_regress, isolationtester and PostgreSQL::Test::Cluster;
 # libipc-run-perl is needed by the TAP tests and nothing pulls it in.
+# sqitch (with DBD::Pg), Django and psycopg2 are the migration tools that
+# test/t/013_sqitch.pl and 014_django.pl run; the npm ones are installed by
+# install_node_tools below.
 readonly PACKAGES=(
 	postgresql-15
 	postgresql-server-dev-15
 	postgresql-client-15
 	libipc-run-perl
 	build-essential
+	sqitch
+	libdbd-pg-perl
+	python3-django
+	python3-psycopg2
 )
+
+# node-pg-migrate and knex, for test/t/015_node_pg_migrate.pl and
+# 016_knex.pl, at the versions test/tools/package-lock.json pins.
+readonly NODE_TOOLS_DIR="$REPO_DIR/test/tools"
 
 # Print a progress line that stands out in CI logs.
 say()
@@ -69,6 +80,26 @@ install_packages()
 	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 }
 
+# Install the npm migration tools into test/tools/node_modules with npm ci
+# (exactly the locked versions), unless they are there already from the
+# same lock file.  Node.js and npm come with the machine; if missing, from
+# Debian.
+install_node_tools()
+{
+	local stamp="$NODE_TOOLS_DIR/node_modules/.package-lock.json"
+	if ! command -v npm >/dev/null 2>&1; then
+		say "installing: nodejs npm"
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm
+	fi
+	if [[ -f "$stamp" && ! "$NODE_TOOLS_DIR/package-lock.json" -nt "$stamp" ]]; then
+		say "migration tools from npm already installed"
+		return 0
+	fi
+	say "installing the migration tools from npm into $NODE_TOOLS_DIR"
+	npm ci --prefix "$NODE_TOOLS_DIR" --no-audit --no-fund --loglevel=error
+}
+
 # Build guard and install it into PostgreSQL 15's directories.
 build_and_install()
 {
@@ -81,6 +112,7 @@ build_and_install()
 main()
 {
 	install_packages
+	install_node_tools
 	build_and_install
 }
 
