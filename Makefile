@@ -25,6 +25,7 @@ OBJS = \
 	src/layout.o \
 	src/changes.o \
 	src/rows.o \
+	src/progress.o \
 	src/later.o \
 	src/fkcheck.o \
 	src/undo_target.o \

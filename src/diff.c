@@ -181,7 +181,7 @@ row_filter_forget_later(RowFilter *f, const GuardChange *change,
 	{
 		Datum		none = PointerGetDatum(construct_empty_array(INT8OID));
 
-		f->later = guard_later_writes_build(change, none, none);
+		f->later = guard_later_writes_begin(change, none, none);
 	}
 	entry = guard_later_find(f->later, key);
 	if (entry == NULL)
@@ -190,11 +190,18 @@ row_filter_forget_later(RowFilter *f, const GuardChange *change,
 	{
 		const char *name = NameStr(TupleDescAttr(desc, a)->attname);
 		bool		captured = false;
+		int			attno = -1;
 
 		for (int i = 0; i < row->natts && !captured; i++)
-			captured = row->captured[i] && change->attnames[i] != NULL &&
-				strcmp(change->attnames[i], name) == 0;
-		if (!captured && guard_later_wrote(entry, name))
+		{
+			if (change->attnames[i] == NULL || strcmp(change->attnames[i], name) != 0)
+				continue;
+			attno = i;
+			captured = row->captured[i];
+		}
+		/* a column the table gained since: any later write may have set it */
+		if (!captured && (attno >= 0 ? guard_later_wrote(entry, attno) != 0 :
+						  guard_later_how(entry) != 0))
 			f->nulls[a] = true;
 	}
 }
@@ -379,7 +386,10 @@ guard_diff(PG_FUNCTION_ARGS)
 	shadow_close(reader);
 
 	if (filter)
+	{
+		guard_later_writes_end(filter->later);
 		guard_as_role_end(&filter->as);
+	}
 	if (have_keyscan)
 		guard_keyscan_end(&ks);
 	if (rel)

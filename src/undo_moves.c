@@ -217,18 +217,64 @@ guard_undo_moves_add(RowUndo *u, const ShadowRow *row, bool conflict)
 	m->n++;
 }
 
+/* what resolve_inserted() asks the later writes about */
+typedef struct InsertedAsk
+{
+	RowUndo    *u;
+	int64	   *byoccupant;
+	int64		nopen;
+} InsertedAsk;
+
+/*
+ * A row the change inserted, whose undo deletes it, frees the old key of
+ * the move it is the occupant of, if any.
+ */
+static void
+resolve_occupant(RowUndo *u, int64 *byoccupant, int64 nopen,
+				 const MoveTid *where)
+{
+	int64		i = find_move(u->moves->info, byoccupant, nopen, where, false);
+
+	if (i >= 0)
+		u->moves->info[i].resolved = true;
+}
+
+/*
+ * guard_later_probe_run() callback of resolve_inserted(): the verdict on an
+ * inserted row that was written since.
+ */
+static void
+resolve_inserted_answer(const GuardLaterEntry *entry, const char *data,
+						Size len, void *arg)
+{
+	InsertedAsk *ask = (InsertedAsk *) arg;
+	ShadowRow	row;
+	MoveTid		where;
+	bool		apply;
+	bool		replace;
+
+	memset(&row, 0, sizeof(row));
+	row.op = GUARD_OP_INSERT;
+	memcpy(&where, data, sizeof(MoveTid));
+	(void) guard_undo_judge_later(ask->u, &row, entry, &apply, &replace);
+	if (apply)
+		resolve_occupant(ask->u, ask->byoccupant, ask->nopen, &where);
+}
+
 /*
  * Mark the moves whose old key is held by a row the change inserted, which
  * the undo deletes: read the snapshot again for them (only when some old
- * key is held by a row that is not itself moving).
+ * key is held by a row that is not itself moving).  Inserted rows written
+ * since wait for the later writes of their keys.
  */
 static void
 resolve_inserted(RowUndo *u, int64 *byoccupant, int64 nopen)
 {
-	UndoMoves  *m = u->moves;
 	const GuardChange *change = u->change;
 	ShadowReader *reader;
 	ShadowRow	row;
+	GuardLaterProbe *probe = guard_later_probe_begin(u->later);
+	InsertedAsk ask;
 
 	reader = shadow_open(change->change_id, change->natts, change->atttypes,
 						 change->keys, change->nkeys, change->inline_chunk);
@@ -236,8 +282,8 @@ resolve_inserted(RowUndo *u, int64 *byoccupant, int64 nopen)
 	{
 		bool		apply;
 		bool		replace;
+		bool		later;
 		MoveTid		where;
-		int64		i;
 
 		CHECK_FOR_INTERRUPTS();
 		if (row.op != GUARD_OP_INSERT ||
@@ -245,35 +291,66 @@ resolve_inserted(RowUndo *u, int64 *byoccupant, int64 nopen)
 			continue;
 		MemoryContextReset(u->rowcxt);
 		guard_undo_found(u);
-		(void) guard_undo_judge(u, &row, true, &apply, &replace);
-		if (!apply)
-			continue;
+		(void) guard_undo_judge(u, &row, true, &apply, &replace, &later);
 		where.relid = RelationGetRelid(u->ks.found);
 		where.tid = u->ks.slot->tts_tid;
-		i = find_move(m->info, byoccupant, nopen, &where, false);
-		if (i >= 0)
-			m->info[i].resolved = true;
+		if (later)
+		{
+			MemoryContext old = MemoryContextSwitchTo(u->rowcxt);
+
+			guard_later_probe_add(probe, guard_key_text(change, row.keyvalues),
+								  &where, sizeof(MoveTid));
+			MemoryContextSwitchTo(old);
+		}
+		else if (apply)
+			resolve_occupant(u, byoccupant, nopen, &where);
 	}
 	shadow_close(reader);
+	ask.u = u;
+	ask.byoccupant = byoccupant;
+	ask.nopen = nopen;
+	guard_later_probe_run(probe, resolve_inserted_answer, &ask);
+}
+
+/*
+ * guard_later_probe_run() callback of judge_occupied(): a move whose old
+ * key a row that stays holds replaces it if a later change of its own
+ * change set put it there, else conflicts.
+ */
+static void
+judge_occupied_answer(const GuardLaterEntry *entry, const char *data,
+					  Size len, void *arg)
+{
+	RowUndo    *u = (RowUndo *) arg;
+	MoveInfo   *mi;
+	int64		i;
+
+	memcpy(&i, data, sizeof(int64));
+	mi = &u->moves->info[i];
+	if (guard_later_how(entry) == GUARD_LATER_OWN)
+		return;
+	mi->conflict = true;
+	mi->apply = (u->mode == GUARD_ON_CONFLICT_OVERWRITE);
 }
 
 /*
  * Decide, for each move whose old key is held by a row that stays, whether
  * it replaces that row (a later change of its own change set put it there,
- * or overwrite) or conflicts.  Keys are printed for the few samples only.
+ * or overwrite) or conflicts: by the later writes of the key.
  */
 static void
 judge_occupied(RowUndo *u, TupleTableSlot *slot)
 {
 	UndoMoves  *m = u->moves;
 	int			nk = u->change->nkeys;
+	GuardLaterProbe *probe = guard_later_probe_begin(u->later);
 
 	tuplestore_rescan(m->store);
 	for (int64 i = 0; tuplestore_gettupleslot(m->store, true, false, slot); i++)
 	{
 		MoveInfo   *mi = &m->info[i];
 		Datum		target[INDEX_MAX_KEYS];
-		char	   *targettext;
+		MemoryContext old;
 
 		if (!OidIsValid(mi->occupant.relid) || mi->resolved)
 			continue;
@@ -281,13 +358,13 @@ judge_occupied(RowUndo *u, TupleTableSlot *slot)
 		MemoryContextReset(u->rowcxt);
 		for (int k = 0; k < nk; k++)
 			target[k] = slot->tts_values[nk + 2 + u->keycol[k]];
-		targettext = MemoryContextStrdup(u->rowcxt, guard_key_text(u->change, target));
 		mi->replace = true;
-		if (guard_undo_later_own(u, targettext))
-			continue;
-		mi->conflict = true;
-		mi->apply = (u->mode == GUARD_ON_CONFLICT_OVERWRITE);
+		old = MemoryContextSwitchTo(u->rowcxt);
+		guard_later_probe_add(probe, guard_key_text(u->change, target),
+							  &i, sizeof(int64));
+		MemoryContextSwitchTo(old);
 	}
+	guard_later_probe_run(probe, judge_occupied_answer, u);
 }
 
 /*
@@ -308,18 +385,21 @@ put_moves(RowUndo *u, TupleTableSlot *slot)
 	{
 		MoveInfo   *mi = &m->info[i];
 
+		guard_progress_tick();
 		slot_getallattrs(slot);
 		if (mi->conflict)
 		{
 			if (!mi->counted)
 				u->conflicts++;
-			if (u->mode == GUARD_ON_CONFLICT_ABORT && u->nsamples < UNDO_MAX_SAMPLES)
+			if (u->mode == GUARD_ON_CONFLICT_ABORT &&
+				guard_undo_sample_wanted(u, UNDO_MOVE_ORDER + i))
 			{
 				Datum		target[INDEX_MAX_KEYS];
 
 				for (int k = 0; k < nk; k++)
 					target[k] = slot->tts_values[nk + 2 + u->keycol[k]];
-				guard_undo_note_conflict(u, guard_key_text(u->change, slot->tts_values),
+				guard_undo_note_conflict(u, UNDO_MOVE_ORDER + i,
+										 guard_key_text(u->change, slot->tts_values),
 										 guard_key_text(u->change, target));
 			}
 		}
@@ -354,6 +434,7 @@ guard_undo_moves_finish(RowUndo *u)
 
 	if (m == NULL)
 		return;
+	guard_progress_phase(GUARD_PHASE_CHECKING_MOVES, m->n);
 	for (int64 i = 0; i < m->n; i++)
 		m->info[i].apply = true;
 
