@@ -54,6 +54,7 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 	restore_migration_fk \
 	restore_toasted_values restore_partition_column_order restore_key_types \
 	restore_key_shifts restore_wide_table restore_change_in_changeset \
+	restore_estimate \
 	verify_restore_agrees \
 	invariants_validation invariants_enforce invariants_warn rails \
 	cache_invalidation \
@@ -62,7 +63,7 @@ REGRESS = setup policy_validation policy_permissions policy_view \
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
 ISOLATION = capture_epq restore_concurrency invariant_notify cache_across_sessions \
-	restore_same_changeset
+	restore_same_changeset restore_progress
 ISOLATION_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard \
 	--inputdir=$(srcdir)/test --outputdir=output_iso
 

@@ -379,6 +379,7 @@ drill_change(Drill *d, int64 change_id)
 			memset(state + size, 0, size);
 			size *= 2;
 		}
+		guard_progress_tick();
 		if (row.op == GUARD_OP_INSERT)
 			continue;
 		MemoryContextReset(d->rowcxt);

@@ -507,6 +507,9 @@ typedef struct GuardRestoreReport
 	int64		restored;
 	int64		skipped;
 	int64		conflicts;
+	double		seconds;		/* how long the undo took */
+	bool		has_estimate;	/* earlier restores gave a rate */
+	double		estimate;		/* ... and the seconds it predicts */
 } GuardRestoreReport;
 
 /* restore.c: the driver, for the drill */

@@ -24,6 +24,9 @@
 #define UNDO_MAX_SAMPLES	5
 #define UNDO_ENR_NAME		"guard_restore_rows"
 
+/* the last qual of a statement that writes rows back: counts them */
+#define UNDO_TICK			" AND guard._restore_tick()"
+
 /*
  * What a row to write back does, as the "op" column of the rows holds it.
  * UNDO_MOVE: an undone UPDATE that moved the row's key (or wrote an
