@@ -585,9 +585,10 @@ extern void guard_later_writes_end(GuardLaterWrites *later);
 extern GuardLaterProbe *guard_later_probe_begin(GuardLaterWrites *later);
 extern void guard_later_probe_add(GuardLaterProbe *probe, const char *key,
 								  const void *data, Size len);
-extern int64 guard_later_probe_count(GuardLaterProbe *probe);
-extern const GuardLaterEntry *guard_later_find(GuardLaterWrites *later,
-											   const char *key);
+typedef void (*GuardLaterKeyVisit) (const char *key,
+									const GuardLaterEntry *entry, void *arg);
+extern void guard_later_each_key(GuardLaterWrites *later,
+								 GuardLaterKeyVisit visit, void *arg);
 extern void guard_later_probe_run(GuardLaterProbe *probe,
 								  GuardLaterVisit visit, void *arg);
 extern int	guard_later_wrote(const GuardLaterEntry *entry, int attno);

@@ -29,9 +29,8 @@
  * own sorts do, and memory holds the writes of one key at a time.
  *
  * guard.diff() asks about keys one at a time, as it emits rows in snapshot
- * order (only on a table with row-level security): guard_later_find()
- * answers from an in-memory index of the sorted writes, one entry per key
- * written since.
+ * order (only on a table with row-level security): guard_later_each_key()
+ * gives it every key written since, for an index of its own.
  *
  * Later changes of the change's own change set (when it is undone alone)
  * are kept apart from the others: they are not conflicts of it; nor are
@@ -43,7 +42,6 @@
 #include "postgres.h"
 
 #include "catalog/partition.h"
-#include "common/hashfn.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_operator.h"
 #include "catalog/pg_type.h"
@@ -51,6 +49,7 @@
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "utils/array.h"
+#include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/tuplesort.h"
@@ -104,7 +103,6 @@ struct GuardLaterWrites
 	Tuplesortstate *sort;		/* the later writes by key; NULL until built */
 	TupleTableSlot *slot;		/* reads it */
 	HTAB	   *names;			/* the undone change's columns by name */
-	HTAB	   *index;			/* guard_later_find()'s, built on need */
 };
 
 struct GuardLaterProbe
@@ -123,13 +121,6 @@ typedef struct LaterName
 	char		name[NAMEDATALEN];
 	int			attno;			/* recorded attnum - 1 */
 } LaterName;
-
-/* an entry of GuardLaterWrites.index */
-typedef struct LaterIndexEntry
-{
-	char	   *key;			/* hash key: the key text */
-	GuardLaterEntry entry;
-} LaterIndexEntry;
 
 /* one later change, and how it stands to the change being undone */
 typedef struct LaterChange
@@ -515,15 +506,6 @@ guard_later_probe_add(GuardLaterProbe *probe, const char *key,
 }
 
 /*
- * How many questions the batch holds.
- */
-int64
-guard_later_probe_count(GuardLaterProbe *probe)
-{
-	return probe->n;
-}
-
-/*
  * Add one later write to the entry of its key.
  */
 static void
@@ -631,77 +613,49 @@ guard_later_probe_run(GuardLaterProbe *probe, GuardLaterVisit visit, void *arg)
 }
 
 /*
- * The hash of a key text, for the index whose hash key is a pointer to it:
- * keys of any length are told apart.
+ * Visit every key later changes wrote, in key order, with what they wrote
+ * to it: for a caller that asks about keys one at a time, in an order of
+ * its own (guard.diff()), and keeps what it needs.
  */
-static uint32
-index_key_hash(const void *key, Size keysize)
+void
+guard_later_each_key(GuardLaterWrites *later, GuardLaterKeyVisit visit,
+					 void *arg)
 {
-	const char *s = *(char *const *) key;
+	MemoryContext keycxt = AllocSetContextCreate(CurrentMemoryContext,
+												 "guard later key",
+												 ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(keycxt);
+	GuardLaterEntry entry;
+	char	   *key = NULL;
+	bool		isnull;
 
-	return hash_bytes((const unsigned char *) s, strlen(s));
-}
-
-/*
- * Compare two key texts of the index (0: the same key).
- */
-static int
-index_key_match(const void *a, const void *b, Size keysize)
-{
-	return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
-/*
- * What later changes wrote to "key", one key at a time: the entry, or
- * NULL.  The first call reads the sorted writes into an index of every key
- * written since (memory grows with them: guard_later_probe_run() is the
- * bounded way).
- */
-const GuardLaterEntry *
-guard_later_find(GuardLaterWrites *later, const char *key)
-{
-	LaterIndexEntry *found;
-
-	if (later->index == NULL)
+	if (later->sort == NULL)
+		later_build(later);
+	else
+		tuplesort_rescan(later->sort);
+	for (;;)
 	{
-		HASHCTL		ctl;
-		LaterIndexEntry *entry = NULL;
-		bool		isnull;
+		bool		more = tuplesort_gettupleslot(later->sort, true, false, later->slot, NULL);
+		bytea	   *k = more ? DatumGetByteaPP(slot_getattr(later->slot, LW_KEY, &isnull)) : NULL;
 
-		ctl.keysize = sizeof(char *);
-		ctl.entrysize = sizeof(LaterIndexEntry);
-		ctl.hash = index_key_hash;
-		ctl.match = index_key_match;
-		ctl.hcxt = later->cxt;
-		later->index = hash_create("guard later writes by key", 256, &ctl,
-								   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-		if (later->sort == NULL)
-			later_build(later);
-		else
-			tuplesort_rescan(later->sort);
-		while (tuplesort_gettupleslot(later->sort, true, false, later->slot, NULL))
+		if (key != NULL && (!more || VARSIZE_ANY_EXHDR(k) != strlen(key) ||
+							memcmp(VARDATA_ANY(k), key, strlen(key)) != 0))
 		{
-			bytea	   *k = DatumGetByteaPP(slot_getattr(later->slot, LW_KEY, &isnull));
-			char	   *text = MemoryContextAlloc(later->cxt, VARSIZE_ANY_EXHDR(k) + 1);
-			MemoryContext old;
-
-			memcpy(text, VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k));
-			text[VARSIZE_ANY_EXHDR(k)] = '\0';
-			if (entry == NULL || strcmp(entry->key, text) != 0)
-			{
-				entry = hash_search(later->index, &text, HASH_ENTER, NULL);
-				memset(&entry->entry, 0, sizeof(GuardLaterEntry));
-				entry->key = text;
-			}
-			else
-				pfree(text);
-			old = MemoryContextSwitchTo(later->cxt);
-			later_add_write(later, &entry->entry, later->slot);
-			MemoryContextSwitchTo(old);
+			visit(key, &entry, arg);
+			MemoryContextReset(keycxt);
+			key = NULL;
 		}
+		if (!more)
+			break;
+		if (key == NULL)
+		{
+			key = text_to_cstring((text *) k);
+			memset(&entry, 0, sizeof(entry));
+		}
+		later_add_write(later, &entry, later->slot);
 	}
-	found = hash_search(later->index, &key, HASH_FIND, NULL);
-	return found ? &found->entry : NULL;
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(keycxt);
 }
 
 /*
