@@ -36,6 +36,7 @@ OBJS = \
 	src/schema_undo.o \
 	src/restore.o \
 	src/drill.o \
+	src/drill_judge.o \
 	src/diff.o
 
 EXTENSION = guard
@@ -78,6 +79,7 @@ include $(PGXS)
 $(OBJS): src/guard.h
 src/shadow.o src/shadow_read.o: src/shadow.h
 src/undo.o src/undo_judge.o src/undo_moves.o src/undo_sql.o: src/undo.h
+src/drill.o src/drill_judge.o: src/drill.h
 
 .PHONY: demo test bench check-postgres
 demo:

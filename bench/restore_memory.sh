@@ -16,7 +16,9 @@
 # sampled every 50 ms: the dry run of the restore of the first change set
 # (on_conflict => 'skip': the rewritten rows are conflicts), and the
 # restore itself.  Reported: time, and peak RssAnon minus the session's
-# RssAnon before the call, at work_mem = 4MB (BENCH_WORK_MEM).
+# RssAnon before the call, at work_mem = 4MB (BENCH_WORK_MEM), and the dry
+# run's estimated_seconds (from the restores of the shares before it: NULL
+# for the first).
 #
 # Output: a table on stdout, and bench/results/restore-memory-latest.md.
 # Timings are informative only (the machine may be shared); memory does not
@@ -90,8 +92,8 @@ REPORT=$RESULTS_DIR/restore-memory-latest.md
 {
 	echo "# restore memory: $ROWS rows, work_mem = $WORK_MEM ($(date -u +%F))"
 	echo
-	echo "| rewritten since | UPDATE | dry run | dry run: RssAnon growth | restore | restore: RssAnon growth |"
-	echo "|---:|---:|---:|---:|---:|---:|"
+	echo "| rewritten since | UPDATE | dry run | dry run: RssAnon growth | restore | restore: RssAnon growth | estimated_seconds |"
+	echo "|---:|---:|---:|---:|---:|---:|---:|"
 } >"$REPORT"
 
 for pct in $PCTS; do
@@ -113,15 +115,16 @@ for pct in $PCTS; do
 		psql_db -c "UPDATE t SET v = v + 1 WHERE id BETWEEN $from AND $to"
 	done
 	psql_db -c "VACUUM ANALYZE t" -c CHECKPOINT
-	measure "SELECT rows_restored, rows_skipped, conflicts FROM guard.restore($cs, dry_run => true, on_conflict => 'skip');"
+	measure "SELECT rows_restored, rows_skipped, conflicts, round(estimated_seconds::numeric, 1) FROM guard.restore($cs, dry_run => true, on_conflict => 'skip');"
 	dry_ms=$M_MS dry_kb=$M_GROWTH_KB
+	estimate=$(grep '|' "$M_OUT" | head -1 | cut -d'|' -f4)
 	log "$pct%: dry run $dry_ms ms, +$((dry_kb / 1024)) MB: $(grep '|' "$M_OUT" | head -1)"
 	measure "SELECT rows_restored, rows_skipped, conflicts FROM guard.restore($cs, on_conflict => 'skip');"
 	restore_ms=$M_MS restore_kb=$M_GROWTH_KB
 	log "$pct%: restore $restore_ms ms, +$((restore_kb / 1024)) MB: $(grep '|' "$M_OUT" | head -1)"
-	printf '| %d%% (%d rows) | %.1f s | %.1f s | +%.1f MB | %.1f s | +%.1f MB |\n' \
+	printf '| %d%% (%d rows) | %.1f s | %.1f s | +%.1f MB | %.1f s | +%.1f MB | %s |\n' \
 		"$pct" "$rewrite" "$(echo "$update_ms / 1000" | bc -l)" "$(echo "$dry_ms / 1000" | bc -l)" \
 		"$(echo "$dry_kb / 1024" | bc -l)" "$(echo "$restore_ms / 1000" | bc -l)" \
-		"$(echo "$restore_kb / 1024" | bc -l)" >>"$REPORT"
+		"$(echo "$restore_kb / 1024" | bc -l)" "${estimate:-NULL}" >>"$REPORT"
 done
 cat "$REPORT"

@@ -483,12 +483,13 @@ extern uint32 shadow_hash_value(Datum value, bool isnull, int16 typlen,
 								bool typbyval, uint32 hash);
 
 /*
- * Restore, from the top down: drill.c (verify_restore) -> restore.c (the
- * SQL functions and the driver) -> schema_undo.c (schema change recipes)
- * -> undo.c (row undo; with undo_moves.c, undo_judge.c and undo_sql.c
- * behind the private undo.h) -> undo_target.c (the table written, and the
- * context of the writes), fkcheck.c (the foreign keys checked at the end
- * of a restore) and later.c (the later writes, sorted by key).
+ * Restore, from the top down: drill.c (verify_restore; with drill_judge.c
+ * behind the private drill.h) -> restore.c (the SQL functions and the
+ * driver) -> schema_undo.c (schema change recipes) -> undo.c (row undo;
+ * with undo_moves.c, undo_judge.c and undo_sql.c behind the private
+ * undo.h) -> undo_target.c (the table written, and the context of the
+ * writes), fkcheck.c (the foreign keys checked at the end of a restore)
+ * and later.c (the later writes, sorted by key).
  */
 typedef enum GuardOnConflict
 {
