@@ -355,12 +355,13 @@ note_restore_of(List *changes)
 }
 
 /*
- * The rows a change's undo dealt with: the measure of the restore rates.
+ * The rows a change's undo dealt with, the measure of the restore rates:
+ * each row is restored or skipped (a conflict is one or the other too).
  */
 static int64
 report_rows(const GuardRestoreReport *report)
 {
-	return report->restored + report->skipped + report->conflicts;
+	return report->restored + report->skipped;
 }
 
 /*
