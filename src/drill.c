@@ -19,8 +19,9 @@
  * same key are then judged together, the first one deciding, and the
  * verdicts sorted back by change and row to count them.  Sorts spill past
  * work_mem, so memory does not grow with the rows of the change set; what
- * does is one entry per key the change set moved (to follow rows back to
- * the key they had) and one per change.
+ * does is one entry per change, and one per key that a change other than
+ * the last moved (to follow the younger changes' rows back to the key they
+ * had).
  *
  *-------------------------------------------------------------------------
  */
@@ -286,10 +287,12 @@ drill_read_change(Drill *d, int c)
 			char	   *to = guard_key_text(change, row.keyvalues);
 
 			if (strcmp(to, keytext) != 0)
+				drill_claim(d, c, PASS_ABSENT, n, to, row.keyvalues, &row);
+			/* only younger changes follow the moves: none after the last */
+			if (strcmp(to, keytext) != 0 && c < d->nchanges - 1)
 			{
 				DrillMove  *move = MemoryContextAlloc(d->drillcxt, sizeof(DrillMove));
 
-				drill_claim(d, c, PASS_ABSENT, n, to, row.keyvalues, &row);
 				move->from = MemoryContextStrdup(d->drillcxt, keytext);
 				move->to = MemoryContextStrdup(d->drillcxt, to);
 				move->origtext = MemoryContextStrdup(d->drillcxt, origtext);
