@@ -6,10 +6,8 @@
  *
  * When an undone row is no longer as the change left it, row undo asks
  * which columns later changes wrote to its key (only those are conflicts)
- * and which change sets wrote them (to name them in the error).  Rather
- * than an in-memory index of every key written since, which grows with the
- * rows written since, both sides are sorted by key and merged, as a merge
- * join does:
+ * and which change sets wrote them (for the error).  Both sides are sorted
+ * by key and merged, as a merge join does:
  *
  *	- the later writes: one tuple per row of the snapshots of the changes
  *	  recorded after the change to the same table (its partitions and
@@ -24,9 +22,8 @@
  *	  key.
  *
  * guard_later_probe_run() walks both in key order and calls back once per
- * question with what later changes wrote to its key.  Both sides are
- * tuplesorts: past work_mem they spill to temporary files, as PostgreSQL's
- * own sorts do, and memory holds the writes of one key at a time.
+ * question.  Both are tuplesorts (they spill past work_mem), and memory
+ * holds the writes of one key at a time.
  *
  * guard.diff() asks about keys one at a time, as it emits rows in snapshot
  * order (only on a table with row-level security): guard_later_each_key()
