@@ -39,6 +39,7 @@ OBJS = \
 	src/label_state.o \
 	src/bookkeeping.o \
 	src/rows.o \
+	src/progress.o \
 	src/later.o \
 	src/fkcheck.o \
 	src/undo_target.o \
@@ -49,6 +50,7 @@ OBJS = \
 	src/schema_undo.o \
 	src/restore.o \
 	src/drill.o \
+	src/drill_judge.o \
 	src/diff.o \
 	src/script.o \
 	src/locks.o \
@@ -78,6 +80,7 @@ REGRESS = setup policy_validation policy_permissions policy_view policy_refuses_
 	restore_migration_fk \
 	restore_toasted_values restore_partition_column_order restore_key_types \
 	restore_key_shifts restore_wide_table restore_change_in_changeset \
+	restore_estimate \
 	verify_restore_agrees \
 	invariants_validation invariants_enforce invariants_warn rails \
 	cache_invalidation \
@@ -92,7 +95,7 @@ REGRESS = setup policy_validation policy_permissions policy_view policy_refuses_
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard
 
 ISOLATION = capture_epq restore_concurrency invariant_notify cache_across_sessions \
-	restore_same_changeset
+	restore_same_changeset restore_progress
 ISOLATION_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard \
 	--inputdir=$(srcdir)/test --outputdir=output_iso
 
@@ -108,6 +111,7 @@ $(OBJS): src/guard.h
 src/shadow.o src/shadow_read.o: src/shadow.h
 src/undo.o src/undo_judge.o src/undo_moves.o src/undo_sql.o: src/undo.h
 src/past.o src/past_walk.o: src/past.h
+src/drill.o src/drill_judge.o: src/drill.h
 
 .PHONY: demo test bench check-postgres sqlsmith
 demo:

@@ -27,9 +27,9 @@ SELECT changeset_id, label, labels FROM guard.changesets
 SELECT DISTINCT changeset_id AS cs FROM guard.changes WHERE label = '002_corrupt.js' \gset
 
 -- the dry run reports what the restore would do, the bookkeeping row too
-SELECT * FROM guard.restore(:cs, dry_run => true, label => '002_corrupt.js');
+SELECT change_id, changeset_id, relation, kind, rows_restored, rows_skipped, conflicts, objects FROM guard.restore(:cs, dry_run => true, label => '002_corrupt.js');
 SELECT name FROM knex_migrations ORDER BY id;
-SELECT * FROM guard.restore(:cs, label => '002_corrupt.js');
+SELECT change_id, changeset_id, relation, kind, rows_restored, rows_skipped, conflicts, objects FROM guard.restore(:cs, label => '002_corrupt.js');
 SELECT * FROM items ORDER BY id;
 SELECT name FROM knex_migrations ORDER BY id;
 SELECT label, restore_of FROM guard.changesets WHERE restore_of = :cs;
@@ -37,17 +37,17 @@ SELECT kind, label, state FROM guard.changes WHERE changeset_id = :cs ORDER BY c
 
 -- undoing the restore redoes the part and records the migration again
 SELECT changeset_id AS rcs FROM guard.changesets WHERE restore_of = :cs \gset
-SELECT * FROM guard.restore(:rcs);
+SELECT change_id, changeset_id, relation, kind, rows_restored, rows_skipped, conflicts, objects FROM guard.restore(:rcs);
 SELECT * FROM items ORDER BY id;
 SELECT name FROM knex_migrations ORDER BY id;
 
 -- a part restored alone while other parts' changes stay
-SELECT * FROM guard.restore(:cs, label => '001_raise.js');
+SELECT change_id, changeset_id, relation, kind, rows_restored, rows_skipped, conflicts, objects FROM guard.restore(:cs, label => '001_raise.js');
 SELECT name FROM knex_migrations ORDER BY id;
 
 -- restore_change() of a migration's last change in effect tells the tool too
 SELECT change_id AS c3 FROM guard.changes WHERE label = '003_add.js' \gset
-SELECT * FROM guard.restore_change(:c3);
+SELECT change_id, changeset_id, relation, kind, rows_restored, rows_skipped, conflicts, objects FROM guard.restore_change(:c3);
 SELECT name FROM knex_migrations ORDER BY id;
 
 -- errors: no such label, a null label means the whole change set
@@ -65,7 +65,7 @@ INSERT INTO knex_migrations (name, batch, migration_time) VALUES ('004_negative.
 COMMIT;
 SELECT DISTINCT changeset_id AS cs4 FROM guard.changes WHERE label = '004_negative.js' \gset
 SET ROLE regress_label_owner;
-SELECT * FROM guard.restore(:cs4);
+SELECT change_id, changeset_id, relation, kind, rows_restored, rows_skipped, conflicts, objects FROM guard.restore(:cs4);
 RESET ROLE;
 SELECT name FROM knex_migrations ORDER BY id;
 
@@ -80,9 +80,9 @@ UPDATE items SET price = 44 WHERE id = 4;
 DELETE FROM schema_migrations;
 INSERT INTO schema_migrations VALUES (5, false);
 SELECT min(changeset_id) AS gcs1, max(changeset_id) AS gcs2 FROM guard.changes WHERE label = '5' \gset
-SELECT * FROM guard.restore(:gcs2);
+SELECT change_id, changeset_id, relation, kind, rows_restored, rows_skipped, conflicts, objects FROM guard.restore(:gcs2);
 TABLE schema_migrations;
-SELECT * FROM guard.restore(:gcs1);
+SELECT change_id, changeset_id, relation, kind, rows_restored, rows_skipped, conflicts, objects FROM guard.restore(:gcs1);
 TABLE schema_migrations;
 
 DROP TABLE items, knex_migrations, schema_migrations;

@@ -23,6 +23,7 @@
 #include "access/table.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -50,9 +51,81 @@ typedef struct RowFilter
 	SPIPlanPtr	plan;			/* NULL: no policy lets any row through */
 	Datum	   *values;			/* one row of rel, being built */
 	bool	   *nulls;
-	GuardLaterWrites *later;	/* what later changes wrote, on first need */
+	HTAB	   *later;			/* what later changes wrote, by key, on
+								 * first need */
+	const GuardChange *change;	/* ... to the columns of this change */
 	GuardAsRole as;
 } RowFilter;
+
+/* what later changes wrote to one key, in RowFilter.later */
+typedef struct LaterKey
+{
+	char	   *key;			/* hash key: the key text */
+	bool		any;			/* some later change wrote a column */
+	bool	   *wrote;			/* by attnum - 1 of the change's layout */
+} LaterKey;
+
+/*
+ * The hash of a key text, for the index whose hash key is a pointer to it:
+ * keys of any length are told apart.
+ */
+static uint32
+later_key_hash(const void *key, Size keysize)
+{
+	const char *s = *(char *const *) key;
+
+	return hash_bytes((const unsigned char *) s, strlen(s));
+}
+
+/*
+ * Compare two key texts of the index (0: the same key).
+ */
+static int
+later_key_match(const void *a, const void *b, Size keysize)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/*
+ * guard_later_each_key() callback: index what later changes wrote to a key.
+ */
+static void
+later_key_add(const char *key, const GuardLaterEntry *entry, void *arg)
+{
+	RowFilter  *f = (RowFilter *) arg;
+	MemoryContext cxt = GetMemoryChunkContext(f);
+	char	   *copy = MemoryContextStrdup(cxt, key);
+	LaterKey   *k = hash_search(f->later, &copy, HASH_ENTER, NULL);
+
+	k->key = copy;
+	k->any = guard_later_how(entry) != 0;
+	k->wrote = MemoryContextAlloc(cxt, sizeof(bool) * Max(f->change->natts, 1));
+	for (int i = 0; i < f->change->natts; i++)
+		k->wrote[i] = guard_later_wrote(entry, i) != 0;
+}
+
+/*
+ * Read what later changes wrote to the change's rows into f->later: one
+ * entry per key written since (only on a table with row-level security).
+ */
+static void
+later_index(RowFilter *f, const GuardChange *change)
+{
+	Datum		none = PointerGetDatum(construct_empty_array(INT8OID));
+	GuardLaterWrites *later = guard_later_writes_begin(change, none, none);
+	HASHCTL		ctl;
+
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = sizeof(LaterKey);
+	ctl.hash = later_key_hash;
+	ctl.match = later_key_match;
+	ctl.hcxt = GetMemoryChunkContext(f);
+	f->later = hash_create("guard diff later writes", 256, &ctl,
+						   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	f->change = change;
+	guard_later_each_key(later, later_key_add, f);
+	guard_later_writes_end(later);
+}
 
 /*
  * Does policy "p" apply to the current user?
@@ -175,26 +248,28 @@ row_filter_forget_later(RowFilter *f, const GuardChange *change,
 						const ShadowRow *row, const char *key)
 {
 	TupleDesc	desc = RelationGetDescr(f->rel);
-	const GuardLaterEntry *entry;
+	LaterKey   *entry;
 
 	if (f->later == NULL)
-	{
-		Datum		none = PointerGetDatum(construct_empty_array(INT8OID));
-
-		f->later = guard_later_writes_build(change, none, none);
-	}
-	entry = guard_later_find(f->later, key);
+		later_index(f, change);
+	entry = hash_search(f->later, &key, HASH_FIND, NULL);
 	if (entry == NULL)
 		return;
 	for (int a = 0; a < desc->natts; a++)
 	{
 		const char *name = NameStr(TupleDescAttr(desc, a)->attname);
 		bool		captured = false;
+		int			attno = -1;
 
 		for (int i = 0; i < row->natts && !captured; i++)
-			captured = row->captured[i] && change->attnames[i] != NULL &&
-				strcmp(change->attnames[i], name) == 0;
-		if (!captured && guard_later_wrote(entry, name))
+		{
+			if (change->attnames[i] == NULL || strcmp(change->attnames[i], name) != 0)
+				continue;
+			attno = i;
+			captured = row->captured[i];
+		}
+		/* a column the table gained since: any later write may have set it */
+		if (!captured && (attno >= 0 ? entry->wrote[attno] : entry->any))
 			f->nulls[a] = true;
 	}
 }

@@ -8,8 +8,20 @@
  * rolled back checks that every row the change set captured is back to its
  * before-image: present or absent as before it, and each captured column
  * equal to its oldest before-value, following rows whose keys the change
- * set moved (shifted, swapped, changed twice) back to the key they had.  It reports, per change, how many rows
- * it compared and how many matched.  Nothing it does survives the call.
+ * set moved (shifted, swapped, changed twice) back to the key they had.
+ * It reports, per change, how many rows it compared and how many matched.
+ * Nothing it does survives the call.
+ *
+ * Only the oldest change that captured a key (or a column of it) decides
+ * about it.  Rather than remember every key compared, the drill sorts: each
+ * captured row becomes a claim on the key it must be found at (or be absent
+ * from), ordered by change (oldest first), pass and position; claims on the
+ * same key are then judged together, the first one deciding, and the
+ * verdicts sorted back by change and row to count them.  Sorts spill past
+ * work_mem, so memory does not grow with the rows of the change set; what
+ * does is one entry per change, and one per key that a change other than
+ * the last moved (to follow the younger changes' rows back to the key they
+ * had).
  *
  *-------------------------------------------------------------------------
  */
@@ -17,9 +29,12 @@
 
 #include "access/table.h"
 #include "access/xact.h"
+#include "catalog/pg_operator.h"
+#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "fmgr.h"
 #include "funcapi.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/hsearch.h"
@@ -27,48 +42,26 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/tuplesort.h"
 #include "utils/tuplestore.h"
 
-#include "guard.h"
+#include "drill.h"
 
 PG_FUNCTION_INFO_V1(guard_verify_restore);
 
-/* the result for one change */
-typedef struct DrillResult
-{
-	int64		change_id;
-	char	   *relation;
-	int64		checked;		/* rows compared */
-	int64		matching;		/* ... that are back to their before-image */
-} DrillResult;
-
-/* an entry of a hash keyed by text of any length (a key, or a key and a column) */
-typedef struct TextEntry
+/* an entry of the moved keys: the key a row has now -> the one it had first */
+typedef struct MovedKey
 {
 	char	   *text;			/* hash key */
-	char	   *origtext;		/* moved keys: the key the row had first */
+	char	   *origtext;
 	Datum	   *origvalues;
-} TextEntry;
-
-/* the state of one drill */
-typedef struct Drill
-{
-	MemoryContext cxt;			/* the results live here */
-	List	   *ids;			/* the change set's changes, newest first */
-	List	   *results;		/* DrillResult, oldest change first */
-	HTAB	   *seen;			/* keys and key columns already compared */
-	HTAB	   *moved;			/* key a row has now -> the one it had first */
-	MemoryContext drillcxt;		/* the hashes */
-	MemoryContext rowcxt;		/* per row scratch */
-} Drill;
+} MovedKey;
 
 /* a key move of one change: applied to d->moved once the change is read */
 typedef struct DrillMove
 {
-	int64		rowno;			/* the row's position in the snapshot */
 	char	   *from;			/* the key before the change */
 	char	   *to;				/* ... and after it */
-	Datum	   *tovalues;
 	char	   *origtext;		/* the key the row had before the change set */
 	Datum	   *origvalues;
 } DrillMove;
@@ -94,38 +87,18 @@ text_key_match(const void *a, const void *b, Size keysize)
 }
 
 /*
- * A hash of TextEntry by text, in the drill's context.
+ * Begin a heap tuplesort on the first "nkeys" columns of "desc", each
+ * ordered by its type's "<" (given).
  */
-static HTAB *
-text_hash(Drill *d, const char *name)
+static Tuplesortstate *
+drill_sort(TupleDesc desc, int nkeys, Oid *ops)
 {
-	HASHCTL		ctl;
+	AttrNumber	attnums[3] = {1, 2, 3};
+	Oid			colls[3] = {InvalidOid, InvalidOid, InvalidOid};
+	bool		nullsfirst[3] = {false, false, false};
 
-	ctl.keysize = sizeof(char *);
-	ctl.entrysize = sizeof(TextEntry);
-	ctl.hash = text_key_hash;
-	ctl.match = text_key_match;
-	ctl.hcxt = d->drillcxt;
-	return hash_create(name, 256, &ctl,
-					   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
-}
-
-/*
- * Mark a key (or a column of it) as compared; returns whether it already
- * was, by an older change of the change set.
- */
-static bool
-drill_seen(Drill *d, const char *seenkey)
-{
-	bool		found;
-	TextEntry  *entry = hash_search(d->seen, &seenkey, HASH_ENTER, &found);
-
-	if (!found)
-	{
-		memset(entry, 0, sizeof(TextEntry));
-		entry->text = MemoryContextStrdup(d->drillcxt, seenkey);
-	}
-	return found;
+	return tuplesort_begin_heap(desc, nkeys, attnums, ops, colls, nullsfirst,
+								work_mem, NULL, TUPLESORT_NONE);
 }
 
 /*
@@ -136,7 +109,7 @@ static void
 drill_original_key(Drill *d, const char *keytext, Datum *values,
 				   const char **origtext, Datum **origvalues)
 {
-	TextEntry  *entry = hash_search(d->moved, &keytext, HASH_FIND, NULL);
+	MovedKey   *entry = hash_search(d->moved, &keytext, HASH_FIND, NULL);
 
 	*origtext = entry ? entry->origtext : keytext;
 	*origvalues = entry ? entry->origvalues : values;
@@ -146,93 +119,20 @@ drill_original_key(Drill *d, const char *keytext, Datum *values,
  * Copy key values into the drill's context.
  */
 static Datum *
-copy_key(const GuardChange *change, Datum *key, MemoryContext cxt)
+copy_key(DrillChange *dc, Datum *key, MemoryContext cxt)
 {
+	const GuardChange *change = &dc->change;
 	Datum	   *copy = MemoryContextAlloc(cxt, sizeof(Datum) * Max(change->nkeys, 1));
+	MemoryContext old = MemoryContextSwitchTo(cxt);
 
 	for (int k = 0; k < change->nkeys; k++)
 	{
-		int16		typlen;
-		bool		typbyval;
-		MemoryContext old;
+		int			i = change->keys[k] - 1;
 
-		get_typlenbyval(change->atttypes[change->keys[k] - 1], &typlen, &typbyval);
-		old = MemoryContextSwitchTo(cxt);
-		copy[k] = datumCopy(key[k], typbyval, typlen);
-		MemoryContextSwitchTo(old);
+		copy[k] = datumCopy(key[k], dc->typbyval[i], dc->typlen[i]);
 	}
+	MemoryContextSwitchTo(old);
 	return copy;
-}
-
-/*
- * Compare an updated or deleted row, found by the key it had before the
- * change set, with its live version after the undo: it must be there, and
- * each captured column equal to its before-value.  Only the oldest change
- * that captured a row, or a column of it, decides about it.  Sets *ok;
- * returns whether anything was compared.
- */
-static bool
-drill_present(Drill *d, const GuardChange *change, GuardKeyScan *ks,
-			  const ShadowRow *row, const char *origtext, Datum *origvalues,
-			  bool *ok)
-{
-	bool		live = guard_keyscan_fetch(ks, origvalues, GetLatestSnapshot());
-	bool		compared = false;
-	char	   *seenkey;
-
-	*ok = true;
-	seenkey = psprintf("%u %s", change->relid, origtext);
-	if (!drill_seen(d, seenkey))
-	{
-		compared = true;
-		*ok = live;
-	}
-
-	/* values: each column against its oldest before-image */
-	for (int i = 0; i < row->natts && *ok && live; i++)
-	{
-		AttrNumber	attnum;
-		Form_pg_attribute att;
-		TupleDesc	desc = RelationGetDescr(ks->found);
-
-		if (!row->captured[i] || change->attnames[i] == NULL)
-			continue;
-		seenkey = psprintf("%u %s %s", change->relid, origtext, change->attnames[i]);
-		if (drill_seen(d, seenkey))
-			continue;
-		compared = true;
-		attnum = get_attnum(RelationGetRelid(ks->found), change->attnames[i]);
-		if (attnum <= 0)
-		{
-			*ok = false;
-			break;
-		}
-		att = TupleDescAttr(desc, attnum - 1);
-		if (row->nulls[i] || ks->slot->tts_isnull[attnum - 1])
-			*ok = row->nulls[i] && ks->slot->tts_isnull[attnum - 1];
-		else
-			*ok = datum_image_eq(row->values[i], ks->slot->tts_values[attnum - 1],
-								 att->attbyval, att->attlen);
-	}
-	return compared;
-}
-
-/*
- * A key that a row took in the change (inserted, or moved into it) and
- * that no older change decided about was free before the change set: it
- * must be free after the undo.  Sets *ok; returns whether it compared.
- */
-static bool
-drill_absent(Drill *d, const GuardChange *change, GuardKeyScan *ks,
-			 const char *keytext, Datum *key, bool *ok)
-{
-	char	   *seenkey = psprintf("%u %s", change->relid, keytext);
-
-	*ok = true;
-	if (drill_seen(d, seenkey))
-		return false;
-	*ok = !guard_keyscan_fetch(ks, key, GetLatestSnapshot());
-	return true;
 }
 
 /*
@@ -252,52 +152,68 @@ before_key(const GuardChange *change, const ShadowRow *row)
 	return key;
 }
 
-/* per row of a change: 0 not compared, 1 back as before, 2 not */
-#define ROW_UNSEEN	0
-#define ROW_OK		1
-#define ROW_BAD		2
-
 /*
- * The second pass of drill_change(): the keys the change filled (inserted
- * rows, and keys rows moved into) must be free after the undo, unless an
- * older change, or the first pass, decided about them.  Updates state[].
+ * Sort a claim of the c-th change's row "rowno" on "keytext" (values
+ * "key"): for PASS_PRESENT, the row must be found at it with its captured
+ * columns (from "row"); for PASS_ABSENT, the key must be free.  Its data:
+ * the key values, then for PASS_PRESENT the captured named columns, each
+ * an int attno and the value, as datumSerialize() writes them.
  */
 static void
-drill_filled(Drill *d, const GuardChange *change, GuardKeyScan *ks,
-			 uint8 *state, List *moves)
+drill_claim(Drill *d, int c, int pass, int64 rowno, const char *keytext,
+			Datum *key, const ShadowRow *row)
 {
-	ShadowReader *reader;
-	ShadowRow	row;
-	ListCell   *lc;
-	MemoryContext old;
+	DrillChange *dc = &d->changes[c];
+	const GuardChange *change = &dc->change;
+	Size		size = sizeof(int);
+	bytea	   *data;
+	char	   *p;
+	int			ncols = 0;
+	TupleTableSlot *slot = d->claimslot;
 
-	reader = shadow_open(change->change_id, change->natts, change->atttypes,
-						 change->keys, change->nkeys, change->inline_chunk);
-	for (int64 i = 0; shadow_next(reader, &row); i++)
+	for (int k = 0; k < change->nkeys; k++)
 	{
-		bool		ok;
+		int			i = change->keys[k] - 1;
 
-		if (row.op != GUARD_OP_INSERT)
+		size += datumEstimateSpace(key[k], false, dc->typbyval[i], dc->typlen[i]);
+	}
+	for (int i = 0; pass == PASS_PRESENT && i < row->natts; i++)
+	{
+		if (!row->captured[i] || change->attnames[i] == NULL)
 			continue;
-		MemoryContextReset(d->rowcxt);
-		old = MemoryContextSwitchTo(d->rowcxt);
-		if (drill_absent(d, change, ks, guard_key_text(change, row.keyvalues),
-						 row.keyvalues, &ok))
-			state[i] = ok ? ROW_OK : ROW_BAD;
-		MemoryContextSwitchTo(old);
+		ncols++;
+		size += sizeof(int) + datumEstimateSpace(row->values[i], row->nulls[i],
+												 dc->typbyval[i], dc->typlen[i]);
 	}
-	shadow_close(reader);
-	foreach(lc, moves)
+	data = palloc(VARHDRSZ + size);
+	SET_VARSIZE(data, VARHDRSZ + size);
+	p = VARDATA(data);
+	for (int k = 0; k < change->nkeys; k++)
 	{
-		DrillMove  *move = lfirst(lc);
-		bool		ok;
+		int			i = change->keys[k] - 1;
 
-		MemoryContextReset(d->rowcxt);
-		old = MemoryContextSwitchTo(d->rowcxt);
-		if (drill_absent(d, change, ks, move->to, move->tovalues, &ok))
-			state[move->rowno] = (ok && state[move->rowno] != ROW_BAD) ? ROW_OK : ROW_BAD;
-		MemoryContextSwitchTo(old);
+		datumSerialize(key[k], false, dc->typbyval[i], dc->typlen[i], &p);
 	}
+	memcpy(p, &ncols, sizeof(int));
+	p += sizeof(int);
+	for (int i = 0; pass == PASS_PRESENT && i < row->natts; i++)
+	{
+		if (!row->captured[i] || change->attnames[i] == NULL)
+			continue;
+		memcpy(p, &i, sizeof(int));
+		p += sizeof(int);
+		datumSerialize(row->values[i], row->nulls[i], dc->typbyval[i],
+					   dc->typlen[i], &p);
+	}
+
+	ExecClearTuple(slot);
+	slot->tts_values[CL_KEY - 1] = PointerGetDatum(cstring_to_text(psprintf("%u %s", change->relid, keytext)));
+	slot->tts_values[CL_STAGE - 1] = Int64GetDatum((int64) c * 2 + pass);
+	slot->tts_values[CL_ROWNO - 1] = Int64GetDatum(rowno);
+	slot->tts_values[CL_DATA - 1] = PointerGetDatum(data);
+	memset(slot->tts_isnull, false, sizeof(bool) * CL_NATTS);
+	ExecStoreVirtualTuple(slot);
+	tuplesort_puttupleslot(d->claims, slot);
 }
 
 /*
@@ -318,7 +234,7 @@ drill_apply_moves(Drill *d, List *moves)
 	foreach(lc, moves)
 	{
 		DrillMove  *move = lfirst(lc);
-		TextEntry  *entry = hash_search(d->moved, &move->to, HASH_ENTER, NULL);
+		MovedKey   *entry = hash_search(d->moved, &move->to, HASH_ENTER, NULL);
 
 		entry->text = move->to;
 		entry->origtext = move->origtext;
@@ -327,81 +243,60 @@ drill_apply_moves(Drill *d, List *moves)
 }
 
 /*
- * Compare the rows one restored change captured, and add its result.  Two
- * passes over its snapshot, as the change's own rows may have traded keys:
- * first the rows that existed before it (updated, deleted), found by the
- * key they had before the change set; then the keys it filled (inserted
- * rows, moved keys), which were free before it unless an older change, or
- * the first pass, decided otherwise.  Then the change's key moves are
- * remembered for the younger changes.
+ * Read the c-th change (oldest first) and sort its claims: the rows that
+ * existed before it (updated, deleted) must be found by the key they had
+ * before the change set; the keys it filled (inserted rows, moved keys)
+ * must be free.  Then remember its key moves for the younger changes.
  */
 static void
-drill_change(Drill *d, int64 change_id)
+drill_read_change(Drill *d, int c)
 {
-	GuardChange change;
-	Relation	rel;
-	GuardKeyScan ks;
+	DrillChange *dc = &d->changes[c];
+	GuardChange *change = &dc->change;
 	ShadowReader *reader;
 	ShadowRow	row;
-	DrillResult *result;
-	int64		checked = 0;
-	int64		matching = 0;
-	int64		n;
-	int64		size = 1024;
-	uint8	   *state;
 	List	   *moves = NIL;
 	MemoryContext old;
 
-	if (!guard_change_read(change_id, &change))
-		return;
-	rel = table_open(change.relid, AccessShareLock);
-	if (!guard_keyscan_begin(&ks, rel, &change))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot verify change " INT64_FORMAT ": table \"%s\" no longer has the key it was captured with",
-						change.change_id, guard_undo_relname(&change)),
-				 errhint("Restore the later change set that altered the table first.")));
-	state = MemoryContextAllocExtended(d->drillcxt, size, MCXT_ALLOC_HUGE | MCXT_ALLOC_ZERO);
-
-	reader = shadow_open(change.change_id, change.natts, change.atttypes,
-						 change.keys, change.nkeys, change.inline_chunk);
-	for (n = 0; shadow_next(reader, &row); n++)
+	reader = shadow_open(change->change_id, change->natts, change->atttypes,
+						 change->keys, change->nkeys, change->inline_chunk);
+	for (int64 n = 0; shadow_next(reader, &row); n++)
 	{
 		Datum	   *key;
 		char	   *keytext;
 		const char *origtext;
 		Datum	   *origvalues;
-		bool		ok;
 
-		if (n == size)
-		{
-			state = repalloc_huge(state, size * 2);
-			memset(state + size, 0, size);
-			size *= 2;
-		}
-		if (row.op == GUARD_OP_INSERT)
-			continue;
+		CHECK_FOR_INTERRUPTS();
+		guard_progress_tick();
 		MemoryContextReset(d->rowcxt);
 		old = MemoryContextSwitchTo(d->rowcxt);
-		key = row.op == GUARD_OP_UPDATE ? before_key(&change, &row) : row.keyvalues;
-		keytext = guard_key_text(&change, key);
+		if (row.op == GUARD_OP_INSERT)
+		{
+			drill_claim(d, c, PASS_ABSENT, n, guard_key_text(change, row.keyvalues),
+						row.keyvalues, &row);
+			MemoryContextSwitchTo(old);
+			continue;
+		}
+		key = row.op == GUARD_OP_UPDATE ? before_key(change, &row) : row.keyvalues;
+		keytext = guard_key_text(change, key);
 		drill_original_key(d, keytext, key, &origtext, &origvalues);
-		if (drill_present(d, &change, &ks, &row, origtext, origvalues, &ok))
-			state[n] = ok ? ROW_OK : ROW_BAD;
+		drill_claim(d, c, PASS_PRESENT, n, origtext, origvalues, &row);
 		if (row.op == GUARD_OP_UPDATE)
 		{
-			char	   *to = guard_key_text(&change, row.keyvalues);
+			char	   *to = guard_key_text(change, row.keyvalues);
 
 			if (strcmp(to, keytext) != 0)
+				drill_claim(d, c, PASS_ABSENT, n, to, row.keyvalues, &row);
+			/* only younger changes follow the moves: none after the last */
+			if (strcmp(to, keytext) != 0 && c < d->nchanges - 1)
 			{
 				DrillMove  *move = MemoryContextAlloc(d->drillcxt, sizeof(DrillMove));
 
-				move->rowno = n;
 				move->from = MemoryContextStrdup(d->drillcxt, keytext);
 				move->to = MemoryContextStrdup(d->drillcxt, to);
-				move->tovalues = copy_key(&change, row.keyvalues, d->drillcxt);
 				move->origtext = MemoryContextStrdup(d->drillcxt, origtext);
-				move->origvalues = copy_key(&change, origvalues, d->drillcxt);
+				move->origvalues = copy_key(dc, origvalues, d->drillcxt);
 				MemoryContextSwitchTo(d->drillcxt);
 				moves = lappend(moves, move);
 			}
@@ -409,26 +304,72 @@ drill_change(Drill *d, int64 change_id)
 		MemoryContextSwitchTo(old);
 	}
 	shadow_close(reader);
-
-	drill_filled(d, &change, &ks, state, moves);
 	drill_apply_moves(d, moves);
+}
 
-	for (int64 i = 0; i < n; i++)
+/*
+ * Read the change set's changes, oldest first, and open the sorts.
+ */
+static void
+drill_begin(Drill *d)
+{
+	Oid			claimops[3] = {ByteaLessOperator, Int8LessOperator, Int8LessOperator};
+	Oid			verdictops[3] = {Int8LessOperator, Int8LessOperator, Int8LessOperator};
+	HASHCTL		ctl;
+	int			c = 0;
+
+	d->changes = palloc0(sizeof(DrillChange) * Max(list_length(d->ids), 1));
+	for (int i = list_length(d->ids) - 1; i >= 0; i--)
 	{
-		checked += state[i] != ROW_UNSEEN;
-		matching += state[i] == ROW_OK;
-	}
-	guard_keyscan_end(&ks);
-	table_close(rel, AccessShareLock);
+		DrillChange *dc = &d->changes[c];
 
-	old = MemoryContextSwitchTo(d->cxt);
-	result = palloc(sizeof(DrillResult));
-	result->change_id = change_id;
-	result->relation = pstrdup(change.relation);
-	result->checked = checked;
-	result->matching = matching;
-	d->results = lappend(d->results, result);
-	MemoryContextSwitchTo(old);
+		if (!guard_change_read(*(int64 *) list_nth(d->ids, i), &dc->change))
+			continue;
+		dc->typlen = palloc0(sizeof(int16) * Max(dc->change.natts, 1));
+		dc->typbyval = palloc0(sizeof(bool) * Max(dc->change.natts, 1));
+		for (int a = 0; a < dc->change.natts; a++)
+		{
+			if (OidIsValid(dc->change.atttypes[a]))
+				get_typlenbyval(dc->change.atttypes[a], &dc->typlen[a], &dc->typbyval[a]);
+		}
+		c++;
+	}
+	d->nchanges = c;
+
+	ctl.keysize = sizeof(char *);
+	ctl.entrysize = sizeof(MovedKey);
+	ctl.hash = text_key_hash;
+	ctl.match = text_key_match;
+	ctl.hcxt = d->drillcxt;
+	d->moved = hash_create("guard moved keys", 256, &ctl,
+						   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+
+	d->claimdesc = CreateTemplateTupleDesc(CL_NATTS);
+	TupleDescInitEntry(d->claimdesc, CL_KEY, "key", BYTEAOID, -1, 0);
+	TupleDescInitEntry(d->claimdesc, CL_STAGE, "stage", INT8OID, -1, 0);
+	TupleDescInitEntry(d->claimdesc, CL_ROWNO, "rowno", INT8OID, -1, 0);
+	TupleDescInitEntry(d->claimdesc, CL_DATA, "data", BYTEAOID, -1, 0);
+	d->claims = drill_sort(d->claimdesc, 3, claimops);
+	d->claimslot = MakeSingleTupleTableSlot(d->claimdesc, &TTSOpsVirtual);
+
+	d->verdictdesc = CreateTemplateTupleDesc(VD_NATTS);
+	TupleDescInitEntry(d->verdictdesc, VD_CHANGE, "change", INT8OID, -1, 0);
+	TupleDescInitEntry(d->verdictdesc, VD_ROWNO, "rowno", INT8OID, -1, 0);
+	TupleDescInitEntry(d->verdictdesc, VD_PASS, "pass", INT8OID, -1, 0);
+	TupleDescInitEntry(d->verdictdesc, VD_OK, "ok", BOOLOID, -1, 0);
+	d->verdicts = drill_sort(d->verdictdesc, 3, verdictops);
+	d->verdictslot = MakeSingleTupleTableSlot(d->verdictdesc, &TTSOpsVirtual);
+}
+
+/*
+ * Close the tables the drill opened.
+ */
+static void
+drill_end(Drill *d)
+{
+	guard_drill_close(d);
+	ExecDropSingleTupleTableSlot(d->claimslot);
+	ExecDropSingleTupleTableSlot(d->verdictslot);
 }
 
 /*
@@ -442,25 +383,24 @@ static void
 drill_inspect(List *reports, void *arg)
 {
 	Drill	   *d = (Drill *) arg;
+	MemoryContext old;
 
-	/* the hashes and the row scratch go with the call, even on error */
+	/* everything but the results goes with the call, even on error */
 	d->drillcxt = AllocSetContextCreate(CurrentMemoryContext, "guard drill",
 										ALLOCSET_DEFAULT_SIZES);
-	d->seen = text_hash(d, "guard verified keys");
-	d->moved = text_hash(d, "guard moved keys");
 	d->rowcxt = AllocSetContextCreate(d->drillcxt, "guard drill row",
 									  ALLOCSET_SMALL_SIZES);
-
+	old = MemoryContextSwitchTo(d->drillcxt);
 	CommandCounterIncrement();
-
-	/* the changes restored earlier one by one too: their before-images hold */
-	for (int i = list_length(d->ids) - 1; i >= 0; i--)
-		drill_change(d, *(int64 *) list_nth(d->ids, i));
-
+	drill_begin(d);
+	for (int c = 0; c < d->nchanges; c++)
+		drill_read_change(d, c);
+	guard_drill_judge(d);
+	guard_drill_count(d);
+	drill_end(d);
+	MemoryContextSwitchTo(old);
 	MemoryContextDelete(d->drillcxt);
 	d->drillcxt = NULL;
-	d->seen = NULL;
-	d->moved = NULL;
 	d->rowcxt = NULL;
 }
 

@@ -29,6 +29,7 @@ void
 _PG_init(void)
 {
 	guard_guc_init();
+	guard_progress_init();
 	guard_changes_init();
 	guard_invariants_init();
 	guard_install_hooks();

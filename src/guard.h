@@ -70,6 +70,8 @@
  *					(guard.layout) -> relcache
  *	policy.c		protect/unprotect and guard's triggers, who may manage
  *					or read a table -> relcache, rows
+ *	progress.c		guard.restore_progress(): running restores in shared
+ *					memory -> spi
  *	spi.c			SQL as another role with a pinned search_path; guard's
  *					own DDL, marked by guard_internal_ddl
  *	catalog.c		guard's own relations (OIDs, opening with a layout check)
@@ -589,12 +591,13 @@ extern uint32 shadow_hash_value(Datum value, bool isnull, int16 typlen,
 								bool typbyval, uint32 hash);
 
 /*
- * Restore, from the top down: drill.c (verify_restore) -> restore.c (the
- * SQL functions and the driver) -> schema_undo.c (schema change recipes)
- * -> undo.c (row undo; with undo_moves.c, undo_judge.c and undo_sql.c
- * behind the private undo.h) -> undo_target.c (the table written, and the
- * context of the writes), fkcheck.c (the foreign keys checked at the end
- * of a restore) and later.c (the later-writes index).
+ * Restore, from the top down: drill.c (verify_restore; with drill_judge.c
+ * behind the private drill.h) -> restore.c (the SQL functions and the
+ * driver) -> schema_undo.c (schema change recipes) -> undo.c (row undo;
+ * with undo_moves.c, undo_judge.c and undo_sql.c behind the private
+ * undo.h) -> undo_target.c (the table written, and the context of the
+ * writes), fkcheck.c (the foreign keys checked at the end of a restore)
+ * and later.c (the later writes, sorted by key).
  */
 typedef enum GuardOnConflict
 {
@@ -615,6 +618,9 @@ typedef struct GuardRestoreReport
 	int64		conflicts;
 	List	   *objects;		/* text: other objects the undo dropped or
 								 * recreated ("drop index public.t_c_idx") */
+	double		seconds;		/* how long the undo took */
+	bool		has_estimate;	/* earlier restores gave a rate */
+	double		estimate;		/* ... and the seconds it predicts */
 } GuardRestoreReport;
 
 /* restore.c: the driver, for the drill */
@@ -677,16 +683,58 @@ extern void guard_fk_check(void);
 
 typedef struct GuardLaterWrites GuardLaterWrites;
 typedef struct GuardLaterEntry GuardLaterEntry;
+typedef struct GuardLaterProbe GuardLaterProbe;
+
+/* the answer to one question: what later changes wrote, and its data */
+typedef void (*GuardLaterVisit) (const GuardLaterEntry *entry,
+								 const char *data, Size len, void *arg);
 
 extern Datum guard_related_relids(Oid relid);
-extern GuardLaterWrites *guard_later_writes_build(const GuardChange *change,
+extern GuardLaterWrites *guard_later_writes_begin(const GuardChange *change,
 												  Datum exclude,
 												  Datum restoring);
-extern const GuardLaterEntry *guard_later_find(GuardLaterWrites *later,
-											   const char *key);
-extern int	guard_later_wrote(const GuardLaterEntry *entry, const char *column);
+extern void guard_later_writes_end(GuardLaterWrites *later);
+extern GuardLaterProbe *guard_later_probe_begin(GuardLaterWrites *later);
+extern void guard_later_probe_add(GuardLaterProbe *probe, const char *key,
+								  const void *data, Size len);
+typedef void (*GuardLaterKeyVisit) (const char *key,
+									const GuardLaterEntry *entry, void *arg);
+extern void guard_later_each_key(GuardLaterWrites *later,
+								 GuardLaterKeyVisit visit, void *arg);
+extern void guard_later_probe_run(GuardLaterProbe *probe,
+								  GuardLaterVisit visit, void *arg);
+extern int	guard_later_wrote(const GuardLaterEntry *entry, int attno);
 extern int	guard_later_how(const GuardLaterEntry *entry);
-extern List *guard_later_changesets(const GuardLaterEntry *entry);
+extern int	guard_later_changesets(const GuardLaterEntry *entry, int64 *ids,
+								   int max);
+
+/*
+ * progress.c: what each running restore is doing, in shared memory, for
+ * guard.restore_progress().  A backend runs one restore at a time; the
+ * phase's rows_total is -1 when not known.
+ */
+typedef enum GuardPhase
+{
+	GUARD_PHASE_STARTING,		/* locking and reading the change records */
+	GUARD_PHASE_READING,		/* reading the change, judging each row */
+	GUARD_PHASE_READING_LATER,	/* reading what later changes wrote */
+	GUARD_PHASE_CHECKING_LATER, /* checking rows against later writes */
+	GUARD_PHASE_CHECKING_MOVES, /* checking the keys of moved rows */
+	GUARD_PHASE_WRITING,		/* writing rows back */
+	GUARD_PHASE_SCHEMA,			/* undoing a schema change */
+	GUARD_PHASE_CHECKING_FKS,	/* checking foreign keys */
+	GUARD_PHASE_VERIFYING,		/* the drill: comparing rows */
+	GUARD_PHASE_FINISHING,		/* recording the restore */
+	GUARD_NPHASES
+} GuardPhase;
+
+extern void guard_progress_init(void);
+extern void guard_progress_begin(bool dry_run);
+extern void guard_progress_change(int64 changeset_id, int64 change_id);
+extern void guard_progress_phase(GuardPhase phase, int64 rows_total);
+extern void guard_progress_tick(void);
+extern void guard_progress_end(void);
+extern int64 guard_change_nrows(int64 change_id);
 
 /*
  * The kinds of schema change, each recorded and undone side by side:

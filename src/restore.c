@@ -18,6 +18,12 @@
  * A dry run does the same inside a subtransaction that it rolls back, so
  * that its report is exactly what the real call would do.
  *
+ * Each report row also gives the change's estimated_seconds: its rows
+ * times the seconds per row of the last real restores of the same kind of
+ * change in this database, which every real restore records
+ * (guard.restore_rate); NULL before the first.  The driver reports its
+ * phase and rows to progress.c as it goes, for guard.restore_progress().
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -81,6 +87,7 @@ restore_one(const GuardChange *change, GuardOnConflict mode, Datum exclude,
 	}
 	else
 	{
+		guard_progress_phase(GUARD_PHASE_SCHEMA, -1);
 		guard_undo_schema_change(change, exclude, report);
 		guard_fk_schema_changed();
 	}
@@ -363,6 +370,93 @@ copy_strings(List *strings)
 }
 
 /*
+ * The rows a change's undo dealt with, the measure of the restore rates:
+ * each row is restored or skipped (a conflict is one or the other too).
+ */
+static int64
+report_rows(const GuardRestoreReport *report)
+{
+	return report->restored + report->skipped;
+}
+
+/*
+ * The expected duration of a change's undo, from the rates of the last
+ * real restores of changes of the same kind in this database: their
+ * seconds per row times the report's rows (for kinds whose undo touches
+ * no rows, their mean duration).  None when there were none.
+ */
+static void
+estimate_seconds(GuardRestoreReport *report)
+{
+	GuardAsRole owner;
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		values[2];
+
+	values[0] = CStringGetTextDatum(report->kind);
+	values[1] = Int64GetDatum(report_rows(report));
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("SELECT CASE WHEN pg_catalog.sum(r.rows) > 0"
+				  "  THEN $2 * pg_catalog.sum(r.seconds) / pg_catalog.sum(r.rows)"
+				  "  ELSE pg_catalog.avg(r.seconds) END"
+				  " FROM (SELECT rows, seconds FROM guard.restore_rate WHERE kind = $1"
+				  "  ORDER BY at DESC, change_id DESC LIMIT 20) r",
+				  2, types, values, NULL);
+	if (SPI_processed > 0)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									  1, &report->has_estimate);
+
+		report->has_estimate = !report->has_estimate;
+		if (report->has_estimate)
+			report->estimate = DatumGetFloat8(d);
+	}
+	guard_as_role_end(&owner);
+}
+
+/*
+ * Record the rate of each change a real restore undid, for the estimates
+ * of later dry runs: its rows and seconds, the foreign key check shared
+ * among the changes by their rows.
+ */
+static void
+record_rates(List *reports, double fk_seconds)
+{
+	int64		rows = 0;
+	ListCell   *lc;
+	GuardAsRole owner;
+	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, INT8OID, FLOAT8OID};
+	Datum		values[5];
+
+	foreach(lc, reports)
+		rows += report_rows((GuardRestoreReport *) lfirst(lc));
+	values[0] = Int64GetDatum(guard_changeset_current(true));
+	guard_as_role_begin(&owner, InvalidOid);
+	foreach(lc, reports)
+	{
+		GuardRestoreReport *report = lfirst(lc);
+		double		share = rows > 0 ? (double) report_rows(report) / rows :
+			1.0 / list_length(reports);
+
+		values[1] = Int64GetDatum(report->change_id);
+		values[2] = CStringGetTextDatum(report->kind);
+		values[3] = Int64GetDatum(report_rows(report));
+		values[4] = Float8GetDatum(report->seconds + fk_seconds * share);
+		guard_run_sql("INSERT INTO guard.restore_rate (changeset_id, change_id, kind, rows, seconds)"
+					  " VALUES ($1, $2, $3, $4, $5)", 5, types, values, NULL);
+	}
+	guard_as_role_end(&owner);
+}
+
+/*
+ * Seconds since "start".
+ */
+static double
+seconds_since(TimestampTz start)
+{
+	return (double) (GetCurrentTimestamp() - start) / USECS_PER_SEC;
+}
+
+/*
  * Undo the changes "ids" (newest first), record the restore (of change set
  * restore_of, or 0), and return the report rows, allocated in reportcxt.
  * With dry_run, all of it happens in a subtransaction that is rolled back;
@@ -379,6 +473,7 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 	List	   *reports = NIL;
 
 	Assert(dry_run || inspect == NULL);
+	guard_progress_begin(dry_run);
 	if (dry_run)
 	{
 		BeginInternalSubTransaction(NULL);
@@ -391,6 +486,7 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 		Datum		exclude = changesets_of(changes);
 		Datum		restoring = change_ids_of(changes);
 		ListCell   *lc;
+		TimestampTz start;
 
 		guard_changeset_begin_restore(restore_of, changes);
 		guard_fk_begin();
@@ -399,11 +495,16 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 
 		foreach(lc, changes)
 		{
+			GuardChange *change = (GuardChange *) lfirst(lc);
 			MemoryContext old = MemoryContextSwitchTo(reportcxt);
 			GuardRestoreReport *report = palloc0(sizeof(GuardRestoreReport));
 
 			MemoryContextSwitchTo(old);
-			restore_one((GuardChange *) lfirst(lc), mode, exclude, restoring, report);
+			guard_progress_change(change->changeset_id, change->change_id);
+			start = GetCurrentTimestamp();
+			restore_one(change, mode, exclude, restoring, report);
+			report->seconds = seconds_since(start);
+			estimate_seconds(report);
 			old = MemoryContextSwitchTo(reportcxt);
 			report->relation = pstrdup(report->relation);
 			report->kind = pstrdup(report->kind);
@@ -413,19 +514,29 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 		}
 
 		/* the foreign keys hold once every change is undone */
+		guard_progress_phase(GUARD_PHASE_CHECKING_FKS, -1);
+		start = GetCurrentTimestamp();
 		guard_fk_check();
+		guard_progress_phase(GUARD_PHASE_FINISHING, -1);
 		mark_restored(changes, reports);
+		if (!dry_run)
+			record_rates(reports, seconds_since(start));
 		if (inspect != NULL)
+		{
+			guard_progress_phase(GUARD_PHASE_VERIFYING, -1);
 			inspect(reports, arg);
+		}
 	}
 	PG_CATCH();
 	{
+		guard_progress_end();
 		guard_fk_forget();
 		if (dry_run)
 			abort_subxact_rethrow(oldcxt, oldowner);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	guard_progress_end();
 
 	if (dry_run)
 	{
@@ -448,8 +559,8 @@ put_reports(FunctionCallInfo fcinfo, List *reports)
 	foreach(lc, reports)
 	{
 		GuardRestoreReport *r = lfirst(lc);
-		Datum		values[8];
-		bool		nulls[8] = {false, false, false, false, false, false, false, false};
+		Datum		values[9];
+		bool		nulls[9] = {false, false, false, false, false, false, false, false, false};
 
 		values[0] = Int64GetDatum(r->change_id);
 		values[1] = Int64GetDatum(r->changeset_id);
@@ -474,6 +585,8 @@ put_reports(FunctionCallInfo fcinfo, List *reports)
 			values[7] = PointerGetDatum(construct_array(elems, list_length(r->objects),
 														TEXTOID, -1, false, TYPALIGN_INT));
 		}
+		values[8] = Float8GetDatum(r->estimate);
+		nulls[8] = !r->has_estimate || rsinfo->setDesc->natts < 9;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 }

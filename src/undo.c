@@ -294,15 +294,59 @@ undo_check_detached(RowUndo *u)
 }
 
 /*
- * Judge one decoded row and collect what to write back.
+ * Count, sample and collect a judged row: a conflict (kept for the error
+ * when aborting), a row skipped, a move, or a row to write back.  A row
+ * judged after the others (it waited for the later writes of its key) has
+ * no live row at hand ("live_at_hand"): a move fetches it again.
  */
 static void
-undo_read_row(RowUndo *u, const ShadowRow *row)
+undo_settle_row(RowUndo *u, const ShadowRow *row, int64 rowno, bool conflict,
+				bool apply, bool replace, bool live_at_hand)
+{
+	if (conflict)
+	{
+		u->conflicts++;
+		if (u->mode == GUARD_ON_CONFLICT_ABORT)
+		{
+			if (guard_undo_sample_wanted(u, rowno))
+			{
+				MemoryContext old = MemoryContextSwitchTo(u->rowcxt);
+				char	   *key = guard_key_text(u->change, row->keyvalues);
+
+				MemoryContextSwitchTo(old);
+				guard_undo_note_conflict(u, rowno, key, key);
+			}
+			return;
+		}
+	}
+	if (!apply)
+		u->skipped++;
+	else if (row->op == GUARD_OP_UPDATE && guard_undo_moves_key(u))
+	{
+		if (!live_at_hand)
+		{
+			if (!guard_keyscan_fetch(&u->ks, row->keyvalues, u->snapshot))
+				elog(ERROR, "guard: a row to restore is gone");
+			guard_undo_found(u);
+		}
+		guard_undo_moves_add(u, row, conflict);
+	}
+	else
+		undo_put_row(u, row, replace);
+}
+
+/*
+ * Judge one decoded row (the rowno-th of the snapshot) and collect what to
+ * write back, or put it aside until the later writes of its key are known.
+ */
+static void
+undo_read_row(RowUndo *u, const ShadowRow *row, int64 rowno)
 {
 	bool		live = u->change->nkeys > 0 &&
 		guard_keyscan_fetch(&u->ks, row->keyvalues, u->snapshot);
 	bool		apply;
 	bool		replace;
+	bool		ask;
 	bool		conflict;
 
 	memset(u->write, 0, sizeof(bool) * Max(u->ncols, 1));
@@ -314,33 +358,41 @@ undo_read_row(RowUndo *u, const ShadowRow *row)
 
 	if (u->gone != NULL)
 		guard_undo_check_gone(u, row);
-	conflict = guard_undo_judge(u, row, live, &apply, &replace);
-	if (conflict)
-	{
-		u->conflicts++;
-		if (u->mode == GUARD_ON_CONFLICT_ABORT)
-		{
-			if (u->nsamples < UNDO_MAX_SAMPLES)
-			{
-				char	   *key = guard_key_text(u->change, row->keyvalues);
-
-				guard_undo_note_conflict(u, key, key);
-			}
-			return;
-		}
-	}
-	if (!apply)
-		u->skipped++;
-	else if (row->op == GUARD_OP_UPDATE && guard_undo_moves_key(u))
-		guard_undo_moves_add(u, row, conflict);
+	conflict = guard_undo_judge(u, row, live, &apply, &replace, &ask);
+	if (ask)
+		guard_undo_ask(u, row, rowno);
 	else
-		undo_put_row(u, row, replace);
+		undo_settle_row(u, row, rowno, conflict, apply, replace, true);
+}
+
+/*
+ * guard_later_probe_run() callback: the verdict on a row put aside, now
+ * that the later writes of its key are known.
+ */
+static void
+undo_answer_row(const GuardLaterEntry *entry, const char *data, Size len,
+				void *arg)
+{
+	RowUndo    *u = (RowUndo *) arg;
+	ShadowRow	row;
+	int64		rowno;
+	bool		apply;
+	bool		replace;
+	bool		conflict;
+
+	MemoryContextReset(u->rowcxt);
+	memset(u->write, 0, sizeof(bool) * Max(u->ncols, 1));
+	guard_undo_unpack_row(u, data, len, &row, &rowno);
+	conflict = guard_undo_judge_later(u, &row, entry, &apply, &replace);
+	undo_settle_row(u, &row, rowno, conflict, apply, replace, false);
 }
 
 /*
  * Decode the snapshot and judge every row against its live version as of
  * now (every commit made before the lock was granted), collecting the rows
- * to write back.
+ * to write back; then the rows that were written since, by what later
+ * changes wrote to their keys (sorted and merged by later.c, so that
+ * memory does not grow with them); then the moves.
  */
 static void
 undo_read_rows(RowUndo *u)
@@ -348,7 +400,9 @@ undo_read_rows(RowUndo *u)
 	const GuardChange *change = u->change;
 	ShadowReader *reader;
 	ShadowRow	row;
+	int64		rowno = 0;
 
+	guard_progress_phase(GUARD_PHASE_READING, guard_change_nrows(change->change_id));
 	u->snapshot = RegisterSnapshot(GetLatestSnapshot());
 	u->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "guard restore row",
 									  ALLOCSET_SMALL_SIZES);
@@ -357,9 +411,15 @@ undo_read_rows(RowUndo *u)
 	while (shadow_next(reader, &row))
 	{
 		CHECK_FOR_INTERRUPTS();
-		undo_read_row(u, &row);
+		undo_read_row(u, &row, rowno++);
+		guard_progress_tick();
 	}
 	shadow_close(reader);
+	if (u->asks != NULL)
+	{
+		guard_later_probe_run(u->asks, undo_answer_row, u);
+		u->asks = NULL;
+	}
 	guard_undo_moves_finish(u);
 	MemoryContextDelete(u->rowcxt);
 	guard_keyscan_end(&u->ks);
@@ -415,6 +475,7 @@ undo_apply_rows(RowUndo *u, GuardRestoreReport *report)
 	undo_fk_write(u, &fkw);
 	statements = guard_undo_statements(u);
 
+	guard_progress_phase(GUARD_PHASE_WRITING, tuplestore_tuple_count(u->rows));
 	guard_undo_write_begin(&as, u->rel);
 	if (SPI_register_relation(enr) != SPI_OK_REL_REGISTER)
 		elog(ERROR, "guard: could not register the rows to restore");
@@ -470,10 +531,12 @@ guard_undo_rows(const GuardChange *change, GuardOnConflict mode, Datum exclude,
 	undo_open_table(&u);
 	undo_prepare_columns(&u);
 	undo_begin_rows(&u);
+	u.later = guard_later_writes_begin(change, exclude, restoring);
 	undo_read_rows(&u);
 
 	if (mode == GUARD_ON_CONFLICT_ABORT && u.conflicts > 0)
 		guard_undo_conflict_error(&u);
+	guard_later_writes_end(u.later);
 	if (tuplestore_tuple_count(u.rows) > 0)
 		undo_apply_rows(&u, report);
 	tuplestore_end(u.rows);

@@ -24,6 +24,9 @@
 #define UNDO_MAX_SAMPLES	5
 #define UNDO_ENR_NAME		"guard_restore_rows"
 
+/* the last qual of a statement that writes rows back: counts them */
+#define UNDO_TICK			" AND guard._restore_tick()"
+
 /*
  * What a row to write back does, as the "op" column of the rows holds it.
  * UNDO_MOVE: an undone UPDATE that moved the row's key (or wrote an
@@ -58,6 +61,19 @@ typedef struct RestoreColumn
 } RestoreColumn;
 
 typedef struct UndoMoves UndoMoves;
+
+/* a conflicting row kept for the error */
+typedef struct UndoSample
+{
+	int64		order;			/* see guard_undo_note_conflict() */
+	char	   *key;
+	char	   *laterkey;		/* whose later writes name change sets */
+	int			nchangesets;
+	int64		changesets[3];
+} UndoSample;
+
+/* the order of the samples of moved rows: after every row of the snapshot */
+#define UNDO_MOVE_ORDER		(INT64CONST(1) << 62)
 
 /* the undo of the rows of one change, from the table lock to the writes */
 typedef struct RowUndo
@@ -109,13 +125,15 @@ typedef struct RowUndo
 	/* partitions: whether a later change detached one (0: not looked) */
 	int			detached;
 
-	/* conflicts */
-	GuardLaterWrites *later;	/* built on first need */
+	/* conflicts: the later writes (read on first need) answer the rows */
+	GuardLaterWrites *later;
+	GuardLaterProbe *asks;		/* rows waiting for them, packed */
+	int16	   *typlen;			/* of the recorded columns, for packing */
+	bool	   *typbyval;
 	int64		conflicts;
 	int64		skipped;
 	int			nsamples;
-	char	   *samples[UNDO_MAX_SAMPLES];
-	List	   *sample_changesets;
+	UndoSample	samples[UNDO_MAX_SAMPLES];	/* by order */
 } RowUndo;
 
 /* one statement that writes rows back, in the order they must run */
@@ -131,10 +149,16 @@ extern void guard_undo_found(RowUndo *u);
 extern Datum guard_undo_live(RowUndo *u, int c, bool *isnull);
 extern void guard_undo_check_gone(RowUndo *u, const ShadowRow *row);
 extern bool guard_undo_judge(RowUndo *u, const ShadowRow *row, bool live,
-							 bool *apply, bool *replace);
+							 bool *apply, bool *replace, bool *ask);
+extern bool guard_undo_judge_later(RowUndo *u, const ShadowRow *row,
+								   const GuardLaterEntry *entry, bool *apply,
+								   bool *replace);
+extern void guard_undo_ask(RowUndo *u, const ShadowRow *row, int64 rowno);
+extern void guard_undo_unpack_row(RowUndo *u, const char *data, Size len,
+								  ShadowRow *row, int64 *rowno);
 extern bool guard_undo_moves_key(RowUndo *u);
-extern bool guard_undo_later_own(RowUndo *u, const char *key);
-extern void guard_undo_note_conflict(RowUndo *u, const char *key,
+extern bool guard_undo_sample_wanted(RowUndo *u, int64 order);
+extern void guard_undo_note_conflict(RowUndo *u, int64 order, const char *key,
 									 const char *laterkey);
 extern void guard_undo_conflict_error(RowUndo *u) pg_attribute_noreturn();
 

@@ -6,7 +6,11 @@
  *
  * "Wrote since" is read from the hash of the after-values kept at capture
  * (equal: nothing touched the row), and which columns from the later
- * changes that captured the same key (later.c).  A column that a later
+ * changes that captured the same key (later.c).  Rows that need the later
+ * writes wait for them, packed into a sort by key that later.c merges with
+ * the later writes (guard_undo_ask()); the verdict on them comes after the
+ * other rows' (guard_undo_judge_later()), and the error's samples are the
+ * first conflicting rows of the snapshot all the same.  A column that a later
  * change of another change set wrote is a conflict; one that a later
  * change of the change's own change set wrote is not (it is written back),
  * nor is one that a restore of an older change of the same change set
@@ -28,6 +32,8 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/varlena.h"
@@ -223,55 +229,16 @@ guard_undo_check_gone(RowUndo *u, const ShadowRow *row)
 }
 
 /*
- * The later writes of a key, from the index built on first need.
- */
-static const GuardLaterEntry *
-later_entry(RowUndo *u, const char *key)
-{
-	if (u->later == NULL)
-		u->later = guard_later_writes_build(u->change, u->exclude, u->restoring);
-	return guard_later_find(u->later, key);
-}
-
-/*
- * Whether the key was written since by later changes of the change's own
- * change set only (which are not conflicts of it).
- */
-bool
-guard_undo_later_own(RowUndo *u, const char *key)
-{
-	return guard_later_how(later_entry(u, key)) == GUARD_LATER_OWN;
-}
-
-/*
- * The key of a captured row as text, in the row scratch context.
- */
-static char *
-row_key_text(RowUndo *u, const ShadowRow *row)
-{
-	MemoryContext old = MemoryContextSwitchTo(u->rowcxt);
-	char	   *key = guard_key_text(u->change, row->keyvalues);
-
-	MemoryContextSwitchTo(old);
-	return key;
-}
-
-/*
- * Judge an undone UPDATE: it writes back the columns it captured, and
- * conflicts if its row was deleted or written since.  A column a later
- * change of another change set wrote is a conflict, kept (written back in
- * overwrite mode); one that a restore of an older change of the same
- * change set wrote is left alone; if no later change wrote any, the row was
- * written outside guard and keeps every column (but in overwrite mode).
- * Returns whether the row conflicts; sets *apply.
+ * Judge an undone UPDATE as far as its live row tells: it writes back the
+ * columns it captured, and conflicts if its row was deleted since; if the
+ * row is as the change left it, it goes back whole.  Otherwise the later
+ * writes of its key decide (*ask).  Returns whether the row conflicts;
+ * sets *apply.
  */
 static bool
-judge_update(RowUndo *u, const ShadowRow *row, bool live, bool *apply)
+judge_update(RowUndo *u, const ShadowRow *row, bool live, bool *apply,
+			 bool *ask)
 {
-	const GuardLaterEntry *entry;
-	bool		any = false;
-	bool		conflict = false;
-
 	for (int c = 0; c < u->ncols; c++)
 		u->write[c] = u->cols[c].recorded >= 0 &&
 			row->captured[u->cols[c].recorded];
@@ -279,19 +246,37 @@ judge_update(RowUndo *u, const ShadowRow *row, bool live, bool *apply)
 	if (!live)
 		return true;			/* deleted since: nothing to write into */
 	if (u->force || live_hash(u, row->captured) == row->hash)
-	{
 		*apply = true;
-		return false;
-	}
+	else
+		*ask = true;
+	return false;
+}
 
-	entry = later_entry(u, row_key_text(u, row));
+/*
+ * Judge an undone UPDATE whose row was written since, by what later changes
+ * wrote to its key ("entry"): a column a later change of another change set
+ * wrote is a conflict, kept (written back in overwrite mode); one that a
+ * restore of an older change of the same change set wrote is left alone;
+ * if no later change wrote any, the row was written outside guard and
+ * keeps every column (but in overwrite mode).  Returns whether the row
+ * conflicts; sets *apply.
+ */
+static bool
+judge_update_later(RowUndo *u, const ShadowRow *row,
+				   const GuardLaterEntry *entry, bool *apply)
+{
+	bool		any = false;
+	bool		conflict = false;
+
 	for (int c = 0; c < u->ncols; c++)
 	{
 		int			how;
 
+		u->write[c] = u->cols[c].recorded >= 0 &&
+			row->captured[u->cols[c].recorded];
 		if (!u->write[c])
 			continue;
-		how = guard_later_wrote(entry, u->cols[c].name);
+		how = guard_later_wrote(entry, u->cols[c].recorded);
 		any |= (how != 0);
 		if (how & GUARD_LATER_OTHER)
 		{
@@ -309,40 +294,47 @@ judge_update(RowUndo *u, const ShadowRow *row, bool live, bool *apply)
 		if (u->mode != GUARD_ON_CONFLICT_OVERWRITE)
 			memset(u->write, 0, sizeof(bool) * u->ncols);
 	}
+	*apply = false;
 	for (int c = 0; c < u->ncols; c++)
 		*apply |= u->write[c];
 	return conflict;
 }
 
 /*
- * Judge one row: which columns it writes back (u->write), whether it is
- * written back at all (*apply), whether it replaces a live row that has
- * its key (*replace), and whether it conflicts (the result).  An undone
- * DELETE conflicts if its key exists again (unless a later change of its
- * own change set put it there); an undone INSERT if its row changed since
- * (one deleted since has nothing to undo).
+ * Judge one row against its live version: which columns it writes back
+ * (u->write), whether it is written back at all (*apply), whether it
+ * replaces a live row that has its key (*replace), and whether it conflicts
+ * (the result).  An undone DELETE conflicts if its key exists again, an
+ * undone INSERT if its row changed since (one deleted since has nothing to
+ * undo), unless a later change of its own change set did it: when that is
+ * the question (and for an UPDATE whose row was written since), *ask is
+ * set and guard_undo_judge_later() gives the verdict once the later writes
+ * of the key are known.
  */
 bool
 guard_undo_judge(RowUndo *u, const ShadowRow *row, bool live, bool *apply,
-				 bool *replace)
+				 bool *replace, bool *ask)
 {
 	const GuardChange *change = u->change;
 
 	*apply = true;
 	*replace = false;
+	*ask = false;
 	switch (row->op)
 	{
 		case GUARD_OP_UPDATE:
-			return judge_update(u, row, live, apply);
+			return judge_update(u, row, live, apply, ask);
 		case GUARD_OP_DELETE:
 			for (int c = 0; c < u->ncols; c++)
 				u->write[c] = u->cols[c].recorded >= 0;
 			if (!live)
 				return false;
 			*replace = true;
-			if (!u->force && u->mode != GUARD_ON_CONFLICT_OVERWRITE &&
-				guard_undo_later_own(u, row_key_text(u, row)))
+			if (!u->force && u->mode != GUARD_ON_CONFLICT_OVERWRITE)
+			{
+				*ask = true;
 				return false;
+			}
 			*apply = (u->mode == GUARD_ON_CONFLICT_OVERWRITE);
 			return true;
 		case GUARD_OP_INSERT:
@@ -356,16 +348,154 @@ guard_undo_judge(RowUndo *u, const ShadowRow *row, bool live, bool *apply,
 				for (int i = 0; i < change->natts; i++)
 					all[i] = change->attnames[i] != NULL && u->colindex[i] >= 0 &&
 						!u->cols[u->colindex[i]].generated;
-				if (!u->force && live_hash(u, all) != row->hash &&
-					!guard_undo_later_own(u, row_key_text(u, row)))
-				{
-					*apply = (u->mode == GUARD_ON_CONFLICT_OVERWRITE);
-					return true;
-				}
+				if (!u->force && live_hash(u, all) != row->hash)
+					*ask = true;
 			}
 			break;
 	}
 	return false;
+}
+
+/*
+ * The verdict on a row that guard_undo_judge() left waiting (*ask), now
+ * that "entry" says what later changes wrote to its key: the same outputs
+ * as guard_undo_judge().  Needs no live row.
+ */
+bool
+guard_undo_judge_later(RowUndo *u, const ShadowRow *row,
+					   const GuardLaterEntry *entry, bool *apply,
+					   bool *replace)
+{
+	bool		own = guard_later_how(entry) == GUARD_LATER_OWN;
+
+	*apply = true;
+	*replace = false;
+	switch (row->op)
+	{
+		case GUARD_OP_UPDATE:
+			return judge_update_later(u, row, entry, apply);
+		case GUARD_OP_DELETE:
+			for (int c = 0; c < u->ncols; c++)
+				u->write[c] = u->cols[c].recorded >= 0;
+			*replace = true;
+			break;
+		case GUARD_OP_INSERT:
+			break;
+	}
+	if (own)
+		return false;
+	*apply = (u->mode == GUARD_ON_CONFLICT_OVERWRITE);
+	return true;
+}
+
+/*
+ * Put the row at hand aside until the later writes of its key are known
+ * (guard_undo_judge() set *ask): packed with its position in the snapshot,
+ * as a question of u->asks.  The packing keeps every captured value as
+ * datumSerialize() writes it, so guard_undo_unpack_row() gives the row back
+ * as decoded.
+ */
+void
+guard_undo_ask(RowUndo *u, const ShadowRow *row, int64 rowno)
+{
+	const GuardChange *change = u->change;
+	MemoryContext old = MemoryContextSwitchTo(u->rowcxt);
+	Size		size = sizeof(int64) + 1 + change->natts;
+	char	   *buf;
+	char	   *p;
+
+	if (u->typlen == NULL)
+	{
+		MemoryContext cxt = GetMemoryChunkContext(u->cols);
+
+		u->typlen = MemoryContextAllocZero(cxt, sizeof(int16) * Max(change->natts, 1));
+		u->typbyval = MemoryContextAllocZero(cxt, sizeof(bool) * Max(change->natts, 1));
+		for (int i = 0; i < change->natts; i++)
+		{
+			if (OidIsValid(change->atttypes[i]))
+				get_typlenbyval(change->atttypes[i], &u->typlen[i], &u->typbyval[i]);
+		}
+	}
+	if (u->asks == NULL)
+	{
+		MemoryContextSwitchTo(GetMemoryChunkContext(u->cols));
+		u->asks = guard_later_probe_begin(u->later);
+		MemoryContextSwitchTo(u->rowcxt);
+	}
+	for (int i = 0; i < change->natts; i++)
+	{
+		if (row->captured[i])
+			size += datumEstimateSpace(row->values[i], row->nulls[i],
+									   u->typbyval[i], u->typlen[i]);
+	}
+	for (int k = 0; k < change->nkeys; k++)
+	{
+		int			i = change->keys[k] - 1;
+
+		size += datumEstimateSpace(row->keyvalues[k], false, u->typbyval[i],
+								   u->typlen[i]);
+	}
+	buf = p = palloc(size);
+	memcpy(p, &rowno, sizeof(int64));
+	p += sizeof(int64);
+	*p++ = (char) row->op;
+	for (int i = 0; i < change->natts; i++)
+		*p++ = row->captured[i] ? 1 : 0;
+	for (int i = 0; i < change->natts; i++)
+	{
+		if (row->captured[i])
+			datumSerialize(row->values[i], row->nulls[i], u->typbyval[i],
+						   u->typlen[i], &p);
+	}
+	for (int k = 0; k < change->nkeys; k++)
+	{
+		int			i = change->keys[k] - 1;
+
+		datumSerialize(row->keyvalues[k], false, u->typbyval[i], u->typlen[i], &p);
+	}
+	Assert(p == buf + size);
+	guard_later_probe_add(u->asks, guard_key_text(change, row->keyvalues),
+						  buf, size);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * A row that guard_undo_ask() packed, decoded again into *row (in the row
+ * scratch context), and its position in the snapshot.
+ */
+void
+guard_undo_unpack_row(RowUndo *u, const char *data, Size len, ShadowRow *row,
+					  int64 *rowno)
+{
+	const GuardChange *change = u->change;
+	MemoryContext old = MemoryContextSwitchTo(u->rowcxt);
+	char	   *p = palloc(len);
+
+	/* datumRestore() reads from a char *: a copy of our own */
+	memcpy(p, data, len);
+	memcpy(rowno, p, sizeof(int64));
+	p += sizeof(int64);
+	row->op = (GuardRowOp) *p++;
+	row->natts = change->natts;
+	row->captured = palloc0(sizeof(bool) * Max(change->natts, 1));
+	row->values = palloc0(sizeof(Datum) * Max(change->natts, 1));
+	row->nulls = palloc0(sizeof(bool) * Max(change->natts, 1));
+	row->keyvalues = palloc0(sizeof(Datum) * Max(change->nkeys, 1));
+	row->hash = 0;
+	for (int i = 0; i < change->natts; i++)
+		row->captured[i] = *p++ != 0;
+	for (int i = 0; i < change->natts; i++)
+	{
+		if (row->captured[i])
+			row->values[i] = datumRestore(&p, &row->nulls[i]);
+	}
+	for (int k = 0; k < change->nkeys; k++)
+	{
+		bool		isnull;
+
+		row->keyvalues[k] = datumRestore(&p, &isnull);
+	}
+	MemoryContextSwitchTo(old);
 }
 
 /*
@@ -389,22 +519,63 @@ guard_undo_moves_key(RowUndo *u)
 }
 
 /*
- * Keep the key of a conflicting row (the first few) and the change sets
- * that wrote "laterkey" (the same key, or the key a moved row would take
- * back) since, for the error.
+ * Whether a conflicting row at "order" (its position: see
+ * guard_undo_note_conflict()) would be among the samples of the error, so
+ * that keys are printed only for those.
+ */
+bool
+guard_undo_sample_wanted(RowUndo *u, int64 order)
+{
+	return u->nsamples < UNDO_MAX_SAMPLES ||
+		order < u->samples[u->nsamples - 1].order;
+}
+
+/*
+ * Keep the key of a conflicting row, and the key whose later writes name
+ * the change sets that made it conflict ("laterkey": the same key, or the
+ * key a moved row would take back), if it is among the first few by
+ * "order": the row's position in the snapshot, or after them for the
+ * moves.  Rows are judged out of order (some wait for the later writes of
+ * their key), so the samples are the first rows that conflict, whatever
+ * order they were found in.
  */
 void
-guard_undo_note_conflict(RowUndo *u, const char *key, const char *laterkey)
+guard_undo_note_conflict(RowUndo *u, int64 order, const char *key,
+						 const char *laterkey)
 {
-	const GuardLaterEntry *entry;
+	MemoryContext cxt = GetMemoryChunkContext(u->cols);
+	int			at = u->nsamples;
 
-	if (u->nsamples >= UNDO_MAX_SAMPLES)
+	if (!guard_undo_sample_wanted(u, order))
 		return;
-	u->samples[u->nsamples++] = pstrdup(key);
-	entry = later_entry(u, laterkey);
-	if (entry)
-		u->sample_changesets = list_concat(u->sample_changesets,
-										   guard_later_changesets(entry));
+	while (at > 0 && u->samples[at - 1].order > order)
+		at--;
+	if (u->nsamples == UNDO_MAX_SAMPLES)
+		u->nsamples--;			/* the last one goes */
+	memmove(&u->samples[at + 1], &u->samples[at],
+			sizeof(UndoSample) * (u->nsamples - at));
+	u->samples[at].order = order;
+	u->samples[at].key = MemoryContextStrdup(cxt, key);
+	u->samples[at].laterkey = MemoryContextStrdup(cxt, laterkey);
+	u->samples[at].nchangesets = 0;
+	u->nsamples++;
+}
+
+/*
+ * guard_later_probe_run() callback of the samples: the change sets that
+ * wrote the sample's key since.
+ */
+static void
+sample_changesets(const GuardLaterEntry *entry, const char *data, Size len,
+				  void *arg)
+{
+	RowUndo    *u = (RowUndo *) arg;
+	int			i;
+
+	memcpy(&i, data, sizeof(int));
+	u->samples[i].nchangesets =
+		guard_later_changesets(entry, u->samples[i].changesets,
+							   lengthof(u->samples[i].changesets));
 }
 
 /*
@@ -416,22 +587,33 @@ guard_undo_conflict_error(RowUndo *u)
 {
 	StringInfoData keys;
 	StringInfoData sets;
-	ListCell   *lc;
+	GuardLaterProbe *probe = guard_later_probe_begin(u->later);
+	List	   *seen = NIL;
+
+	/* the change sets that wrote the samples' keys since */
+	for (int i = 0; i < u->nsamples; i++)
+		guard_later_probe_add(probe, u->samples[i].laterkey, &i, sizeof(int));
+	guard_later_probe_run(probe, sample_changesets, u);
 
 	initStringInfo(&keys);
-	for (int i = 0; i < u->nsamples; i++)
-		appendStringInfo(&keys, "%s%s", i ? ", " : "", u->samples[i]);
 	initStringInfo(&sets);
-	foreach(lc, u->sample_changesets)
+	for (int i = 0; i < u->nsamples; i++)
 	{
-		int64		id = *(int64 *) lfirst(lc);
-		bool		seen = false;
+		appendStringInfo(&keys, "%s%s", i ? ", " : "", u->samples[i].key);
+		for (int j = 0; j < u->samples[i].nchangesets; j++)
+		{
+			int64		id = u->samples[i].changesets[j];
+			ListCell   *lc;
+			bool		dup = false;
 
-		/* each change set once */
-		for (int i = 0; i < foreach_current_index(lc) && !seen; i++)
-			seen = *(int64 *) list_nth(u->sample_changesets, i) == id;
-		if (!seen)
+			/* each change set once */
+			foreach(lc, seen)
+				dup |= *(int64 *) lfirst(lc) == id;
+			if (dup)
+				continue;
+			seen = lappend(seen, &u->samples[i].changesets[j]);
 			appendStringInfo(&sets, "%s" INT64_FORMAT, sets.len ? ", " : "", id);
+		}
 	}
 	ereport(ERROR,
 			(errcode(ERRCODE_GUARD_RESTORE_CONFLICT),

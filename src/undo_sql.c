@@ -15,6 +15,11 @@
  *	5. INSERT the moved rows, whole, under their old key;
  *	6. INSERT the rows the change deleted.
  *
+ * The statements whose rows count as restored call guard._restore_tick()
+ * for each row they reach (in the join's filter, the last qual), so that
+ * guard.restore_progress() shows the rows written so far while one
+ * set-based statement runs.
+ *
  * All the deletes come before the inserts, so that keys come back free,
  * whatever order the change moved them in.  Rows are matched by key with
  * the key index's own equality operator, schema-qualified (citext's, or
@@ -106,7 +111,7 @@ insert_sql(RowUndo *u, UndoOp op)
 		first = false;
 	}
 	appendStringInfo(&sql, ") OVERRIDING SYSTEM VALUE SELECT %s FROM " UNDO_ENR_NAME
-					 " r WHERE r.op = '%c'", sel.data, guard_undo_opchar[op]);
+					 " r WHERE r.op = '%c'" UNDO_TICK, sel.data, guard_undo_opchar[op]);
 	return sql.data;
 }
 
@@ -132,7 +137,7 @@ update_sql(RowUndo *u)
 						 first ? "" : ", ", col, c, c, col);
 		first = false;
 	}
-	appendStringInfo(&sql, " FROM " UNDO_ENR_NAME " r WHERE r.op = '%c'%s",
+	appendStringInfo(&sql, " FROM " UNDO_ENR_NAME " r WHERE r.op = '%c'%s" UNDO_TICK,
 					 guard_undo_opchar[UNDO_UPDATE], key_join(u, false));
 	return sql.data;
 }
@@ -163,7 +168,7 @@ guard_undo_statements(RowUndo *u)
 
 	if (n[UNDO_DELETE_INSERTED] > 0)
 		list = add_statement(list,
-							 psprintf("DELETE FROM %s AS t USING " UNDO_ENR_NAME " r WHERE r.op = '%c'%s",
+							 psprintf("DELETE FROM %s AS t USING " UNDO_ENR_NAME " r WHERE r.op = '%c'%s" UNDO_TICK,
 									  u->qualname, guard_undo_opchar[UNDO_DELETE_INSERTED],
 									  key_join(u, false)),
 							 n[UNDO_DELETE_INSERTED], true);
