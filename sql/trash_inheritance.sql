@@ -1,9 +1,8 @@
 -- trash_inheritance: what a dropped protected table inherits from leaves it
--- at the DROP and comes back with the undo.  Inheritance trees (INHERITS)
--- cannot be protected (protect_inheritance_refused), so what is left are
--- typed tables (OF type): a dropped typed table no longer holds its type,
--- which can then be dropped as without guard, and the undo makes the table
--- typed again.
+-- at the DROP and comes back with the undo: a typed table (OF type) no
+-- longer holds its type, which can then be dropped as without guard; a
+-- child (linked to its parent after guard.protect(), which refuses
+-- inheritance trees) leaves its parent.
 SELECT fresh_ids();
 CREATE TYPE person AS (id int, name text);
 CREATE TABLE people OF person (PRIMARY KEY (id));
@@ -17,11 +16,18 @@ SELECT kind FROM guard.undrop('people');
 SELECT reloftype::regtype FROM pg_class WHERE oid = 'people'::regclass;
 SELECT md5(string_agg(people::text, ',' ORDER BY id)) = :'p0' AS same FROM people;
 
--- an inheritance child cannot be made of a protected table
+-- a protected child leaves its parent at its DROP, and comes back its child
 CREATE TABLE base (id int PRIMARY KEY, v text);
-SELECT expect_error($$CREATE TABLE people_child () INHERITS (people)$$);
-SELECT expect_error($$ALTER TABLE people INHERIT base$$);
+CREATE TABLE kid (id int PRIMARY KEY, v text);
+SELECT guard.protect('kid');
+ALTER TABLE kid INHERIT base;
+INSERT INTO kid VALUES (1, 'k');
+DROP TABLE kid;
+SELECT count(*) AS rows_through_base FROM base;
+SELECT kind FROM guard.undrop('kid');
+SELECT inhparent::regclass FROM pg_inherits WHERE inhrelid = 'kid'::regclass;
+SELECT count(*) AS rows_through_base FROM base;
 
-DROP TABLE people, base;
+DROP TABLE people, kid, base;
 DROP TYPE person;
 SELECT dropped_tables > 0 AS purged FROM guard.purge('0 seconds');

@@ -490,66 +490,6 @@ before_truncate(TruncateStmt *stmt)
 }
 
 /*
- * Refuse to link relation "child" to "parent" by inheritance (INHERITS, or
- * ALTER TABLE ... INHERIT) when either is protected: guard supports
- * partitioning, not inheritance (see guard.protect).
- */
-static void
-refuse_inheritance(Oid child, Oid parent)
-{
-	Oid			relids[2] = {child, parent};
-
-	if (!guard_enabled || !OidIsValid(get_extension_oid("guard", true)))
-		return;
-	for (int i = 0; i < 2; i++)
-	{
-		Relation	rel = OidIsValid(relids[i]) ? try_relation_open(relids[i], NoLock) : NULL;
-		bool		found = rel != NULL && guard_policy_lookup(rel)->found;
-
-		if (rel != NULL)
-			relation_close(rel, NoLock);
-		if (found)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("cannot make protected table \"%s\" part of an inheritance tree",
-							get_rel_name(relids[i])),
-					 errdetail("guard does not support table inheritance (INHERITS): a write through a parent reaches its children, whose rows restore could not tell apart."),
-					 errhint("Use partitioning instead, or unprotect the table first.")));
-	}
-}
-
-/*
- * Before CREATE TABLE ... INHERITS or ALTER TABLE ... INHERIT: refuse to
- * make a protected table part of an inheritance tree.
- */
-static void
-before_inherit(Node *parsetree)
-{
-	ListCell   *lc;
-
-	if (IsA(parsetree, CreateStmt))
-	{
-		CreateStmt *create = (CreateStmt *) parsetree;
-
-		if (create->partbound != NULL)
-			return;
-		foreach(lc, create->inhRelations)
-			refuse_inheritance(InvalidOid, RangeVarGetRelid((RangeVar *) lfirst(lc),
-															NoLock, true));
-		return;
-	}
-	foreach(lc, ((AlterTableStmt *) parsetree)->cmds)
-	{
-		AlterTableCmd *cmd = (AlterTableCmd *) lfirst(lc);
-
-		if (cmd->subtype == AT_AddInherit)
-			refuse_inheritance(RangeVarGetRelid(((AlterTableStmt *) parsetree)->relation,
-												NoLock, true),
-							   RangeVarGetRelid((RangeVar *) cmd->def, NoLock, true));
-	}
-}
-
-/*
  * Before a utility command: snapshot what it would destroy, and list what
  * to record after it.  A DROP that reaches protected tables moves them to
  * the trash (drop.c): *replaced is set to the statement to run instead,
@@ -569,11 +509,7 @@ guard_ddl_before(PlannedStmt *pstmt, Node **replaced, bool *hold_cascade)
 
 	switch (nodeTag(parsetree))
 	{
-		case T_CreateStmt:
-			before_inherit(parsetree);
-			break;
 		case T_AlterTableStmt:
-			before_inherit(parsetree);
 			after = before_alter_table((AlterTableStmt *) parsetree, after);
 			break;
 		case T_RenameStmt:
