@@ -290,5 +290,51 @@ BEGIN
 			HINT = 'guard.changes lists the drops guard recorded (kind DROP TABLE).';
 	END IF;
 	RETURN QUERY SELECT * FROM guard.restore_change(dropped);
+-- Logical replication (issue 16, SPEC Guarantee 9; src/publication.c):
+-- guard's own tables are not published by a publication FOR ALL TABLES, and
+-- a subscriber keeps its own records.
+--
+-- guard.publication names the publications that CREATE PUBLICATION ... FOR
+-- ALL TABLES made, in a database with guard, as FOR TABLES IN SCHEMA every
+-- schema but guard's: the schemas created later are added to them.  Kept by
+-- pg_dump, with the publications.
+CREATE TABLE guard.publication (
+	pubname name PRIMARY KEY
+);
+SELECT pg_catalog.pg_extension_config_dump('guard.publication', '');
+
+-- In a logical replication worker, a row applied to one of guard's tables is
+-- another server's record: keep_local_records (ENABLE REPLICA: it fires only
+-- where session_replication_role is replica, as in those workers) skips it.
+CREATE FUNCTION guard.keep_local_records() RETURNS trigger
+LANGUAGE C AS 'MODULE_PATHNAME', 'guard_keep_local_records';
+REVOKE ALL ON FUNCTION guard.keep_local_records() FROM PUBLIC;
+DO $$
+DECLARE
+	t regclass;
+BEGIN
+	FOR t IN SELECT c.oid FROM pg_catalog.pg_class c
+			  WHERE c.relnamespace = 'guard'::regnamespace AND c.relkind = 'r'
+			  ORDER BY c.relname
+	LOOP
+		EXECUTE format('CREATE TRIGGER keep_local_records BEFORE INSERT OR UPDATE OR DELETE'
+					   ' ON %s FOR EACH ROW EXECUTE FUNCTION guard.keep_local_records()', t);
+		EXECUTE format('ALTER TABLE %s ENABLE REPLICA TRIGGER keep_local_records', t);
+	END LOOP;
+END
+$$;
+
+-- A publication FOR ALL TABLES made before guard was installed publishes
+-- guard's tables: say so.
+DO $$
+DECLARE
+	p name;
+BEGIN
+	FOR p IN SELECT pubname FROM pg_catalog.pg_publication WHERE puballtables ORDER BY 1
+	LOOP
+		RAISE WARNING 'publication "%" publishes guard''s own tables', p
+			USING DETAIL = 'It was made FOR ALL TABLES before guard was installed.',
+				  HINT = 'Drop it and create it again: guard then leaves its tables out. A subscriber without guard cannot subscribe to it.';
+	END LOOP;
 END
 $$;

@@ -30,6 +30,11 @@
  *					publications, owner), saved and cut
  *	depend.c		views and statistics on a table, saved as SQL
  *	trial.c			a drop run in a subtransaction rolled back
+ *	hooks.c			executor and utility hooks -> ddl, policy, changes,
+ *					publication
+ *	publication.c	publications FOR ALL TABLES without guard's tables;
+ *					a subscriber's records kept its own
+ *	restore.c		guard.restore() -> ddl, shadow, changes, policy, rows
  *	ddl.c			schema changes of protected tables -> invariants,
  *					shadow, changes, policy, rows, ddl_*
  *	schema_undo.c	the undo of schema changes -> ddl_*, undo
@@ -138,6 +143,9 @@ extern Oid	guard_relid(const char *relname);
 
 /* hooks.c: executor and utility hooks */
 extern void guard_install_hooks(void);
+
+/* publication.c: guard's own tables stay out of publications FOR ALL TABLES */
+extern PlannedStmt *guard_publication_utility(PlannedStmt *pstmt);
 
 /* policy.c: who is protected and how */
 typedef enum GuardCapture

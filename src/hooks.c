@@ -329,6 +329,9 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 	check_utility(parsetree);
 
+	/* a publication FOR ALL TABLES leaves guard's own tables out */
+	pstmt = guard_publication_utility(pstmt);
+
 	/*
 	 * A partition created under, attached to or detached from a protected
 	 * table gains or loses guard's triggers.  Only these commands: an event

@@ -6,11 +6,12 @@
 # subscribe at all.  On the subscriber, a restore of its own change reports
 # a row that replication wrote since as a conflict.
 #
-# PENDING (test/t-pending): fails on today's code; see the report of
-# issue 16.  pg_publication_tables lists guard's tables, so the
-# subscription tries to copy them: into a subscriber with guard, where the
-# copies collide with its own records; into one without, where CREATE
-# SUBSCRIPTION fails for want of guard's tables.
+# guard turns the publication into one FOR TABLES IN SCHEMA every schema
+# but its own, and adds the schemas created later (src/publication.c); a
+# subscriber running guard drops the rows a subscription applies to
+# guard's tables, so that even a publisher that publishes them by name
+# cannot overwrite its records.  A publication FOR ALL TABLES made before
+# guard was installed is reported by CREATE EXTENSION guard.
 use strict;
 use warnings;
 
@@ -76,6 +77,7 @@ SELECT md5(concat(
 	(SELECT string_agg(l::text, E'\n' ORDER BY layout_id) FROM guard.layout l),
 	(SELECT string_agg(p::text, E'\n' ORDER BY relid::oid) FROM guard.policy p)))};
 my $sub_records = $sub->safe_psql('postgres', $records_sql);
+my $table_later;
 
 # Subscribe; wait until acct is copied and the subscription caught up.
 my $connstr = $pub->connstr . ' dbname=postgres';
@@ -127,7 +129,48 @@ is( $sub->safe_psql(
 	'1',
 	'on the subscriber, a restore of its own change reports the replicated write as a conflict');
 
+# A schema the publisher creates later joins the publication: after a
+# refresh, its table reaches the subscriber.
+$table_later = q{CREATE SCHEMA later; CREATE TABLE later.items (id int PRIMARY KEY, v text);};
+$pub->safe_psql('postgres', $table_later . q{INSERT INTO later.items VALUES (1, 'later');});
+$sub->safe_psql('postgres', $table_later);
+$sub->safe_psql('postgres', q{ALTER SUBSCRIPTION s REFRESH PUBLICATION});
+ok( $sub->poll_query_until(
+		'postgres', q{
+SELECT srsubstate IN ('r', 's') FROM pg_subscription_rel WHERE srrelid = 'later.items'::regclass}),
+	'a table in a schema created later is published');
+$pub->wait_for_catchup('s');
+is($sub->safe_psql('postgres', q{SELECT v FROM later.items}), 'later',
+	'and reaches the subscriber');
+
+# A publisher that publishes guard's tables by name: the subscriber with
+# guard copies none of their rows, applies none of their changes, and keeps
+# its own records.
+$pub->safe_psql('postgres', q{CREATE PUBLICATION guard_records FOR TABLES IN SCHEMA guard});
+$sub_records = $sub->safe_psql('postgres', $records_sql);
+$log_offset = -s $sub->logfile;
+$sub->safe_psql('postgres',
+	"CREATE SUBSCRIPTION sg CONNECTION '$connstr' PUBLICATION guard_records WITH (slot_name = sg)");
+ok( $sub->poll_query_until(
+		'postgres', q{
+SELECT count(*) > 0 AND bool_and(srsubstate IN ('r', 's'))
+  FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid
+ WHERE s.subname = 'sg'}),
+	'a subscription of guard\'s tables by name syncs');
+$pub->safe_psql('postgres', q{UPDATE acct SET note = 'guarded again' WHERE id = 99});
+$pub->wait_for_catchup('sg');
+$pub->wait_for_catchup('s');
+is($sub->safe_psql('postgres', q{SELECT note FROM acct WHERE id = 99}), 'guarded again',
+	'the protected table still replicates');
+is($sub->safe_psql('postgres', $records_sql), $sub_records,
+	'the subscriber\'s guard records stay its own');
+unlike(slurp_file($sub->logfile, $log_offset), qr/ERROR:/,
+	'no replication worker failed')
+  or diag(join("\n", grep { /ERROR:/ } split /\n/, slurp_file($sub->logfile, $log_offset)));
+$sub->safe_psql('postgres', q{DROP SUBSCRIPTION sg});
+
 # A subscriber without guard can subscribe to the publication.
+$plain->safe_psql('postgres', $table_later);
 my ($rc, $out, $err) = (0, '', '');
 $rc = $plain->psql('postgres',
 	"CREATE SUBSCRIPTION plain CONNECTION '$connstr' PUBLICATION p WITH (slot_name = plain)",
@@ -153,6 +196,7 @@ $fresh->safe_psql(
 	'postgres', qq{
 CREATE EXTENSION guard;
 $table
+$table_later
 CREATE TABLE local_notes (id int PRIMARY KEY, body text);
 INSERT INTO local_notes SELECT g, 'note ' || g FROM generate_series(1, 5) g;
 SELECT guard.protect('local_notes');
@@ -173,6 +217,15 @@ is( $fresh->safe_psql(
 		'postgres', q{SELECT string_agg(relation || ' ' || kind, ', ') FROM guard.changes}),
 	'public.local_notes UPDATE',
 	'and is its only change record');
+
+# A publication FOR ALL TABLES made before guard was installed publishes
+# guard's tables: CREATE EXTENSION guard says so.
+$fresh->safe_psql('postgres', q{CREATE DATABASE late; });
+$fresh->safe_psql('late', q{CREATE PUBLICATION early FOR ALL TABLES});
+($rc, $out, $err) = (0, '', '');
+$fresh->psql('late', q{CREATE EXTENSION guard}, stdout => \$out, stderr => \$err);
+like($err, qr/WARNING:  publication "early" publishes guard's own tables/,
+	'CREATE EXTENSION warns of a publication FOR ALL TABLES made before');
 
 $fresh->stop;
 $plain->stop;
