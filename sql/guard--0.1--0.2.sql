@@ -296,12 +296,12 @@ BEGIN
 --
 -- guard.publication names the publications that CREATE PUBLICATION ... FOR
 -- ALL TABLES made, in a database with guard, as FOR TABLES IN SCHEMA every
--- schema but guard's: the schemas created later are added to them.  Kept by
--- pg_dump, with the publications.
+-- schema but guard's: the schemas created later are added to them, and
+-- their tables and schemas cannot be changed, as for FOR ALL TABLES.  Not
+-- dumped: pg_dump makes them plain FOR TABLES IN SCHEMA publications.
 CREATE TABLE guard.publication (
 	pubname name PRIMARY KEY
 );
-SELECT pg_catalog.pg_extension_config_dump('guard.publication', '');
 
 -- In a logical replication worker, a row applied to one of guard's tables is
 -- another server's record: keep_local_records (ENABLE REPLICA: it fires only

@@ -26,6 +26,13 @@ SELECT schemaname, tablename FROM pg_publication_tables
  WHERE pubname = 'pub_all' AND (tablename IN ('t1', 'pub_plain') OR schemaname LIKE 'guard%')
  ORDER BY 1, 2;
 
+-- its tables and schemas cannot be changed, as with FOR ALL TABLES (with
+-- PostgreSQL's errors); its options can
+SELECT expect_error('ALTER PUBLICATION pub_all ADD TABLE pub_a.t1');
+SELECT expect_error('ALTER PUBLICATION pub_all DROP TABLES IN SCHEMA pub_a');
+SELECT expect_error('ALTER PUBLICATION pub_all SET TABLES IN SCHEMA pub_no_such_schema');
+ALTER PUBLICATION pub_all SET (publish = 'insert, update');
+
 -- a schema created later joins at commit; one rolled back does not
 CREATE SCHEMA pub_b CREATE TABLE t2 (id int PRIMARY KEY);
 BEGIN;

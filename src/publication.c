@@ -44,6 +44,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "replication/logicalworker.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -256,6 +257,75 @@ note_schema_created(void)
 }
 
 /*
+ * Whether "pubname" names a publication guard made of one FOR ALL TABLES.
+ */
+static bool
+publication_is_managed(const char *pubname)
+{
+	GuardAsRole owner;
+	Oid			types[1] = {NAMEOID};
+	Datum		values[1];
+	bool		managed;
+
+	values[0] = CStringGetDatum(pubname);
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("SELECT FROM guard.publication WHERE pubname = $1", 1, types, values, NULL);
+	managed = SPI_processed > 0;
+	guard_as_role_end(&owner);
+	return managed;
+}
+
+/*
+ * ALTER PUBLICATION ... ADD/DROP/SET of tables or schemas, on a publication
+ * guard made of one FOR ALL TABLES, fails as it would on that one, with
+ * PostgreSQL's error; the errors PostgreSQL raises first (no such
+ * publication or schema, not its owner, a non-superuser adding schemas)
+ * are left to it.
+ */
+static void
+refuse_alter_for_all_tables(AlterPublicationStmt *stmt)
+{
+	Oid			pubid = get_publication_oid(stmt->pubname, true);
+	bool		schemas = false;
+	bool		tables = false;
+	ListCell   *lc;
+
+	if (stmt->pubobjects == NIL || !OidIsValid(pubid) ||
+		!pg_publication_ownercheck(pubid, GetUserId()) ||
+		!publication_is_managed(stmt->pubname))
+		return;
+	foreach(lc, stmt->pubobjects)
+	{
+		PublicationObjSpec *obj = lfirst(lc);
+
+		if (obj->pubobjtype == PUBLICATIONOBJ_TABLE)
+			tables = true;
+		else if (obj->pubobjtype == PUBLICATIONOBJ_TABLES_IN_CUR_SCHEMA)
+			schemas = true;
+		else if (obj->pubobjtype == PUBLICATIONOBJ_TABLES_IN_SCHEMA)
+		{
+			if (!OidIsValid(get_namespace_oid(obj->name, true)))
+				return;
+			schemas = true;
+		}
+	}
+	if (schemas && stmt->action != AP_DropObjects && !superuser())
+		return;
+	if (schemas)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("publication \"%s\" is defined as FOR ALL TABLES",
+						stmt->pubname),
+				 errdetail("Schemas cannot be added to or dropped from FOR ALL TABLES publications.")));
+	if (tables)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("publication \"%s\" is defined as FOR ALL TABLES",
+						stmt->pubname),
+				 errdetail("Tables cannot be added to or dropped from FOR ALL TABLES publications.")));
+}
+
+/*
  * Called from the utility hook with each statement, before it runs: returns
  * the statement to run instead (see the file's header), or the same one.
  * Keeps guard.publication in step with renames and drops of publications,
@@ -285,14 +355,22 @@ guard_publication_utility(PlannedStmt *pstmt)
 									list_make1(stmt->pubname), NULL);
 				break;
 			}
+		case T_AlterPublicationStmt:
+			if (!creating_extension && publications_managed())
+				refuse_alter_for_all_tables((AlterPublicationStmt *) parsetree);
+			break;
 		case T_RenameStmt:
 			{
 				RenameStmt *stmt = (RenameStmt *) parsetree;
 
-				if (stmt->renameType == OBJECT_PUBLICATION && publications_managed())
-					run_on_publications("UPDATE guard.publication SET pubname = $2"
-										" WHERE pubname = ANY ($1)",
-										list_make1(strVal(stmt->object)), stmt->newname);
+				if (stmt->renameType != OBJECT_PUBLICATION || !publications_managed())
+					break;
+				/* a row left by a publication dropped otherwise (DROP OWNED) */
+				run_on_publications("DELETE FROM guard.publication WHERE pubname = ANY ($1)",
+									list_make1(stmt->newname), NULL);
+				run_on_publications("UPDATE guard.publication SET pubname = $2"
+									" WHERE pubname = ANY ($1)",
+									list_make1(strVal(stmt->object)), stmt->newname);
 				break;
 			}
 		case T_DropStmt:
