@@ -115,7 +115,7 @@ src/undo.o src/undo_judge.o src/undo_moves.o src/undo_sql.o: src/undo.h
 src/past.o src/past_walk.o: src/past.h
 src/drill.o src/drill_judge.o: src/drill.h
 
-.PHONY: demo test bench check-postgres sqlsmith
+.PHONY: demo test bench check-postgres sqlsmith check-ha
 demo:
 	bash test/run-demo.sh
 test:
@@ -127,3 +127,6 @@ check-postgres:
 # a bounded sqlsmith run against a server with guard (not part of `make test`)
 sqlsmith:
 	bash test/sqlsmith.sh
+
+check-ha:
+	bash test/check-ha.sh
