@@ -290,6 +290,9 @@ BEGIN
 			HINT = 'guard.changes lists the drops guard recorded (kind DROP TABLE).';
 	END IF;
 	RETURN QUERY SELECT * FROM guard.restore_change(dropped);
+END
+$$;
+
 -- Logical replication (issue 16, SPEC Guarantee 9; src/publication.c):
 -- guard's own tables are not published by a publication FOR ALL TABLES, and
 -- a subscriber keeps its own records.
