@@ -14,61 +14,9 @@
  * change, the other objects its undo dropped or recreated (the index built
  * on a column whose ADD COLUMN is undone, the foreign keys a DROP COLUMN
  * took along), in a new column "objects".  The functions returning the
- * report are recreated with it; guard.undrop returns what restore_change
- * returns.
+ * report are recreated once, with all their new columns and arguments, at
+ * the end of the "Restore at scale" block below.
  */
-DROP FUNCTION guard.undrop(text);
-DROP FUNCTION guard.restore(bigint, bool, text);
-DROP FUNCTION guard.restore_change(bigint, bool, text);
-DROP FUNCTION guard.restore_to(pg_catalog.regclass, timestamptz, bool, text);
-
-CREATE FUNCTION guard.restore(changeset_id bigint, dry_run bool DEFAULT false,
-							  on_conflict text DEFAULT 'abort')
-RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
-			   rows_restored bigint, rows_skipped bigint, conflicts bigint,
-			   objects text[])
-AS 'MODULE_PATHNAME', 'guard_restore'
-LANGUAGE C VOLATILE;
-
-CREATE FUNCTION guard.restore_change(change_id bigint, dry_run bool DEFAULT false,
-									 on_conflict text DEFAULT 'abort')
-RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
-			   rows_restored bigint, rows_skipped bigint, conflicts bigint,
-			   objects text[])
-AS 'MODULE_PATHNAME', 'guard_restore_change'
-LANGUAGE C VOLATILE;
-
-CREATE FUNCTION guard.restore_to(rel pg_catalog.regclass, at timestamptz,
-								 dry_run bool DEFAULT false,
-								 on_conflict text DEFAULT 'abort')
-RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
-			   rows_restored bigint, rows_skipped bigint, conflicts bigint,
-			   objects text[])
-AS 'MODULE_PATHNAME', 'guard_restore_to'
-LANGUAGE C VOLATILE;
-
-CREATE FUNCTION guard.undrop(name text)
-RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
-			   rows_restored bigint, rows_skipped bigint, conflicts bigint,
-			   objects text[])
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-	dropped bigint;
-BEGIN
-	SELECT max(c.change_id) INTO dropped
-	  FROM guard.changes c
-	 WHERE c.kind = 'DROP TABLE' AND c.state = 'active'
-	   AND (c.relation = undrop.name OR c.detail ->> 'name' = undrop.name);
-	IF dropped IS NULL THEN
-		RAISE EXCEPTION USING ERRCODE = 'undefined_table',
-			MESSAGE = format('no dropped table named %s to undrop', undrop.name),
-			HINT = 'guard.changes lists the drops guard recorded (kind DROP TABLE).';
-	END IF;
-	RETURN QUERY SELECT * FROM guard.restore_change(dropped);
-END
-$$;
 
 -- Rehearse and history (issue 15): guard.rehearse, guard.as_of, guard.history
 
@@ -106,7 +54,7 @@ LANGUAGE C CALLED ON NULL INPUT VOLATILE;
  * transaction leaves one labelled part per migration and a restore of a
  * migration can tell the tool.  guard.label_wait links the change sets of
  * a sqitch deploy script to the registry transaction that will name them.
- * guard.restore() takes a label, to undo one part.  The statement text of
+ * guard.restore() takes a label, to undo one part (recreated with it below).  The statement text of
  * a change is shown only to those who may read every table its statement
  * changed, with no row-level security hiding rows from them (or to
  * guard_admin): it may quote their values.
@@ -192,16 +140,6 @@ SELECT cs.changeset_id,
 							  GROUP BY x.label) p) l ON true
  GROUP BY cs.changeset_id, l.labels;
 
-DROP FUNCTION guard.restore(bigint, bool, text);
-CREATE FUNCTION guard.restore(changeset_id bigint, dry_run bool DEFAULT false,
-							  on_conflict text DEFAULT 'abort',
-							  label text DEFAULT NULL)
-RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
-			   rows_restored bigint, rows_skipped bigint, conflicts bigint,
-			   objects text[])
-AS 'MODULE_PATHNAME', 'guard_restore'
-LANGUAGE C VOLATILE;
-
 /*
  * Restore at scale (issue 18): progress and estimate.
  *
@@ -238,7 +176,7 @@ CREATE INDEX restore_rate_kind_idx ON guard.restore_rate (kind, at);
 REVOKE ALL ON guard.restore_rate FROM PUBLIC;
 
 DROP FUNCTION guard.undrop(text);
-DROP FUNCTION guard.restore(bigint, bool, text, text);
+DROP FUNCTION guard.restore(bigint, bool, text);
 DROP FUNCTION guard.restore_change(bigint, bool, text);
 DROP FUNCTION guard.restore_to(pg_catalog.regclass, timestamptz, bool, text);
 

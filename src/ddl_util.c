@@ -332,38 +332,6 @@ guard_run_saved(const GuardSchemaTarget *t, List *saved,
 void
 guard_schema_blocked(const GuardChange *change, const char *what)
 {
-	GuardAsRole owner;
-	Oid			types[2] = {OIDARRAYOID, INT8OID};
-	Datum		values[2];
-	int64		later = 0;
-	char	   *kind = NULL;
-
-	values[0] = guard_related_relids(change->relid);
-	values[1] = Int64GetDatum(change->change_id);
-	guard_as_role_begin(&owner, InvalidOid);
-	guard_run_sql("SELECT changeset_id, kind FROM guard.change"
-				  " WHERE relid = ANY ($1) AND change_id > $2 AND detail IS NOT NULL"
-				  " AND state = 'active' ORDER BY change_id LIMIT 1",
-				  2, types, values, NULL);
-	if (SPI_processed > 0)
-	{
-		bool		isnull;
-
-		later = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-		kind = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-		kind = kind ? MemoryContextStrdup(TopTransactionContext, kind) : NULL;
-	}
-	guard_as_role_end(&owner);
-	if (later != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot restore change " INT64_FORMAT " of table \"%s\": %s",
-						change->change_id, guard_undo_relname(change), what),
-				 errdetail("Change set " INT64_FORMAT " (%s) altered the table later.", later, kind),
-				 errhint("Restore change set " INT64_FORMAT " first.", later)));
-	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("cannot restore change " INT64_FORMAT " of table \"%s\": %s",
-					change->change_id, guard_undo_relname(change), what),
-			 errhint("The table was altered in a way guard did not record; put it back as it was first.")));
+	guard_undo_blocked(change, what,
+					   "The table was altered in a way guard did not record; put it back as it was first.");
 }

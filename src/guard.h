@@ -651,6 +651,8 @@ extern void guard_undo_rows(const GuardChange *change, GuardOnConflict mode,
 							GuardRestoreReport *report);
 
 /* undo_judge.c: which change cannot be restored, for messages */
+extern void guard_undo_blocked(const GuardChange *change, const char *what,
+							   const char *hint) pg_attribute_noreturn();
 extern void guard_undo_blocked_error(const GuardChange *change,
 									 const char *column) pg_attribute_noreturn();
 extern void guard_undo_check_captured(const GuardChange *change);

@@ -41,11 +41,13 @@
 #include "undo.h"
 
 /*
- * The ERROR for a change that a later schema change keeps from being
- * undone: it names the later change set to restore first.
+ * The ERROR for a change that a later change to its table keeps from being
+ * undone ("what" says what is in the way): it names the later change set
+ * to restore first if guard recorded one, else says "hint".  Row undo and
+ * every schema undo recipe (ddl_util.c) end here.
  */
 void
-guard_undo_blocked_error(const GuardChange *change, const char *column)
+guard_undo_blocked(const GuardChange *change, const char *what, const char *hint)
 {
 	GuardAsRole owner;
 	Oid			types[2] = {OIDARRAYOID, INT8OID};
@@ -73,15 +75,27 @@ guard_undo_blocked_error(const GuardChange *change, const char *column)
 	if (later != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot restore change " INT64_FORMAT " of table \"%s\": column \"%s\" was dropped or changed type since",
-						change->change_id, guard_undo_relname(change), column),
+				 errmsg("cannot restore change " INT64_FORMAT " of table \"%s\": %s",
+						change->change_id, guard_undo_relname(change), what),
 				 errdetail("Change set " INT64_FORMAT " (%s) altered the table later.", later, kind),
 				 errhint("Restore change set " INT64_FORMAT " first.", later)));
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-			 errmsg("cannot restore change " INT64_FORMAT " of table \"%s\": column \"%s\" was dropped or changed type since",
-					change->change_id, guard_undo_relname(change), column),
-			 errhint("The table was altered in a way guard did not record; put the column back first.")));
+			 errmsg("cannot restore change " INT64_FORMAT " of table \"%s\": %s",
+					change->change_id, guard_undo_relname(change), what),
+			 errhint("%s", hint)));
+}
+
+/*
+ * The ERROR for a change whose column a later schema change dropped or
+ * converted (see guard_undo_blocked()).
+ */
+void
+guard_undo_blocked_error(const GuardChange *change, const char *column)
+{
+	guard_undo_blocked(change,
+					   psprintf("column \"%s\" was dropped or changed type since", column),
+					   "The table was altered in a way guard did not record; put the column back first.");
 }
 
 /*
