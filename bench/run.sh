@@ -70,7 +70,7 @@ done
 selected() { [[ " ${WORKLOADS[*]} " == *" $1 "* ]]; }
 
 SLOW_RATIO=${BENCH_SLOW_RATIO:-4}
-PEERS=(none guard row_trigger transition tablelog)
+read -r -a PEERS <<<"${BENCH_PEERS:-none guard row_trigger transition tablelog}"
 RESULTS_DIR=$HERE/results
 mkdir -p "$RESULTS_DIR"
 

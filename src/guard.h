@@ -537,6 +537,7 @@ extern void guard_writer_add(GuardWriter *w, Datum *values, bool *nulls);
 extern void guard_writer_end(GuardWriter *w);
 extern void guard_writer_insert(const char *relname, int natts,
 								Datum *values, bool *nulls);
+extern void guard_writer_close_kept(void);
 
 /* shadow.c: packed before-images */
 typedef enum GuardRowOp

@@ -329,6 +329,9 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 
 	check_utility(parsetree);
 
+	/* DDL may alter or drop guard's own tables: none stays open (writer.c) */
+	guard_writer_close_kept();
+
 	/* a publication FOR ALL TABLES leaves guard's own tables out */
 	pstmt = guard_publication_utility(pstmt);
 

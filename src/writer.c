@@ -22,10 +22,18 @@
  * executor state's), deleted by guard_writer_end(); an error unwinds with
  * the transaction.
  *
- * A change record is written by a writer of its own, once per statement:
- * so that this costs no more than a catalog insert, the tables' CHECK
- * constraints are parsed and planned once and kept in a small cache,
- * invalidated through relcache and syscache callbacks.
+ * A change record is written once per statement, a change set record once
+ * per transaction (guard_writer_insert).  So that this costs no more than a
+ * catalog insert, the tables' CHECK constraints are parsed and planned once
+ * and kept in a small cache, invalidated through relcache and syscache
+ * callbacks; and the writer of each such table is kept open until the next
+ * utility statement or the end of the transaction (a kept writer: see
+ * keep_writer), so that the 10,000 one-row UPDATEs of a PL/pgSQL loop, or
+ * the statements of a migration, open guard.change and
+ * its indexes, and build their executor state, once and not 10,000 times.
+ * Each row is still written at once, in the subtransaction and under the
+ * command id of the statement that made it: only the open relations are
+ * kept, never rows.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,6 +44,7 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
+#include "utils/resowner.h"
 #include "executor/executor.h"
 #include "nodes/execnodes.h"
 #include "nodes/makefuncs.h"
@@ -344,16 +353,236 @@ guard_writer_end(GuardWriter *w)
 }
 
 /*
- * Insert one row into guard's table "relname": for records written one at
- * a time (a change, a change set).  The same path as a writer of many rows;
- * a single row never makes a BulkInsertState.
+ * Kept writers.  A writer of guard.change (or of another of guard's tables
+ * that guard_writer_insert writes one row at a time) is opened once and
+ * kept until one of these closes it:
+ *
+ *	- a utility statement starts (hooks.c calls guard_writer_close_kept):
+ *	  ALTER, DROP or TRUNCATE of guard's own tables (ALTER EXTENSION
+ *	  UPDATE, DROP EXTENSION, purge) refuse a table this session holds open
+ *	  (CheckTableNotInUse), and DDL may change its indexes;
+ *	- the table's relcache entry is invalidated (its index list may have
+ *	  changed): the writer is marked stale, and closed at its next use;
+ *	- the transaction commits or prepares (closed at PRE_COMMIT /
+ *	  PRE_PREPARE; rows written after that use a writer of their own), or
+ *	  aborts (forgotten: the resource owner releases what it held).
+ *
+ * A kept writer lives in TopTransactionContext and holds its relations and
+ * locks under TopTransactionResourceOwner, so that a subtransaction that
+ * opened it can end without taking them along; the rows it writes are
+ * written at once, as any other, in the current subtransaction.  A
+ * subtransaction that aborts while a row was being written leaves no row
+ * buffered: the writer's buffer is emptied then.
+ */
+#define KEPT_WRITERS	4
+
+typedef struct KeptWriter
+{
+	const char *relname;		/* NULL: a free slot */
+	Oid			relid;
+	GuardWriter *w;
+	bool		stale;			/* the relcache entry was invalidated */
+} KeptWriter;
+
+static KeptWriter kept[KEPT_WRITERS];
+static int	nkept = 0;
+static bool kept_allowed = true;	/* false from PRE_COMMIT on */
+static bool kept_callbacks_registered = false;
+
+/*
+ * Close the kept writer in slot "i", under the resource owner that opened it.
+ */
+static void
+close_kept(int i)
+{
+	ResourceOwner save = CurrentResourceOwner;
+	GuardWriter *w = kept[i].w;
+
+	memset(&kept[i], 0, sizeof(KeptWriter));
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	PG_TRY();
+	{
+		guard_writer_end(w);
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = save;
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Close every kept writer: a utility statement is about to run, or the
+ * transaction is about to commit.
+ */
+void
+guard_writer_close_kept(void)
+{
+	for (int i = 0; i < nkept; i++)
+	{
+		if (kept[i].w != NULL)
+			close_kept(i);
+	}
+	nkept = 0;
+}
+
+/*
+ * Transaction callback: close the kept writers before commit, forget them
+ * at abort (the transaction's memory and resource owner go with them).
+ */
+static void
+kept_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			guard_writer_close_kept();
+			kept_allowed = false;
+			break;
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			memset(kept, 0, sizeof(kept));
+			nkept = 0;
+			kept_allowed = true;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * Subtransaction callback: a row whose writing an error interrupted is not
+ * written; drop it from the buffer (the rest of the writer stays usable:
+ * its relations are the transaction's).
+ */
+static void
+kept_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+					  SubTransactionId parentSubid, void *arg)
+{
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	for (int i = 0; i < nkept; i++)
+	{
+		GuardWriter *w = kept[i].w;
+
+		if (w == NULL)
+			continue;
+		for (int j = 0; j < w->nused; j++)
+			ExecClearTuple(w->slots[j]);
+		w->nused = 0;
+		w->bytes = 0;
+		ResetPerTupleExprContext(w->estate);
+	}
+}
+
+/*
+ * Relcache callback: a kept writer's table changed (or all did); close its
+ * writer at its next use.
+ */
+static void
+kept_relcache_callback(Datum arg, Oid relid)
+{
+	for (int i = 0; i < nkept; i++)
+	{
+		if (kept[i].w != NULL && (!OidIsValid(relid) || kept[i].relid == relid))
+			kept[i].stale = true;
+	}
+}
+
+/*
+ * The kept writer of guard's table "relname", opened now if there is none
+ * (or only a stale one).  NULL if none may be kept now.
+ */
+static GuardWriter *
+keep_writer(const char *relname, int natts)
+{
+	int			free_slot = -1;
+	MemoryContext old;
+	ResourceOwner save;
+	GuardWriter *w;
+
+	if (!kept_allowed || !IsTransactionState() || IsInParallelMode())
+		return NULL;
+	for (int i = 0; i < nkept; i++)
+	{
+		if (kept[i].w == NULL)
+		{
+			if (free_slot < 0)
+				free_slot = i;
+			continue;
+		}
+		if (strcmp(kept[i].relname, relname) != 0)
+			continue;
+		if (!kept[i].stale)
+			return kept[i].w;
+		close_kept(i);
+		free_slot = i;
+		break;
+	}
+	if (free_slot < 0)
+	{
+		if (nkept == KEPT_WRITERS)
+			return NULL;
+		free_slot = nkept++;
+	}
+	if (!kept_callbacks_registered)
+	{
+		RegisterXactCallback(kept_xact_callback, NULL);
+		RegisterSubXactCallback(kept_subxact_callback, NULL);
+		CacheRegisterRelcacheCallback(kept_relcache_callback, (Datum) 0);
+		kept_callbacks_registered = true;
+	}
+
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	save = CurrentResourceOwner;
+	CurrentResourceOwner = TopTransactionResourceOwner;
+	PG_TRY();
+	{
+		w = guard_writer_begin(relname, natts);
+		/* its one slot, too: a slot pins the descriptor in the owner */
+		MemoryContextSwitchTo(w->cxt);
+		w->maxslots = 1;
+		w->slots = palloc(sizeof(TupleTableSlot *));
+		w->slots[w->nslots++] = table_slot_create(w->rel, NULL);
+	}
+	PG_FINALLY();
+	{
+		CurrentResourceOwner = save;
+		MemoryContextSwitchTo(old);
+	}
+	PG_END_TRY();
+	kept[free_slot].relname = relname;
+	kept[free_slot].relid = RelationGetRelid(w->rel);
+	kept[free_slot].w = w;
+	kept[free_slot].stale = false;
+	return w;
+}
+
+/*
+ * Insert one row into guard's table "relname" now: for records written one
+ * at a time (a change, a change set).  The same path as a writer of many
+ * rows, through a kept writer when one may be kept; a single row never
+ * makes a BulkInsertState.  "relname" must be a string constant.
  */
 void
 guard_writer_insert(const char *relname, int natts, Datum *values,
 					bool *nulls)
 {
-	GuardWriter *w = guard_writer_begin(relname, natts);
+	GuardWriter *w = keep_writer(relname, natts);
 
+	if (w == NULL)
+	{
+		w = guard_writer_begin(relname, natts);
+		guard_writer_add(w, values, nulls);
+		guard_writer_end(w);
+		return;
+	}
+	/* one row at a time: the slot made with the writer is the only one */
+	Assert(w->nused == 0 && w->nslots == 1);
 	guard_writer_add(w, values, nulls);
-	guard_writer_end(w);
+	writer_flush(w);
 }
