@@ -602,7 +602,7 @@ extern uint32 shadow_hash_value(Datum value, bool isnull, int16 typlen,
 /*
  * Restore, from the top down: drill.c (verify_restore; with drill_judge.c
  * behind the private drill.h) -> restore.c (the SQL functions and the
- * driver) -> schema_undo.c (schema change recipes) -> undo.c (row undo;
+ * driver; restore_rate.c the estimates) -> schema_undo.c (schema change recipes) -> undo.c (row undo;
  * with undo_moves.c, undo_judge.c, undo_sql.c, undo_plan.c and
  * plan_store.c behind the private undo.h) -> undo_target.c (the table
  * written, and the context of the writes), fkcheck.c (the foreign keys
