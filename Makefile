@@ -48,7 +48,10 @@ OBJS = \
 	src/undo_judge.o \
 	src/undo_moves.o \
 	src/undo_sql.o \
+	src/plan_store.o \
+	src/undo_plan.o \
 	src/schema_undo.o \
+	src/restore_rate.o \
 	src/restore.o \
 	src/drill.o \
 	src/drill_judge.o \
@@ -82,7 +85,7 @@ REGRESS = setup policy_validation policy_permissions policy_view policy_refuses_
 	restore_toasted_values restore_partition_column_order restore_key_types \
 	restore_key_shifts restore_wide_table restore_change_in_changeset \
 	restore_estimate capture_in_loops \
-	verify_restore_agrees \
+	verify_restore_agrees restore_read_only \
 	invariants_validation invariants_enforce invariants_warn rails \
 	cache_invalidation \
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration ddl_partition_drop \
@@ -111,7 +114,8 @@ include $(PGXS)
 # every object depends on the private header
 $(OBJS): src/guard.h
 src/shadow.o src/shadow_read.o: src/shadow.h
-src/undo.o src/undo_judge.o src/undo_moves.o src/undo_sql.o: src/undo.h
+src/undo.o src/undo_judge.o src/undo_moves.o src/undo_sql.o src/undo_plan.o \
+	src/plan_store.o: src/undo.h
 src/past.o src/past_walk.o: src/past.h
 src/drill.o src/drill_judge.o: src/drill.h
 

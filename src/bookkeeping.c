@@ -194,10 +194,12 @@ run_on_row(const char *sql, const char *key, const char *row)
 /*
  * Tell the tool that the migration described by "bk" is undone ("undo") or
  * redone (!undo): delete or re-insert its row, or mark its version dirty or
- * clean again.
+ * clean again.  A restore that only plans ("plan": a dry run on a hot
+ * standby or in a read-only transaction) counts the rows it would change
+ * instead, and says and reports the same.
  */
 static void
-act_on_row(const char *bk, int64 changeset_id, bool undo)
+act_on_row(const char *bk, int64 changeset_id, bool undo, bool plan)
 {
 	char	   *action = json_field(bk, "action");
 	char	   *table = json_field(bk, "table");
@@ -241,7 +243,14 @@ act_on_row(const char *bk, int64 changeset_id, bool undo)
 		return;
 	}
 
-	if (dirty)
+	if (plan)
+		n = run_on_row(psprintf(dirty || undo ?
+								"SELECT FROM %s t"
+								" WHERE pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.@>) $1" :
+								"SELECT WHERE NOT EXISTS (SELECT FROM %s t"
+								"  WHERE pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.@>) $1)",
+								name), key, row);
+	else if (dirty)
 		n = run_on_row(psprintf("UPDATE %s t SET dirty = %s"
 								" WHERE pg_catalog.to_jsonb(t) OPERATOR(pg_catalog.@>) $1",
 								name, undo ? "true" : "false"), key, row);
@@ -273,10 +282,10 @@ act_on_row(const char *bk, int64 changeset_id, bool undo)
 /*
  * A restore is about to undo "changes" (GuardChange): for each migration
  * named by a tool's bookkeeping row whose every change still in effect is
- * among them, tell the tool that it is undone.
+ * among them, tell the tool that it is undone (with "plan", only count).
  */
 void
-guard_bookkeeping_forget(List *changes)
+guard_bookkeeping_forget(List *changes, bool plan)
 {
 	List	   *seen = NIL;
 	ListCell   *lc;
@@ -333,18 +342,18 @@ guard_bookkeeping_forget(List *changes)
 											 SPI_tuptable->tupdesc, 1, &isnull));
 		guard_as_role_end(&owner);
 		if (others == 0)
-			act_on_row(change->bookkeeping, change->changeset_id, true);
+			act_on_row(change->bookkeeping, change->changeset_id, true, plan);
 	}
 }
 
 /*
  * Restores "restores" (an int8[] of change set ids) are being undone: the
- * migrations they had undone are in effect again, so tell their tools.
- * Every restore calls this first: the report of a previous one is
+ * migrations they had undone are in effect again, so tell their tools
+ * (with "plan", only count).  Every restore calls this first: the report of a previous one is
  * forgotten.
  */
 void
-guard_bookkeeping_recall(Datum restores)
+guard_bookkeeping_recall(Datum restores, bool plan)
 {
 	GuardAsRole owner;
 	Oid			types[1] = {INT8ARRAYOID};
@@ -381,7 +390,7 @@ guard_bookkeeping_recall(Datum restores)
 		act_on_row((char *) lfirst(lc),
 				   DatumGetInt64(DirectFunctionCall1(int8in,
 													 CStringGetDatum((char *) lfirst(cc)))),
-				   false);
+				   false, plan);
 }
 
 /*

@@ -553,14 +553,35 @@ guard_changeset_begin_restore(int64 restore_of, List *changes)
 			elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->changeset_id);
 		avalues[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
 													 true, TYPALIGN_DOUBLE));
-		guard_bookkeeping_recall(avalues[0]);
+		guard_bookkeeping_recall(avalues[0], false);
 		guard_as_role_begin(&owner, InvalidOid);
 		guard_run_sql("UPDATE guard.change SET state = 'active', restored_by = NULL"
 					  " WHERE state = 'restored' AND restored_by = ANY ($1)",
 					  1, atypes, avalues, NULL);
 		guard_as_role_end(&owner);
 	}
-	guard_bookkeeping_forget(changes);
+	guard_bookkeeping_forget(changes, false);
+}
+
+/*
+ * What guard_changeset_begin_restore() would tell the migration tools, for
+ * a restore that only plans (a dry run on a hot standby or in a read-only
+ * transaction): counted and reported, nothing written.
+ */
+void
+guard_changeset_plan_restore(List *changes)
+{
+	ListCell   *lc;
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(changes), 1));
+	int			n = 0;
+
+	foreach(lc, changes)
+		elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->changeset_id);
+	guard_bookkeeping_recall(PointerGetDatum(construct_array(elems, n, INT8OID,
+															 sizeof(int64), true,
+															 TYPALIGN_DOUBLE)),
+							 true);
+	guard_bookkeeping_forget(changes, true);
 }
 
 /*

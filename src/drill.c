@@ -23,6 +23,11 @@
  * the last moved (to follow the younger changes' rows back to the key they
  * had).
  *
+ * Where the dry run cannot write (a hot standby, a read-only transaction),
+ * it only plans the restore (undo_plan.c), and the drill compares the
+ * planned write-back, read through the plan's overlay of the tables, with
+ * the before-images.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -373,18 +378,20 @@ drill_end(Drill *d)
 }
 
 /*
- * The inspection the driver runs after the undo, before it rolls back:
- * compare, oldest change first.  A row changed twice in the change set must
+ * The inspection the driver runs after the undo, before it rolls back (or
+ * after it planned the undo: then the overlay "plan" is read in front of
+ * the tables): compare, oldest change first.  A row changed twice in the change set must
  * be back at the first change's before-image, so each key's presence, and
  * each of its columns, is checked against the oldest change that captured
  * it, following the row through the key moves of the older changes.
  */
 static void
-drill_inspect(List *reports, void *arg)
+drill_inspect(List *reports, GuardPlan *plan, void *arg)
 {
 	Drill	   *d = (Drill *) arg;
 	MemoryContext old;
 
+	d->plan = plan;
 	/* everything but the results goes with the call, even on error */
 	d->drillcxt = AllocSetContextCreate(CurrentMemoryContext, "guard drill",
 										ALLOCSET_DEFAULT_SIZES);
@@ -402,6 +409,7 @@ drill_inspect(List *reports, void *arg)
 	MemoryContextDelete(d->drillcxt);
 	d->drillcxt = NULL;
 	d->rowcxt = NULL;
+	d->plan = NULL;
 }
 
 /*

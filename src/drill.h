@@ -64,6 +64,7 @@ typedef struct Drill
 	int			nchanges;
 	DrillChange *changes;		/* oldest first */
 	HTAB	   *moved;			/* MovedKey by the key a row has now */
+	GuardPlan  *plan;			/* the restore only planned: its overlay */
 	TupleDesc	claimdesc;
 	Tuplesortstate *claims;
 	TupleTableSlot *claimslot;

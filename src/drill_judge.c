@@ -11,7 +11,9 @@
  * later claims on what is decided are not compared.  The verdicts are
  * sorted back by change and row, and counted per change: a row is compared
  * if one of its claims decided something, and back as before if all found
- * it so.  Memory holds the claims of one key at a time.
+ * it so.  Memory holds the claims of one key at a time.  A drill on a
+ * restore that only planned reads the plan's overlay in front of the
+ * tables (guard_plan_fetch).
  *
  *-------------------------------------------------------------------------
  */
@@ -85,11 +87,13 @@ drill_judge(Drill *d, KeyState *state, int c, int pass, const char *data,
 		if (state->decided)
 			return false;
 		state->decided = true;
-		*ok = !guard_keyscan_fetch(ks, key, GetLatestSnapshot());
+		*ok = !guard_plan_fetch(d->plan, ks, dc->rel, change, key,
+								GetLatestSnapshot());
 		return true;
 	}
 
-	live = guard_keyscan_fetch(ks, key, GetLatestSnapshot());
+	live = guard_plan_fetch(d->plan, ks, dc->rel, change, key,
+							GetLatestSnapshot());
 	*ok = true;
 	if (!state->decided)
 	{

@@ -319,6 +319,7 @@ typedef struct GuardChange
 
 extern bool guard_change_read(int64 change_id, GuardChange *change);
 extern void guard_changeset_begin_restore(int64 restore_of, List *changes);
+extern void guard_changeset_plan_restore(List *changes);
 extern char *guard_change_statement(int64 change_id);
 extern int64 guard_changeset_current(bool create);
 extern int64 guard_change_for_statement(Relation rel, const char *kind,
@@ -349,8 +350,8 @@ extern void guard_label_changes(const int64 *changesets, int n,
 extern bool guard_bookkeeping_busy;
 extern void guard_registry_link(int64 changeset_id);
 extern void guard_registry_vxid(char *buf, size_t len);
-extern void guard_bookkeeping_forget(List *changes);
-extern void guard_bookkeeping_recall(Datum restores);
+extern void guard_bookkeeping_forget(List *changes, bool plan);
+extern void guard_bookkeeping_recall(Datum restores, bool plan);
 extern void guard_bookkeeping_put_report(FunctionCallInfo fcinfo);
 
 /* labels.c: bookkeeping rows of migration tools recognised as written */
@@ -602,11 +603,13 @@ extern uint32 shadow_hash_value(Datum value, bool isnull, int16 typlen,
 /*
  * Restore, from the top down: drill.c (verify_restore; with drill_judge.c
  * behind the private drill.h) -> restore.c (the SQL functions and the
- * driver) -> schema_undo.c (schema change recipes) -> undo.c (row undo;
- * with undo_moves.c, undo_judge.c and undo_sql.c behind the private
- * undo.h) -> undo_target.c (the table written, and the context of the
- * writes), fkcheck.c (the foreign keys checked at the end of a restore)
- * and later.c (the later writes, sorted by key).
+ * driver; restore_rate.c the estimates) -> schema_undo.c (schema change recipes) -> undo.c (row undo;
+ * with undo_moves.c, undo_judge.c, undo_sql.c, undo_plan.c and
+ * plan_store.c behind the private undo.h) -> undo_target.c (the table
+ * written, and the context of the writes), fkcheck.c (the foreign keys
+ * checked at the end of a restore) and later.c (the later writes, sorted
+ * by key).  A dry run that cannot write plans instead (undo_plan.c), and
+ * the drill reads the plan through undo_plan.c too.
  */
 typedef enum GuardOnConflict
 {
@@ -632,10 +635,33 @@ typedef struct GuardRestoreReport
 	double		estimate;		/* ... and the seconds it predicts */
 } GuardRestoreReport;
 
-/* restore.c: the driver, for the drill */
-typedef void (*GuardRestoreInspect) (List *reports, void *arg);
+/*
+ * undo_plan.c: a dry run that cannot write (hot standby, read-only
+ * transaction) plays row undo's writes on an overlay of the tables
+ * (plan_store.c keeps its rows within work_mem); lookups by key read the
+ * overlay first.
+ */
+typedef struct GuardPlan GuardPlan;
+
+extern bool guard_plan_only(void);
+extern GuardPlan *guard_plan_create(void);
+extern void guard_plan_free(GuardPlan *plan);
+extern bool guard_plan_fetch(GuardPlan *plan, GuardKeyScan *ks, Relation rel,
+							 const GuardChange *change, Datum *keyvalues,
+							 Snapshot snapshot);
+
+/*
+ * restore.c: the driver, for the drill; "plan" is the overlay of a dry run
+ * that only planned, NULL if it wrote
+ */
+typedef void (*GuardRestoreInspect) (List *reports, GuardPlan *plan,
+									 void *arg);
 
 extern List *guard_restore_changeset_ids(int64 changeset_id);
+
+/* restore_rate.c: the rates of real restores, the estimates of reports */
+extern void guard_restore_estimate(GuardRestoreReport *report);
+extern void guard_restore_record_rates(List *reports, double fk_seconds);
 extern List *guard_restore_changes(List *ids, GuardOnConflict mode,
 								   bool dry_run, int64 restore_of,
 								   MemoryContext reportcxt,
@@ -650,6 +676,10 @@ extern void guard_undo_truncate_sequences(const GuardChange *change);
 extern void guard_undo_rows(const GuardChange *change, GuardOnConflict mode,
 							Datum exclude, Datum restoring, bool force,
 							GuardRestoreReport *report);
+extern void guard_undo_rows_plan(const GuardChange *change,
+								 GuardOnConflict mode, Datum exclude,
+								 Datum restoring, GuardPlan *plan,
+								 GuardRestoreReport *report);
 
 /* undo_judge.c: which change cannot be restored, for messages */
 extern void guard_undo_blocked(const GuardChange *change, const char *what,

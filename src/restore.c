@@ -16,12 +16,15 @@
  * rest.
  *
  * A dry run does the same inside a subtransaction that it rolls back, so
- * that its report is exactly what the real call would do.
+ * that its report is exactly what the real call would do.  Where nothing
+ * can be written, not even to roll it back (a hot standby, a read-only
+ * transaction), a dry run only plans: it locks nothing above ACCESS SHARE,
+ * records nothing, and plays the writes of row undo on an overlay of the
+ * tables (undo_plan.c) without the foreign key check; its report, progress
+ * and estimate are those of the dry run that writes.  A real restore there
+ * is refused.
  *
- * Each report row also gives the change's estimated_seconds: its rows
- * times the seconds per row of the last real restores of the same kind of
- * change in this database, which every real restore records
- * (guard.restore_rate); NULL before the first.  The driver reports its
+ * Each report row also gives the change's estimated_seconds (restore_rate.c).  The driver reports its
  * phase and rows to progress.c as it goes, for guard.restore_progress().
  *
  *-------------------------------------------------------------------------
@@ -70,15 +73,59 @@ parse_on_conflict(text *arg)
 }
 
 /*
+ * A real restore where nothing can be written is refused, saying where to
+ * run it; a dry run works there (it only plans).
+ */
+static void
+check_writable(bool dry_run)
+{
+	if (dry_run)
+		return;
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot restore during recovery"),
+				 errdetail("A hot standby cannot be written to."),
+				 errhint("Run the restore on the primary; a dry run works here.")));
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot restore in a read-only transaction"),
+				 errhint("Run the restore in a read-write transaction; a dry run works here.")));
+}
+
+/*
+ * A plan cannot undo a schema change: that needs the table altered.
+ */
+static void
+refuse_plan_of_schema_change(const GuardChange *change)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("cannot dry-run the undo of change " INT64_FORMAT " (%s) without writing",
+					change->change_id, change->kind),
+			 errdetail("During recovery or in a read-only transaction, a dry run only plans the undo of rows; the undo of a schema change must alter the table."),
+			 errhint("Run the dry run on the primary, in a read-write transaction.")));
+}
+
+/*
  * Undo one change: a schema change by its own recipe (schema_undo.c), a row
- * change by its rows (undo.c).  Fills *report.
+ * change by its rows (undo.c); with a plan, only plan the rows.  Fills
+ * *report.
  */
 static void
 restore_one(const GuardChange *change, GuardOnConflict mode, Datum exclude,
-			Datum restoring, GuardRestoreReport *report)
+			Datum restoring, GuardPlan *plan, GuardRestoreReport *report)
 {
 	guard_undo_check_captured(change);
-	if (change->detail == NULL || strcmp(change->kind, "TRUNCATE") == 0)
+	if (plan != NULL)
+	{
+		if (change->detail != NULL && strcmp(change->kind, "TRUNCATE") != 0)
+			refuse_plan_of_schema_change(change);
+		/* a TRUNCATE's sequences are not played: nothing reports them */
+		guard_undo_rows_plan(change, mode, exclude, restoring, plan, report);
+	}
+	else if (change->detail == NULL || strcmp(change->kind, "TRUNCATE") == 0)
 	{
 		guard_undo_rows(change, mode, exclude, restoring, false, report);
 		/* a TRUNCATE ... RESTART IDENTITY recorded its sequences */
@@ -98,11 +145,11 @@ restore_one(const GuardChange *change, GuardOnConflict mode, Datum exclude,
  * restores of overlapping changes cannot deadlock) and return their states
  * as of now, by change id: a second restore of the same changes waits for
  * the first to end, then sees them restored, instead of taking the first
- * one's writes for conflicts.  On a standby, where nothing can be locked
- * nor restored, the states are read as they are.
+ * one's writes for conflicts.  A restore that only plans (it cannot lock
+ * rows: a standby, a read-only transaction) reads the states as they are.
  */
 static HTAB *
-lock_changes(List *ids)
+lock_changes(List *ids, bool lock)
 {
 	GuardAsRole owner;
 	Oid			types[1] = {INT8ARRAYOID};
@@ -124,7 +171,7 @@ lock_changes(List *ids)
 						 HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 
 	guard_as_role_begin(&owner, InvalidOid);
-	guard_run_sql(RecoveryInProgress() ?
+	guard_run_sql(!lock ?
 				  "SELECT change_id, state FROM guard.change WHERE change_id = ANY ($1)" :
 				  "SELECT change_id, state FROM guard.change WHERE change_id = ANY ($1)"
 				  " ORDER BY change_id FOR NO KEY UPDATE",
@@ -159,17 +206,17 @@ not_active_error(const GuardChange *change)
 }
 
 /*
- * Read, lock, check and return (newest first) the changes to undo.  Changes
- * restored already (one by one, with restore_change) are left out, unless
- * none is left: the others are restored.
+ * Read, lock (if "lock"), check and return (newest first) the changes to
+ * undo.  Changes restored already (one by one, with restore_change) are
+ * left out, unless none is left: the others are restored.
  */
 static List *
-load_changes(List *ids)
+load_changes(List *ids, bool lock)
 {
 	List	   *changes = NIL;
 	List	   *restored = NIL;
 	ListCell   *lc;
-	HTAB	   *states = lock_changes(ids);
+	HTAB	   *states = lock_changes(ids, lock);
 
 	foreach(lc, ids)
 	{
@@ -370,84 +417,6 @@ copy_strings(List *strings)
 }
 
 /*
- * The rows a change's undo dealt with, the measure of the restore rates:
- * each row is restored or skipped (a conflict is one or the other too).
- */
-static int64
-report_rows(const GuardRestoreReport *report)
-{
-	return report->restored + report->skipped;
-}
-
-/*
- * The expected duration of a change's undo, from the rates of the last
- * real restores of changes of the same kind in this database: their
- * seconds per row times the report's rows (for kinds whose undo touches
- * no rows, their mean duration).  None when there were none.
- */
-static void
-estimate_seconds(GuardRestoreReport *report)
-{
-	GuardAsRole owner;
-	Oid			types[2] = {TEXTOID, INT8OID};
-	Datum		values[2];
-
-	values[0] = CStringGetTextDatum(report->kind);
-	values[1] = Int64GetDatum(report_rows(report));
-	guard_as_role_begin(&owner, InvalidOid);
-	guard_run_sql("SELECT CASE WHEN pg_catalog.sum(r.rows) > 0"
-				  "  THEN $2 * pg_catalog.sum(r.seconds) / pg_catalog.sum(r.rows)"
-				  "  ELSE pg_catalog.avg(r.seconds) END"
-				  " FROM (SELECT rows, seconds FROM guard.restore_rate WHERE kind = $1"
-				  "  ORDER BY at DESC, change_id DESC LIMIT 20) r",
-				  2, types, values, NULL);
-	if (SPI_processed > 0)
-	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-									  1, &report->has_estimate);
-
-		report->has_estimate = !report->has_estimate;
-		if (report->has_estimate)
-			report->estimate = DatumGetFloat8(d);
-	}
-	guard_as_role_end(&owner);
-}
-
-/*
- * Record the rate of each change a real restore undid, for the estimates
- * of later dry runs: its rows and seconds, the foreign key check shared
- * among the changes by their rows.
- */
-static void
-record_rates(List *reports, double fk_seconds)
-{
-	int64		rows = 0;
-	ListCell   *lc;
-	GuardAsRole owner;
-	Oid			types[5] = {INT8OID, INT8OID, TEXTOID, INT8OID, FLOAT8OID};
-	Datum		values[5];
-
-	foreach(lc, reports)
-		rows += report_rows((GuardRestoreReport *) lfirst(lc));
-	values[0] = Int64GetDatum(guard_changeset_current(true));
-	guard_as_role_begin(&owner, InvalidOid);
-	foreach(lc, reports)
-	{
-		GuardRestoreReport *report = lfirst(lc);
-		double		share = rows > 0 ? (double) report_rows(report) / rows :
-			1.0 / list_length(reports);
-
-		values[1] = Int64GetDatum(report->change_id);
-		values[2] = CStringGetTextDatum(report->kind);
-		values[3] = Int64GetDatum(report_rows(report));
-		values[4] = Float8GetDatum(report->seconds + fk_seconds * share);
-		guard_run_sql("INSERT INTO guard.restore_rate (changeset_id, change_id, kind, rows, seconds)"
-					  " VALUES ($1, $2, $3, $4, $5)", 5, types, values, NULL);
-	}
-	guard_as_role_end(&owner);
-}
-
-/*
  * Seconds since "start".
  */
 static double
@@ -461,7 +430,9 @@ seconds_since(TimestampTz start)
  * restore_of, or 0), and return the report rows, allocated in reportcxt.
  * With dry_run, all of it happens in a subtransaction that is rolled back;
  * "inspect", if not NULL, is called with the report rows just before that,
- * to look at the restored tables (the drill).
+ * to look at the restored tables (the drill).  A dry run that cannot write
+ * (guard_plan_only) only plans: nothing is recorded, and "inspect" gets
+ * the plan to look at.
  */
 List *
 guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
@@ -471,27 +442,38 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 	MemoryContext oldcxt = CurrentMemoryContext;
 	ResourceOwner oldowner = CurrentResourceOwner;
 	List	   *reports = NIL;
+	GuardPlan  *plan = NULL;
+	bool		subxact = false;
 
 	Assert(dry_run || inspect == NULL);
+	check_writable(dry_run);
 	guard_progress_begin(dry_run);
-	if (dry_run)
+	if (dry_run && guard_plan_only())
+		plan = guard_plan_create();
+	else if (dry_run)
 	{
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(oldcxt);
+		subxact = true;
 	}
 
 	PG_TRY();
 	{
-		List	   *changes = load_changes(ids);
+		List	   *changes = load_changes(ids, plan == NULL);
 		Datum		exclude = changesets_of(changes);
 		Datum		restoring = change_ids_of(changes);
 		ListCell   *lc;
 		TimestampTz start;
 
-		guard_changeset_begin_restore(restore_of, changes);
-		guard_fk_begin();
-		if (restore_of == 0)
-			note_restore_of(changes);
+		if (plan == NULL)
+		{
+			guard_changeset_begin_restore(restore_of, changes);
+			guard_fk_begin();
+			if (restore_of == 0)
+				note_restore_of(changes);
+		}
+		else
+			guard_changeset_plan_restore(changes);
 
 		foreach(lc, changes)
 		{
@@ -502,9 +484,9 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 			MemoryContextSwitchTo(old);
 			guard_progress_change(change->changeset_id, change->change_id);
 			start = GetCurrentTimestamp();
-			restore_one(change, mode, exclude, restoring, report);
+			restore_one(change, mode, exclude, restoring, plan, report);
 			report->seconds = seconds_since(start);
-			estimate_seconds(report);
+			guard_restore_estimate(report);
 			old = MemoryContextSwitchTo(reportcxt);
 			report->relation = pstrdup(report->relation);
 			report->kind = pstrdup(report->kind);
@@ -516,34 +498,38 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 		/* the foreign keys hold once every change is undone */
 		guard_progress_phase(GUARD_PHASE_CHECKING_FKS, -1);
 		start = GetCurrentTimestamp();
-		guard_fk_check();
+		if (plan == NULL)
+			guard_fk_check();
 		guard_progress_phase(GUARD_PHASE_FINISHING, -1);
-		mark_restored(changes, reports);
+		if (plan == NULL)
+			mark_restored(changes, reports);
 		if (!dry_run)
-			record_rates(reports, seconds_since(start));
+			guard_restore_record_rates(reports, seconds_since(start));
 		if (inspect != NULL)
 		{
 			guard_progress_phase(GUARD_PHASE_VERIFYING, -1);
-			inspect(reports, arg);
+			inspect(reports, plan, arg);
 		}
 	}
 	PG_CATCH();
 	{
 		guard_progress_end();
 		guard_fk_forget();
-		if (dry_run)
+		if (subxact)
 			abort_subxact_rethrow(oldcxt, oldowner);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 	guard_progress_end();
 
-	if (dry_run)
+	if (subxact)
 	{
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
 	}
+	if (plan != NULL)
+		guard_plan_free(plan);
 	return reports;
 }
 
@@ -713,6 +699,7 @@ guard_restore_to(PG_FUNCTION_ARGS)
 	relid = PG_GETARG_OID(0);
 	dry_run = PG_GETARG_BOOL(2);
 	mode = parse_on_conflict(PG_GETARG_TEXT_PP(3));
+	check_writable(dry_run);	/* even with nothing to restore */
 	InitMaterializedSRF(fcinfo, 0);
 	reportcxt = ((ReturnSetInfo *) fcinfo->resultinfo)->econtext->ecxt_per_query_memory;
 

@@ -26,6 +26,11 @@
  *	   capture triggers are ENABLE ALWAYS, so the writes are captured like
  *	   any other: a restore is a change set, and can itself be restored.
  *
+ * A dry run that cannot write (on a hot standby, in a read-only
+ * transaction) takes an ACCESS SHARE lock in step 1, and in step 3 plays
+ * the statements on an overlay of the tables (undo_plan.c), which the
+ * lookups by key of step 2 read first.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -58,7 +63,8 @@ undo_open_table(RowUndo *u)
 	const GuardChange *change = u->change;
 	TupleDesc	livedesc;
 
-	u->rel = try_table_open(change->relid, ShareRowExclusiveLock);
+	u->rel = try_table_open(change->relid,
+							u->plan ? AccessShareLock : ShareRowExclusiveLock);
 	if (u->rel == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -325,7 +331,8 @@ undo_settle_row(RowUndo *u, const ShadowRow *row, int64 rowno, bool conflict,
 	{
 		if (!live_at_hand)
 		{
-			if (!guard_keyscan_fetch(&u->ks, row->keyvalues, u->snapshot))
+			if (!guard_plan_fetch(u->plan, &u->ks, u->rel, u->change,
+								  row->keyvalues, u->snapshot))
 				elog(ERROR, "guard: a row to restore is gone");
 			guard_undo_found(u);
 		}
@@ -343,7 +350,8 @@ static void
 undo_read_row(RowUndo *u, const ShadowRow *row, int64 rowno)
 {
 	bool		live = u->change->nkeys > 0 &&
-		guard_keyscan_fetch(&u->ks, row->keyvalues, u->snapshot);
+		guard_plan_fetch(u->plan, &u->ks, u->rel, u->change, row->keyvalues,
+						 u->snapshot);
 	bool		apply;
 	bool		replace;
 	bool		ask;
@@ -392,7 +400,9 @@ undo_answer_row(const GuardLaterEntry *entry, const char *data, Size len,
  * now (every commit made before the lock was granted), collecting the rows
  * to write back; then the rows that were written since, by what later
  * changes wrote to their keys (sorted and merged by later.c, so that
- * memory does not grow with them); then the moves.
+ * memory does not grow with them); then the moves.  The key scan and the
+ * snapshot stay open for a plan to play the writes (undo_rows() ends
+ * them).
  */
 static void
 undo_read_rows(RowUndo *u)
@@ -422,8 +432,6 @@ undo_read_rows(RowUndo *u)
 	}
 	guard_undo_moves_finish(u);
 	MemoryContextDelete(u->rowcxt);
-	guard_keyscan_end(&u->ks);
-	UnregisterSnapshot(u->snapshot);
 }
 
 /*
@@ -504,6 +512,43 @@ undo_apply_rows(RowUndo *u, GuardRestoreReport *report)
 }
 
 /*
+ * Undo the rows of one change, or with a plan only plan it: lock, decode,
+ * judge, collect the rows to write back and count; then write them, or
+ * play the writes on the plan's overlay.  Fills *report.
+ */
+static void
+undo_rows(RowUndo *u, GuardRestoreReport *report)
+{
+	const GuardChange *change = u->change;
+
+	report->change_id = change->change_id;
+	report->changeset_id = change->changeset_id;
+	report->relation = pstrdup(change->relation);
+	report->kind = pstrdup(change->kind);
+
+	undo_open_table(u);
+	undo_prepare_columns(u);
+	undo_begin_rows(u);
+	u->later = guard_later_writes_begin(change, u->exclude, u->restoring);
+	undo_read_rows(u);
+
+	if (u->mode == GUARD_ON_CONFLICT_ABORT && u->conflicts > 0)
+		guard_undo_conflict_error(u);
+	guard_later_writes_end(u->later);
+	if (u->plan != NULL && tuplestore_tuple_count(u->rows) > 0)
+		guard_undo_plan_apply(u, report);
+	guard_keyscan_end(&u->ks);
+	UnregisterSnapshot(u->snapshot);
+	if (u->plan == NULL && tuplestore_tuple_count(u->rows) > 0)
+		undo_apply_rows(u, report);
+	tuplestore_end(u->rows);
+
+	report->skipped = u->skipped;
+	report->conflicts = u->conflicts;
+	table_close(u->rel, NoLock);
+}
+
+/*
  * Undo the rows of one change.  Fills *report.  With "force", rows are
  * written back without conflict checks (the values of a column that a
  * schema change undo has just re-created).  "exclude" (int8[]) holds the
@@ -522,26 +567,26 @@ guard_undo_rows(const GuardChange *change, GuardOnConflict mode, Datum exclude,
 	u.exclude = exclude;
 	u.restoring = restoring;
 	u.force = force;
+	undo_rows(&u, report);
+}
 
-	report->change_id = change->change_id;
-	report->changeset_id = change->changeset_id;
-	report->relation = pstrdup(change->relation);
-	report->kind = pstrdup(change->kind);
+/*
+ * Plan the undo of the rows of one change without writing: as
+ * guard_undo_rows, but the rows are judged against the overlay "plan" and
+ * their writes are played on it (undo_plan.c).
+ */
+void
+guard_undo_rows_plan(const GuardChange *change, GuardOnConflict mode,
+					 Datum exclude, Datum restoring, GuardPlan *plan,
+					 GuardRestoreReport *report)
+{
+	RowUndo		u;
 
-	undo_open_table(&u);
-	undo_prepare_columns(&u);
-	undo_begin_rows(&u);
-	u.later = guard_later_writes_begin(change, exclude, restoring);
-	undo_read_rows(&u);
-
-	if (mode == GUARD_ON_CONFLICT_ABORT && u.conflicts > 0)
-		guard_undo_conflict_error(&u);
-	guard_later_writes_end(u.later);
-	if (tuplestore_tuple_count(u.rows) > 0)
-		undo_apply_rows(&u, report);
-	tuplestore_end(u.rows);
-
-	report->skipped = u.skipped;
-	report->conflicts = u.conflicts;
-	table_close(u.rel, NoLock);
+	memset(&u, 0, sizeof(u));
+	u.change = change;
+	u.mode = mode;
+	u.exclude = exclude;
+	u.restoring = restoring;
+	u.plan = plan;
+	undo_rows(&u, report);
 }

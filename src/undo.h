@@ -5,11 +5,13 @@
  *	  of row undo: undo.c (the steps, from the table lock to the writes),
  *	  undo_judge.c (which rows and columns go back, conflicts, and the
  *	  errors that name a change),
- *	  undo_moves.c (rows whose key the change moved) and undo_sql.c (the
- *	  statements that write them back).
+ *	  undo_moves.c (rows whose key the change moved), undo_sql.c (the
+ *	  statements that write them back), undo_plan.c (those statements
+ *	  played on an overlay of the tables, for a dry run that cannot write)
+ *	  and plan_store.c (the overlay's rows, within work_mem).
  *
- * undo.c calls the other three; undo_moves.c calls undo_judge.c; none of
- * them calls undo.c.
+ * undo.c calls the other files; undo_moves.c calls undo_judge.c and
+ * undo_plan.c; undo_plan.c calls plan_store.c; none of them calls undo.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,6 +19,7 @@
 #define GUARD_UNDO_H
 
 #include "access/attmap.h"
+#include "fmgr.h"
 #include "utils/tuplestore.h"
 
 #include "guard.h"
@@ -83,6 +86,7 @@ typedef struct RowUndo
 	Datum		exclude;		/* the change sets restored together */
 	Datum		restoring;		/* the changes restored together */
 	bool		force;			/* write back without conflict checks */
+	GuardPlan  *plan;			/* only plan, on this overlay (undo_plan.c) */
 
 	/* the table and its columns */
 	Relation	rel;			/* locked until the end of the transaction */
@@ -169,5 +173,45 @@ extern void guard_undo_moves_finish(RowUndo *u);
 
 /* undo_sql.c */
 extern List *guard_undo_statements(RowUndo *u);
+
+/* undo_plan.c */
+extern void guard_undo_plan_apply(RowUndo *u, GuardRestoreReport *report);
+
+/*
+ * plan_store.c: the overlay's rows.  A table of the overlay (a partition
+ * tree is one, by its root): how its keys compare, and its columns.
+ */
+typedef struct PlanTable
+{
+	Oid			root;
+	TupleDesc	desc;			/* the root's columns */
+	int			nkeys;
+	int16		keylen[INDEX_MAX_KEYS];
+	bool		keybyval[INDEX_MAX_KEYS];
+	Oid			collation[INDEX_MAX_KEYS];
+	FmgrInfo	eq[INDEX_MAX_KEYS];
+	FmgrInfo	hash[INDEX_MAX_KEYS];
+	bool		hashable;		/* every key column has a hash function */
+	List	   *maps;			/* undo_plan.c's PlanMap, per relation */
+} PlanTable;
+
+/* the row the overlay holds at a key */
+typedef struct PlanRow
+{
+	uint32		seq;			/* the row's number (its made-up tid) */
+	bool		present;		/* false: the key holds no row */
+	Datum	   *key;
+	Datum	   *values;			/* by the root's attnum - 1 */
+	bool	   *nulls;
+} PlanRow;
+
+typedef struct PlanStore PlanStore;
+
+extern PlanStore *guard_plan_store_begin(MemoryContext cxt);
+extern void guard_plan_store_end(PlanStore *s);
+extern bool guard_plan_store_get(PlanStore *s, const PlanTable *pt,
+								 Datum *key, PlanRow *row);
+extern uint32 guard_plan_store_put(PlanStore *s, const PlanTable *pt,
+								   Datum *key, const PlanRow *row);
 
 #endif							/* GUARD_UNDO_H */

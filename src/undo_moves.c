@@ -321,7 +321,7 @@ guard_undo_moves_add(RowUndo *u, const ShadowRow *row, bool conflict)
 	MemoryContextSwitchTo(old);
 
 	/* what holds its old key now (other than the row itself) */
-	if (guard_keyscan_fetch(&u->ks, target, u->snapshot))
+	if (guard_plan_fetch(u->plan, &u->ks, u->rel, change, target, u->snapshot))
 	{
 		MoveTid		occupant;
 
@@ -399,7 +399,8 @@ resolve_inserted(RowUndo *u, Tuplestorestate *open)
 
 		CHECK_FOR_INTERRUPTS();
 		if (row.op != GUARD_OP_INSERT ||
-			!guard_keyscan_fetch(&u->ks, row.keyvalues, u->snapshot))
+			!guard_plan_fetch(u->plan, &u->ks, u->rel, change, row.keyvalues,
+							  u->snapshot))
 			continue;
 		MemoryContextReset(u->rowcxt);
 		guard_undo_found(u);

@@ -25,6 +25,8 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_inherits.h"
 #include "catalog/pg_trigger.h"
@@ -132,12 +134,17 @@ check_inheritance(const GuardChange *change, Relation rel)
  * Make sure guard's row capture triggers on the table fire while restore
  * writes as replica (ENABLE ALWAYS), so that the restore is recorded:
  * triggers left firing on origin only (made by an older guard, or set so
- * by hand) are switched back.
+ * by hand) are switched back.  Not where nothing can be written (a hot
+ * standby, a read-only transaction): a dry run there only plans, and
+ * writes nothing.
  */
 static void
 capture_always(Relation rel)
 {
 	TriggerDesc *td = rel->trigdesc;
+
+	if (RecoveryInProgress() || XactReadOnly)
+		return;
 
 	for (int i = 0; td != NULL && i < td->numtriggers; i++)
 	{
