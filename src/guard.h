@@ -16,6 +16,8 @@
  *					hooks and rails; nothing calls it
  *	hooks.c			executor and utility hooks -> ddl, labels, policy,
  *					changes
+ *	restore_to.c	guard.restore_to(), one table or a group -> restore,
+ *					later, policy, relcache
  *	restore.c		guard.restore() -> ddl, shadow, changes, bookkeeping,
  *					policy, rows
  *	ddl.c			schema changes of protected tables -> drop,
@@ -631,9 +633,14 @@ typedef struct GuardRestoreReport
 	double		estimate;		/* ... and the seconds it predicts */
 } GuardRestoreReport;
 
-/* restore.c: the driver, for the drill */
+/* restore.c: the driver, for the drill and restore_to.c */
 typedef void (*GuardRestoreInspect) (List *reports, void *arg);
 
+extern GuardOnConflict guard_restore_parse_on_conflict(text *arg);
+extern void guard_restore_check_args(FunctionCallInfo fcinfo, uint32 nullable);
+extern List *guard_restore_select_ids(const char *sql, int nargs, Oid *types,
+									  Datum *values);
+extern void guard_restore_put_reports(FunctionCallInfo fcinfo, List *reports);
 extern List *guard_restore_changeset_ids(int64 changeset_id);
 extern List *guard_restore_changes(List *ids, GuardOnConflict mode,
 								   bool dry_run, int64 restore_of,
