@@ -53,6 +53,7 @@ OBJS = \
 	src/schema_undo.o \
 	src/restore_rate.o \
 	src/restore.o \
+	src/restore_to.o \
 	src/drill.o \
 	src/drill_judge.o \
 	src/diff.o \
@@ -84,7 +85,7 @@ REGRESS = setup policy_validation policy_permissions policy_view policy_refuses_
 	restore_migration_fk \
 	restore_toasted_values restore_partition_column_order restore_key_types \
 	restore_key_shifts restore_wide_table restore_change_in_changeset \
-	restore_estimate capture_in_loops \
+	restore_estimate capture_in_loops restore_to_group \
 	verify_restore_agrees restore_read_only \
 	invariants_validation invariants_enforce invariants_warn rails \
 	cache_invalidation \

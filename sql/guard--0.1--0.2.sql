@@ -151,6 +151,7 @@ SELECT cs.changeset_id,
  * computed: the restore functions' result gains a column, so they are
  * dropped and created again (with the default EXECUTE for PUBLIC, as in
  * 0.1), and undrop, which returns restore_change's rows, with them.
+ * The group restore_to of issue 15 is created with them.
  */
 CREATE FUNCTION guard.restore_progress()
 RETURNS TABLE (pid int, changeset_id bigint, phase text, rows_done bigint,
@@ -204,6 +205,31 @@ RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
 			   rows_restored bigint, rows_skipped bigint, conflicts bigint,
 			   objects text[], estimated_seconds float8)
 AS 'MODULE_PATHNAME', 'guard_restore_to'
+LANGUAGE C VOLATILE;
+
+-- A group of tables to a point in time (issue 15): every protected table
+-- when rels is NULL, newest first across them, in one restore change set.
+CREATE FUNCTION guard.restore_to(at timestamptz,
+								 rels pg_catalog.regclass[] DEFAULT NULL,
+								 dry_run bool DEFAULT false,
+								 on_conflict text DEFAULT 'abort')
+RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
+			   rows_restored bigint, rows_skipped bigint, conflicts bigint,
+			   objects text[], estimated_seconds float8)
+AS 'MODULE_PATHNAME', 'guard_restore_to_group'
+LANGUAGE C VOLATILE;
+
+-- Two quoted literals, restore_to('t', '2024-05-01 10:00'), fit both forms
+-- above and would be ambiguous: this form takes them (PostgreSQL prefers a
+-- text parameter for an unknown literal) and reads the second as the
+-- group's list when it is an array literal, as the time otherwise.
+CREATE FUNCTION guard.restore_to(rel text, at text,
+								 dry_run bool DEFAULT false,
+								 on_conflict text DEFAULT 'abort')
+RETURNS TABLE (change_id bigint, changeset_id bigint, relation text, kind text,
+			   rows_restored bigint, rows_skipped bigint, conflicts bigint,
+			   objects text[], estimated_seconds float8)
+AS 'MODULE_PATHNAME', 'guard_restore_to_text'
 LANGUAGE C VOLATILE;
 
 -- DROP TABLE undo by name (as given, or schema-qualified, matched

@@ -16,6 +16,8 @@
  *					hooks and rails; nothing calls it
  *	hooks.c			executor and utility hooks -> ddl, labels, policy,
  *					changes
+ *	restore_to.c	guard.restore_to(), one table or a group -> restore,
+ *					later, policy, relcache
  *	restore.c		guard.restore() -> ddl, shadow, changes, bookkeeping,
  *					policy, rows
  *	ddl.c			schema changes of protected tables -> drop,
@@ -651,12 +653,18 @@ extern bool guard_plan_fetch(GuardPlan *plan, GuardKeyScan *ks, Relation rel,
 							 Snapshot snapshot);
 
 /*
- * restore.c: the driver, for the drill; "plan" is the overlay of a dry run
- * that only planned, NULL if it wrote
+ * restore.c: the driver, for the drill and restore_to.c; "plan" is the
+ * overlay of a dry run that only planned, NULL if it wrote
  */
 typedef void (*GuardRestoreInspect) (List *reports, GuardPlan *plan,
 									 void *arg);
 
+extern GuardOnConflict guard_restore_parse_on_conflict(text *arg);
+extern void guard_restore_check_args(FunctionCallInfo fcinfo, uint32 nullable);
+extern void guard_restore_check_writable(bool dry_run);
+extern List *guard_restore_select_ids(const char *sql, int nargs, Oid *types,
+									  Datum *values);
+extern void guard_restore_put_reports(FunctionCallInfo fcinfo, List *reports);
 extern List *guard_restore_changeset_ids(int64 changeset_id);
 
 /* restore_rate.c: the rates of real restores, the estimates of reports */

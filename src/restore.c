@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * restore.c
- *	  Undo recorded changes: guard.restore(), restore_change(), restore_to(),
- *	  and the driver they share with the verify_restore() drill (drill.c).
+ *	  Undo recorded changes: guard.restore(), restore_change(), and the
+ *	  driver they share with restore_to() (restore_to.c) and the
+ *	  verify_restore() drill (drill.c).
  *
  * The driver locks, loads and checks the changes to undo (a second restore
  * of the same changes waits for the first, then finds them restored),
@@ -49,13 +50,12 @@
 
 PG_FUNCTION_INFO_V1(guard_restore);
 PG_FUNCTION_INFO_V1(guard_restore_change);
-PG_FUNCTION_INFO_V1(guard_restore_to);
 
 /*
  * The on_conflict argument of the restore functions.
  */
-static GuardOnConflict
-parse_on_conflict(text *arg)
+GuardOnConflict
+guard_restore_parse_on_conflict(text *arg)
 {
 	char	   *s = text_to_cstring(arg);
 
@@ -76,8 +76,8 @@ parse_on_conflict(text *arg)
  * A real restore where nothing can be written is refused, saying where to
  * run it; a dry run works there (it only plans).
  */
-static void
-check_writable(bool dry_run)
+void
+guard_restore_check_writable(bool dry_run)
 {
 	if (dry_run)
 		return;
@@ -253,8 +253,8 @@ load_changes(List *ids, bool lock)
 /*
  * The ids, newest first, that a query of guard's returns.
  */
-static List *
-select_ids(const char *sql, int nargs, Oid *types, Datum *values)
+List *
+guard_restore_select_ids(const char *sql, int nargs, Oid *types, Datum *values)
 {
 	GuardAsRole owner;
 	List	   *ids = NIL;
@@ -289,8 +289,9 @@ guard_restore_changeset_ids(int64 changeset_id)
 	Datum		values[1];
 
 	values[0] = Int64GetDatum(changeset_id);
-	return select_ids("SELECT change_id FROM guard.change WHERE changeset_id = $1"
-					  " ORDER BY change_id DESC", 1, types, values);
+	return guard_restore_select_ids("SELECT change_id FROM guard.change"
+									" WHERE changeset_id = $1 ORDER BY change_id DESC",
+									1, types, values);
 }
 
 /*
@@ -446,7 +447,7 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 	bool		subxact = false;
 
 	Assert(dry_run || inspect == NULL);
-	check_writable(dry_run);
+	guard_restore_check_writable(dry_run);
 	guard_progress_begin(dry_run);
 	if (dry_run && guard_plan_only())
 		plan = guard_plan_create();
@@ -536,8 +537,8 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 /*
  * Emit the report rows.
  */
-static void
-put_reports(FunctionCallInfo fcinfo, List *reports)
+void
+guard_restore_put_reports(FunctionCallInfo fcinfo, List *reports)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	ListCell   *lc;
@@ -580,15 +581,15 @@ put_reports(FunctionCallInfo fcinfo, List *reports)
 /*
  * Refuse to run without the preloaded library, and refuse null arguments
  * (the restore functions are not STRICT: a null must not look like "nothing
- * to restore").
+ * to restore") but those whose bit is set in "nullable".
  */
-static void
-check_args(FunctionCallInfo fcinfo)
+void
+guard_restore_check_args(FunctionCallInfo fcinfo, uint32 nullable)
 {
 	guard_require_preload();
 	for (int i = 0; i < PG_NARGS(); i++)
 	{
-		if (PG_ARGISNULL(i))
+		if (PG_ARGISNULL(i) && (nullable & (1U << i)) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("argument %d must not be null", i + 1)));
@@ -610,23 +611,20 @@ guard_restore(PG_FUNCTION_ARGS)
 	Datum		values[2];
 	MemoryContext reportcxt;
 	char	   *label = NULL;
-	short		nargs = fcinfo->nargs;
 
-	/* the label alone may be null: check the others */
+	/* the label alone may be null */
+	guard_restore_check_args(fcinfo, 1U << 3);
 	if (PG_NARGS() > 3 && !PG_ARGISNULL(3))
 		label = text_to_cstring(PG_GETARG_TEXT_PP(3));
-	fcinfo->nargs = Min(nargs, 3);
-	check_args(fcinfo);
-	fcinfo->nargs = nargs;
 	changeset_id = PG_GETARG_INT64(0);
 	dry_run = PG_GETARG_BOOL(1);
-	mode = parse_on_conflict(PG_GETARG_TEXT_PP(2));
+	mode = guard_restore_parse_on_conflict(PG_GETARG_TEXT_PP(2));
 	InitMaterializedSRF(fcinfo, 0);
 	reportcxt = ((ReturnSetInfo *) fcinfo->resultinfo)->econtext->ecxt_per_query_memory;
 
 	values[0] = Int64GetDatum(changeset_id);
-	ids = select_ids("SELECT changeset_id FROM guard.changeset WHERE changeset_id = $1",
-					 1, types, values);
+	ids = guard_restore_select_ids("SELECT changeset_id FROM guard.changeset"
+								   " WHERE changeset_id = $1", 1, types, values);
 	if (ids == NIL)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -636,8 +634,9 @@ guard_restore(PG_FUNCTION_ARGS)
 	else
 	{
 		values[1] = CStringGetTextDatum(label);
-		ids = select_ids("SELECT change_id FROM guard.change WHERE changeset_id = $1"
-						 " AND label = $2 ORDER BY change_id DESC", 2, types, values);
+		ids = guard_restore_select_ids("SELECT change_id FROM guard.change WHERE changeset_id = $1"
+									   " AND label = $2 ORDER BY change_id DESC",
+									   2, types, values);
 		if (ids == NIL)
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
@@ -650,8 +649,9 @@ guard_restore(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("change set " INT64_FORMAT " has no changes to restore", changeset_id)));
 
-	put_reports(fcinfo, guard_restore_changes(ids, mode, dry_run, changeset_id,
-											  reportcxt, NULL, NULL));
+	guard_restore_put_reports(fcinfo,
+							  guard_restore_changes(ids, mode, dry_run, changeset_id,
+													reportcxt, NULL, NULL));
 	guard_bookkeeping_put_report(fcinfo);
 	return (Datum) 0;
 }
@@ -667,64 +667,16 @@ guard_restore_change(PG_FUNCTION_ARGS)
 	GuardOnConflict mode;
 	MemoryContext reportcxt;
 
-	check_args(fcinfo);
+	guard_restore_check_args(fcinfo, 0);
 	*id = PG_GETARG_INT64(0);
 	dry_run = PG_GETARG_BOOL(1);
-	mode = parse_on_conflict(PG_GETARG_TEXT_PP(2));
+	mode = guard_restore_parse_on_conflict(PG_GETARG_TEXT_PP(2));
 	InitMaterializedSRF(fcinfo, 0);
 	reportcxt = ((ReturnSetInfo *) fcinfo->resultinfo)->econtext->ecxt_per_query_memory;
 
-	put_reports(fcinfo, guard_restore_changes(list_make1(id), mode, dry_run, 0,
-											  reportcxt, NULL, NULL));
+	guard_restore_put_reports(fcinfo,
+							  guard_restore_changes(list_make1(id), mode, dry_run, 0,
+													reportcxt, NULL, NULL));
 	guard_bookkeeping_put_report(fcinfo);
-	return (Datum) 0;
-}
-
-/*
- * guard.restore_to(rel, at, dry_run, on_conflict): undo every change to the
- * table recorded after "at".
- */
-Datum
-guard_restore_to(PG_FUNCTION_ARGS)
-{
-	Oid			relid;
-	bool		dry_run;
-	GuardOnConflict mode;
-	List	   *ids;
-	Oid			types[2] = {OIDARRAYOID, TIMESTAMPTZOID};
-	Datum		values[2];
-	MemoryContext reportcxt;
-
-	check_args(fcinfo);
-	relid = PG_GETARG_OID(0);
-	dry_run = PG_GETARG_BOOL(2);
-	mode = parse_on_conflict(PG_GETARG_TEXT_PP(3));
-	check_writable(dry_run);	/* even with nothing to restore */
-	InitMaterializedSRF(fcinfo, 0);
-	reportcxt = ((ReturnSetInfo *) fcinfo->resultinfo)->econtext->ecxt_per_query_memory;
-
-	if (get_rel_name(relid) == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_TABLE),
-				 errmsg("relation with OID %u does not exist", relid)));
-	values[0] = guard_related_relids(relid);
-	values[1] = PG_GETARG_DATUM(1);
-	/*
-	 * Every change after "at" still in effect; a restore made after "at" of
-	 * changes all made after "at" cancels out with them and is left alone.
-	 */
-	ids = select_ids("SELECT change_id FROM guard.change c WHERE relid = ANY ($1)"
-					 " AND at > $2 AND state = 'active'"
-					 " AND changeset_id NOT IN (SELECT restored_by FROM guard.change"
-					 "   WHERE restored_by IS NOT NULL GROUP BY restored_by"
-					 "   HAVING pg_catalog.min(at) > $2)"
-					 " ORDER BY change_id DESC",
-					 2, types, values);
-	if (ids != NIL)
-	{
-		put_reports(fcinfo, guard_restore_changes(ids, mode, dry_run, 0,
-												  reportcxt, NULL, NULL));
-		guard_bookkeeping_put_report(fcinfo);
-	}
 	return (Datum) 0;
 }
