@@ -16,7 +16,8 @@
  * rest.
  *
  * A dry run does the same inside a subtransaction that it rolls back, so
- * that its report is exactly what the real call would do.
+ * that its report is exactly what the real call would do; the changes it
+ * records there have provisional ids (changes.c), so that it uses up none.
  *
  * Each report row also gives the change's estimated_seconds: its rows
  * times the seconds per row of the last real restores of the same kind of
@@ -478,6 +479,8 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 	{
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(oldcxt);
+		/* what it records is rolled back: it takes no ids from the real ones */
+		guard_changes_provisional();
 	}
 
 	PG_TRY();
