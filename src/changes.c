@@ -59,8 +59,10 @@ PG_FUNCTION_INFO_V1(guard_label);
 /* longest statement text kept in a change record */
 #define MAX_STATEMENT_LEN	65536
 
-/* longest statement text quoted in a message */
+/* longest statement text quoted in a message, in characters */
 #define BRIEF_STATEMENT_LEN	120
+StaticAssertDecl(BRIEF_STATEMENT_LEN * MAX_MULTIBYTE_CHAR_LEN + 4 <= GUARD_STATEMENT_BRIEF_SIZE,
+				 "GUARD_STATEMENT_BRIEF_SIZE holds a brief statement");
 
 /* provisional ids: this and above, by backend, see guard_changes_provisional() */
 #define PROVISIONAL_BASE	(INT64CONST(1) << 62)
@@ -289,7 +291,8 @@ statement_datum(bool *isnull)
 
 /*
  * The statement finishing now, for messages: its text on one line, cut
- * short past BRIEF_STATEMENT_LEN characters; NULL when unknown.  Only the
+ * short past BRIEF_STATEMENT_LEN characters (less than
+ * GUARD_STATEMENT_BRIEF_SIZE bytes); NULL when unknown.  Only the
  * statement hooks.c set: the whole query string may hold many.
  */
 char *

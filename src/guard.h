@@ -302,6 +302,8 @@ typedef struct GuardStatement
 } GuardStatement;
 
 extern const GuardStatement *guard_set_statement(const GuardStatement *stmt);
+/* the size that holds what guard_statement_brief() returns */
+#define GUARD_STATEMENT_BRIEF_SIZE	512
 extern char *guard_statement_brief(void);
 
 typedef struct GuardChange

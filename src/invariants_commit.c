@@ -49,8 +49,9 @@ struct GuardPending
 	bool		after_ddl;		/* a schema change changed its rows: check
 								 * the whole table for validated invariants */
 	int64		change_id;		/* the last change seen, for messages */
-	char	   *statement;		/* the last statement seen, for messages */
-	char	   *failed;			/* the last one that wrote failing rows */
+	/* for messages: the last statement seen, the last that wrote failing rows */
+	char		statement[GUARD_STATEMENT_BRIEF_SIZE];
+	char		failed[GUARD_STATEMENT_BRIEF_SIZE];
 };
 
 static List *pending_rels = NIL;	/* in TopTransactionContext */
@@ -229,10 +230,13 @@ guard_deferred_arm(Oid relid, int64 change_id, bool failed)
 	GuardPending *p = guard_deferred_pending(relid);
 	char	   *statement = guard_statement_brief();
 
+	/* kept in place: a transaction may run millions of statements */
 	p->change_id = change_id;
-	p->statement = statement ? MemoryContextStrdup(TopTransactionContext, statement) : NULL;
+	strlcpy(p->statement, statement ? statement : "", sizeof(p->statement));
 	if (failed)
-		p->failed = p->statement;
+		strlcpy(p->failed, p->statement, sizeof(p->failed));
+	if (statement)
+		pfree(statement);
 	arm_deferred_check();
 }
 
@@ -291,13 +295,14 @@ check_pending(GuardPending *p, Relation rel)
 	for (int i = 0; i < list.n; i++)
 	{
 		GuardInvariant *def = &list.defs[i];
-		GuardCheckedAt at = {GUARD_CHECKED_AT_COMMIT, p->change_id, p->statement, false};
+		GuardCheckedAt at = {GUARD_CHECKED_AT_COMMIT, p->change_id,
+		p->statement[0] ? p->statement : NULL, false};
 
 		if (!def->deferred)
 			continue;
 		if (whole[i] && p->after_ddl)
 			at.when = GUARD_CHECKED_AT_COMMIT_AFTER_DDL;
-		else if (def->row_check && p->failed)
+		else if (def->row_check && p->failed[0])
 		{
 			at.statement = p->failed;
 			at.wrote_failing = true;
