@@ -16,6 +16,7 @@ OBJS = \
 	src/invariants_stmt.o \
 	src/invariants_commit.o \
 	src/invariants_eval.o \
+	src/invariants_ddl.o \
 	src/ddl.o \
 	src/drop.o \
 	src/inuse.o \
@@ -86,8 +87,9 @@ REGRESS = setup policy_validation policy_permissions policy_view policy_refuses_
 	restore_toasted_values restore_partition_column_order restore_key_types \
 	restore_key_shifts restore_wide_table restore_change_in_changeset \
 	restore_estimate capture_in_loops restore_to_group \
-	verify_restore_agrees restore_read_only \
-	invariants_validation invariants_enforce invariants_warn rails \
+	verify_restore_agrees restore_read_only restore_dry_run_ids \
+	invariants_validation invariants_enforce invariants_warn invariants_migrations \
+	rails \
 	cache_invalidation \
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration ddl_partition_drop \
 	trash_unlinks_foreign_keys trash_inheritance trash_keeps_what_belongs \

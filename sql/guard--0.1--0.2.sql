@@ -257,6 +257,40 @@ BEGIN
 END
 $$;
 
+/*
+ * Invariants in real migrations (issue 13): guard.add_invariant() checks the
+ * rows already there, and accept_existing => true takes those that fail it
+ * as they are, like a NOT VALID constraint: the invariant is then not
+ * validated (schema changes do not check it over the whole table) until
+ * guard.validate_invariant() finds no row failing it.
+ */
+ALTER TABLE guard.invariant ADD COLUMN validated bool NOT NULL DEFAULT true;
+
+DROP FUNCTION guard.add_invariant(pg_catalog.regclass, text, text, text, bool);
+CREATE FUNCTION guard.add_invariant(rel pg_catalog.regclass, name text,
+									row_check text DEFAULT NULL,
+									query text DEFAULT NULL,
+									deferred bool DEFAULT true,
+									accept_existing bool DEFAULT false)
+RETURNS void
+AS 'MODULE_PATHNAME', 'guard_add_invariant'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+CREATE FUNCTION guard.validate_invariant(rel pg_catalog.regclass, name text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'guard_validate_invariant'
+LANGUAGE C STRICT VOLATILE;
+
+CREATE OR REPLACE VIEW guard.invariants WITH (security_barrier) AS
+SELECT i.relid AS relation, i.name,
+	   CASE WHEN i.row_check IS NOT NULL THEN 'row' ELSE 'query' END AS kind,
+	   i.row_check, i.query, i.deferred, i.created_at, i.created_by,
+	   i.validated
+  FROM guard.invariant i
+  JOIN pg_catalog.pg_class c ON c.oid = i.relid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname <> 'guard_trash';
+
 -- Logical replication (issue 16, SPEC Guarantee 9; src/publication.c):
 -- guard's own tables are not published by a publication FOR ALL TABLES, and
 -- a subscriber keeps its own records.

@@ -16,6 +16,13 @@
  * Each change also records the label in force when it was made
  * (label_state.c); guard.label() sets one for the rest of its transaction.
  *
+ * A dry run (a restore rolled back, the drill) records its changes like
+ * the real call, but under provisional ids that no sequence hands out:
+ * nothing it records is kept, so it must not use up the ids of the changes
+ * that will be.  Provisional ids are above every id the sequences give,
+ * so that they sort as the newest changes as the real ones would, and
+ * each backend has its own range of them.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -30,6 +37,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
+#include "parser/scansup.h"
 #include "tcop/tcopprot.h"
 #include "miscadmin.h"
 #include "utils/array.h"
@@ -51,6 +59,14 @@ PG_FUNCTION_INFO_V1(guard_label);
 /* longest statement text kept in a change record */
 #define MAX_STATEMENT_LEN	65536
 
+/* longest statement text quoted in a message, in characters */
+#define BRIEF_STATEMENT_LEN	120
+StaticAssertDecl(BRIEF_STATEMENT_LEN * MAX_MULTIBYTE_CHAR_LEN + 4 <= GUARD_STATEMENT_BRIEF_SIZE,
+				 "GUARD_STATEMENT_BRIEF_SIZE holds a brief statement");
+
+/* provisional ids: this and above, by backend, see guard_changes_provisional() */
+#define PROVISIONAL_BASE	(INT64CONST(1) << 62)
+
 /* the statement finishing now (set by hooks.c), or NULL when unknown */
 static const GuardStatement *current_statement = NULL;
 
@@ -68,6 +84,10 @@ static struct
 	int32		next_chunk;
 } last_change;
 
+/* the dry run's subtransaction, while its ids are provisional */
+static SubTransactionId provisional_subid = InvalidSubTransactionId;
+static uint32 provisional_last = 0;
+
 /*
  * Forget everything at the end of the transaction.
  */
@@ -84,6 +104,7 @@ changes_xact_callback(XactEvent event, void *arg)
 			cur_changeset = 0;
 			cur_changeset_subid = InvalidSubTransactionId;
 			memset(&last_change, 0, sizeof(last_change));
+			provisional_subid = InvalidSubTransactionId;
 			break;
 		default:
 			break;
@@ -107,6 +128,8 @@ changes_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		}
 		if (last_change.subid == mySubid)
 			memset(&last_change, 0, sizeof(last_change));
+		if (provisional_subid == mySubid)
+			provisional_subid = InvalidSubTransactionId;
 	}
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)
 	{
@@ -114,6 +137,8 @@ changes_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 			cur_changeset_subid = parentSubid;
 		if (last_change.subid == mySubid)
 			last_change.subid = parentSubid;
+		if (provisional_subid == mySubid)
+			provisional_subid = parentSubid;
 	}
 }
 
@@ -129,6 +154,47 @@ guard_changes_init(void)
 	guard_label_state_init();
 }
 
+/*
+ * The changes and change sets recorded from now until the current
+ * subtransaction ends get provisional ids: a dry run calls this in the
+ * subtransaction it rolls back.
+ */
+void
+guard_changes_provisional(void)
+{
+	provisional_subid = GetCurrentSubTransactionId();
+}
+
+/*
+ * Are the ids handed out now provisional (a dry run)?
+ */
+bool
+guard_changes_are_provisional(void)
+{
+	return provisional_subid != InvalidSubTransactionId;
+}
+
+/*
+ * Is "id" a provisional id, one that no kept record will ever have?
+ */
+bool
+guard_change_id_provisional(int64 id)
+{
+	return id >= PROVISIONAL_BASE;
+}
+
+/*
+ * A new id from guard's sequence "seq", or a provisional one in a dry run:
+ * this backend's range, above every id the sequences give.
+ */
+static int64
+next_id(const char *seq)
+{
+	if (provisional_subid == InvalidSubTransactionId)
+		return nextval_internal(guard_relid(seq), false);
+	provisional_last++;
+	return PROVISIONAL_BASE + ((int64) MyBackendId << 32) + provisional_last;
+}
 
 /*
  * Create the current transaction's change set.
@@ -140,7 +206,7 @@ changeset_create(const char *label)
 	bool		nulls[Natts_guard_changeset] = {false, false, false, false, false, false, true};
 	int64		id;
 
-	id = nextval_internal(guard_relid("changeset_id_seq"), false);
+	id = next_id("changeset_id_seq");
 	values[0] = Int64GetDatum(id);
 	values[1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 	values[2] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
@@ -224,6 +290,74 @@ statement_datum(bool *isnull)
 }
 
 /*
+ * The statement finishing now, for messages: its text on one line, cut
+ * short past BRIEF_STATEMENT_LEN characters (less than
+ * GUARD_STATEMENT_BRIEF_SIZE bytes); NULL when unknown.  Only the
+ * statement hooks.c set: the whole query string may hold many.
+ */
+char *
+guard_statement_brief(void)
+{
+	const GuardStatement *stmt = current_statement;
+	StringInfoData buf;
+	int			len;
+	const char *p;
+	const char *end;
+	bool		space = false;
+
+	if (stmt == NULL || stmt->text == NULL)
+		return NULL;
+	p = stmt->text;
+	end = stmt->text + stmt->len;
+	/* the comments before it, as a migration script has them, are not it */
+	for (;;)
+	{
+		while (p < end && scanner_isspace(*p))
+			p++;
+		if (end - p >= 2 && p[0] == '-' && p[1] == '-')
+		{
+			while (p < end && *p != '\n')
+				p++;
+		}
+		else if (end - p >= 2 && p[0] == '/' && p[1] == '*')
+		{
+			for (p += 2; p < end && !(end - p >= 2 && p[0] == '*' && p[1] == '/'); p++)
+				;
+			p = Min(p + 2, end);
+		}
+		else
+			break;
+	}
+	initStringInfo(&buf);
+	/* enough characters to cut at BRIEF_STATEMENT_LEN, whatever their width */
+	for (; p < end && buf.len <= BRIEF_STATEMENT_LEN * MAX_MULTIBYTE_CHAR_LEN; p++)
+	{
+		if (scanner_isspace(*p))
+			space = buf.len > 0;
+		else
+		{
+			if (space)
+				appendStringInfoChar(&buf, ' ');
+			appendStringInfoChar(&buf, *p);
+			space = false;
+		}
+	}
+	/* a statement of a multi-statement string may end with its semicolon */
+	while (buf.len > 0 && buf.data[buf.len - 1] == ';')
+		buf.data[--buf.len] = '\0';
+	if (buf.len == 0)
+		return NULL;
+	len = pg_mbcliplen(buf.data, buf.len, BRIEF_STATEMENT_LEN);
+	if (len < buf.len)
+	{
+		buf.data[len] = '\0';
+		buf.len = len;
+		appendStringInfoString(&buf, "...");
+	}
+	return buf.data;
+}
+
+/*
  * The change record for the statement now finishing on "rel": the one its
  * other triggers began (MERGE and INSERT ... ON CONFLICT fire several), or
  * a new one of the given kind.
@@ -265,7 +399,7 @@ guard_change_for_statement(Relation rel, const char *kind, const char **final_ki
 int64
 guard_change_reserve(Relation rel)
 {
-	int64		id = nextval_internal(guard_relid("change_id_seq"), false);
+	int64		id = next_id("change_id_seq");
 
 	last_change.change_id = id;
 	last_change.cid = GetCurrentCommandId(false);

@@ -294,6 +294,8 @@ before_alter_table(AlterTableStmt *stmt, List *after)
 					break;
 				rec = guard_ddl_record_begin(rel, "ADD COLUMN");
 				guard_json_field(&rec->detail, "column", ((ColumnDef *) cmd->def)->colname);
+				/* one without default writes nothing to check */
+				rec->recheck = guard_invariants_alter_writes(cmd);
 				break;
 			case AT_DropColumn:
 			case AT_AlterColumnType:
@@ -327,6 +329,8 @@ before_alter_table(AlterTableStmt *stmt, List *after)
 				}
 			default:
 				rec = guard_alter_record(rel, cmd, shared);
+				if (rec)
+					rec->recheck &= guard_invariants_alter_writes(cmd);
 				break;
 		}
 		if (rec)
@@ -365,6 +369,9 @@ before_rename(RenameStmt *stmt, List *after)
 	guard_json_field(&rec->detail, "old", stmt->renameType == OBJECT_TABLE ?
 					 RelationGetRelationName(rel) : stmt->subname);
 	guard_json_field(&rec->detail, "new", stmt->newname);
+	/* no value changes: only the row checks must still compile */
+	rec->recheck = false;
+	rec->finish = guard_invariants_after_rename;
 	relation_close(rel, NoLock);
 	return lappend(after, rec);
 }

@@ -54,12 +54,14 @@
  *	capture.c		the capture trigger -> invariants_stmt, rails, shadow,
  *					policy, relcache
  *	diff.c			guard.diff() -> shadow, changes, policy, rows
- *	invariants.c	add/drop/check invariants, after DDL -> invariants_commit,
+ *	invariants.c	add/drop/validate/check invariants -> invariants_eval,
+ *					policy, relcache
+ *	invariants_ddl.c  what a schema change checks -> invariants_commit,
  *					invariants_eval, policy, relcache
  *	invariants_stmt.c  invariants checked per statement -> invariants_commit,
- *					invariants_eval, policy, relcache
+ *					invariants_eval, changes, policy, relcache
  *	invariants_commit.c  deferred invariants, at COMMIT -> invariants_eval,
- *					policy, relcache
+ *					changes, policy, relcache
  *	invariants_eval.c  evaluating invariants, reporting violations ->
  *					changes, relcache, rows
  *	rails.c			require_where, max_rows, max_fraction -> relcache
@@ -177,7 +179,8 @@ typedef enum GuardManage
 	GUARD_MANAGE_PROTECT,
 	GUARD_MANAGE_UNPROTECT,
 	GUARD_MANAGE_ADD_INVARIANT,
-	GUARD_MANAGE_DROP_INVARIANT
+	GUARD_MANAGE_DROP_INVARIANT,
+	GUARD_MANAGE_VALIDATE_INVARIANT
 } GuardManage;
 
 extern int	guard_policy_mode(const GuardPolicy *policy);
@@ -207,6 +210,8 @@ typedef struct GuardInvariant
 	bool		deferred;
 	char	   *owner;			/* the role that declared it */
 	char	   *search_path;	/* the search_path it was declared under */
+	bool		validated;		/* false: added accepting the rows there,
+								 * which whole-table checks then skip */
 } GuardInvariant;
 
 typedef struct GuardRelCache
@@ -283,7 +288,7 @@ extern void guard_run_internal_ddl(Oid role, const char *search_path,
 #define Natts_guard_label_wait		2
 #define Natts_guard_layout			6
 #define Natts_guard_snapshot		4
-#define Natts_guard_invariant		8
+#define Natts_guard_invariant		9
 
 extern Relation guard_open(const char *relname, LOCKMODE lockmode, int natts);
 
@@ -299,6 +304,9 @@ typedef struct GuardStatement
 } GuardStatement;
 
 extern const GuardStatement *guard_set_statement(const GuardStatement *stmt);
+/* the size that holds what guard_statement_brief() returns */
+#define GUARD_STATEMENT_BRIEF_SIZE	512
+extern char *guard_statement_brief(void);
 
 typedef struct GuardChange
 {
@@ -333,6 +341,9 @@ extern void guard_change_insert(Relation rel, int64 id, const char *kind,
 								const char *detail, bytea *first, int32 nrows);
 extern void guard_changes_init(void);
 extern int32 *guard_change_chunk_counter(void);
+extern void guard_changes_provisional(void);
+extern bool guard_changes_are_provisional(void);
+extern bool guard_change_id_provisional(int64 id);
 
 /* label_state.c: the label in force, the changes waiting for one */
 extern void guard_label_state_init(void);
@@ -395,7 +406,7 @@ extern char *guard_value_text(Datum value, Oid type);
 extern void guard_change_from_relation(Relation rel, GuardChange *layout);
 extern void guard_keyscan_end(GuardKeyScan *ks);
 
-/* invariants.c, invariants_stmt.c: invariants, checked per statement */
+/* invariants_stmt.c, invariants_ddl.c: invariants, checked per statement */
 typedef struct GuardInvariantSet GuardInvariantSet;
 
 extern GuardInvariantSet *guard_invariants_begin(Relation rel,
@@ -405,6 +416,7 @@ extern void guard_invariants_row(GuardInvariantSet *set, TupleTableSlot *slot,
 extern void guard_invariants_deleted(GuardInvariantSet *set,
 									 TupleTableSlot *slot, int64 rowno);
 extern void guard_invariants_end(GuardInvariantSet *set, int64 change_id);
+extern bool guard_invariants_alter_writes(AlterTableCmd *cmd);
 extern void guard_invariants_after_ddl(Relation rel);
 
 /* invariants_commit.c: deferred invariants, checked at COMMIT */
@@ -415,7 +427,7 @@ extern GuardPending *guard_deferred_pending(Oid relid);
 extern void guard_deferred_track(GuardPending *p, Relation rel,
 								 TupleTableSlot *slot, const AttrNumber *keys,
 								 int nkeys, bool failing, int64 rowno);
-extern void guard_deferred_arm(Oid relid, int64 change_id);
+extern void guard_deferred_arm(Oid relid, int64 change_id, bool failed);
 extern void guard_deferred_whole_table(Oid relid);
 
 /* invariants_eval.c: evaluating invariants, reporting violations */
@@ -425,8 +437,19 @@ typedef enum GuardCheckedWhen
 {
 	GUARD_CHECKED_AT_STATEMENT_END, /* at the end of a statement */
 	GUARD_CHECKED_AT_COMMIT,	/* by the deferred check at commit */
-	GUARD_CHECKED_AFTER_DDL		/* over the table after a schema change */
+	GUARD_CHECKED_AFTER_DDL,	/* over the table after a schema change */
+	GUARD_CHECKED_AT_COMMIT_AFTER_DDL	/* the same, deferred to commit */
 } GuardCheckedWhen;
+
+/* when and after what a violation was found, for its DETAIL */
+typedef struct GuardCheckedAt
+{
+	GuardCheckedWhen when;
+	int64		change_id;		/* the change checked, 0 if none recorded */
+	const char *statement;		/* the statement (brief), NULL if unknown */
+	bool		wrote_failing;	/* at commit: "statement" is the last that
+								 * wrote rows failing a deferred check */
+} GuardCheckedAt;
 
 /* a row failing a deferred row check, to re-check at commit */
 typedef struct GuardFailingKey
@@ -450,10 +473,10 @@ extern Expr *guard_invariant_row_check(GuardInvariantList *list, int i);
 extern char *guard_slot_key_text(Relation rel, TupleTableSlot *slot,
 								 const AttrNumber *keys, int nkeys,
 								 int64 rowno);
+extern char *guard_sample_keys(List *samples);
 extern void guard_report_violation(int mode, Oid relid, const char *relation,
-								   const char *invariant, int64 change_id,
-								   int64 rows, List *samples,
-								   GuardCheckedWhen when);
+								   const char *invariant, int64 rows,
+								   List *samples, const GuardCheckedAt *at);
 extern bool guard_run_query_invariant(const GuardInvariant *def,
 									  const char *relation);
 extern void guard_check_rows(GuardInvariantList *list, const bool *which,
@@ -813,6 +836,9 @@ struct GuardDdlRecord
 	List	  **shared;			/* what the records of one statement share
 								 * (the constraints they claimed) */
 };
+
+/* invariants_ddl.c: a RENAME's finish, its row checks still compiling */
+extern bool guard_invariants_after_rename(GuardDdlRecord *rec, Relation rel);
 
 /* the live table a schema change undo works on, locked */
 typedef struct GuardSchemaTarget

@@ -13,8 +13,13 @@
  * Adding or dropping an invariant makes every backend forget the table's
  * cache entry, and gives or takes guard's triggers.
  *
- * Calls invariants_commit.c, invariants_eval.c, policy.c, relcache.c and
- * spi.c.
+ * Adding a row check checks the rows already there, as ADD CONSTRAINT
+ * does: in enforce mode rows that fail it refuse it, unless accept_existing
+ * says to take them as they are (like NOT VALID: not checked, and the
+ * invariant is not validated until guard.validate_invariant() finds no row
+ * failing it).  What a schema change checks is invariants_ddl.c's.
+ *
+ * Calls invariants_eval.c, policy.c, relcache.c and spi.c.
  *
  *-------------------------------------------------------------------------
  */
@@ -39,6 +44,7 @@
 
 PG_FUNCTION_INFO_V1(guard_add_invariant);
 PG_FUNCTION_INFO_V1(guard_drop_invariant);
+PG_FUNCTION_INFO_V1(guard_validate_invariant);
 PG_FUNCTION_INFO_V1(guard_check_invariants);
 
 /*
@@ -83,7 +89,87 @@ validate_query(const char *query, const char *search_path)
 }
 
 /*
- * guard.add_invariant(rel, name, row_check, query, deferred)
+ * The schema-qualified name of "rel", for messages.
+ */
+static char *
+qualified_name(Relation rel)
+{
+	return quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+									  RelationGetRelationName(rel));
+}
+
+/*
+ * The rows of "rel" that row check "def" fails now: their number, and up to
+ * GUARD_MAX_SAMPLES of their keys into *samples.
+ */
+static int64
+existing_failures(Relation rel, GuardInvariant *def, List **samples)
+{
+	GuardInvariantList list;
+	bool		which = true;
+	int64		failing = 0;
+
+	memset(&list, 0, sizeof(list));
+	list.rel = rel;
+	list.n = 1;
+	list.defs = def;
+	list.checks = palloc0(sizeof(Expr *));
+	*samples = NIL;
+	guard_check_rows(&list, &which, NULL, &failing, samples);
+	return failing;
+}
+
+/*
+ * A new invariant against the rows already in "rel", under "mode".  A row
+ * check that rows fail: refused in enforce mode, added not validated with a
+ * WARNING in warn mode; with accept_existing, added not validated without
+ * looking (like NOT VALID).  A query that does not hold: refused in
+ * enforce mode, a WARNING in warn mode.  Returns whether it is validated.
+ */
+static bool
+check_existing(Relation rel, GuardInvariant *def, int mode, bool accept_existing)
+{
+	char	   *relation = qualified_name(rel);
+	List	   *samples;
+	int64		failing;
+
+	if (def->query)
+	{
+		if (accept_existing)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("accept_existing applies to row checks only"),
+					 errhint("A query invariant is checked after every change to the table, so it must hold when it is added.")));
+		if (guard_run_query_invariant(def, relation))
+			return true;
+		ereport(mode == GUARD_MODE_ENFORCE ? ERROR : WARNING,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("invariant \"%s\" on table %s does not hold", def->name, relation),
+				 mode == GUARD_MODE_ENFORCE ?
+				 errhint("A query invariant is checked after every change to the table, so it must hold when it is added.") :
+				 errhint("guard.mode is warn: the invariant is added, and every change to the table records a violation until it holds.")));
+		return true;
+	}
+	if (accept_existing)
+		return false;
+	failing = existing_failures(rel, def, &samples);
+	if (failing == 0)
+		return true;
+	ereport(mode == GUARD_MODE_ENFORCE ? ERROR : WARNING,
+			(errcode(ERRCODE_CHECK_VIOLATION),
+			 errmsg_plural("invariant \"%s\" on table %s is violated by " INT64_FORMAT " existing row",
+						   "invariant \"%s\" on table %s is violated by " INT64_FORMAT " existing rows",
+						   failing, def->name, relation, failing),
+			 errdetail("Failing keys: %s.", guard_sample_keys(samples)),
+			 mode == GUARD_MODE_ENFORCE ?
+			 errhint("Fix those rows first, or add the invariant with accept_existing => true to check only the rows written from now on, as for a NOT VALID constraint.") :
+			 errhint("guard.mode is warn: the invariant is added, not validated; it checks the rows written from now on, and guard.validate_invariant() validates it once no row fails it.")));
+	return false;
+}
+
+/*
+ * guard.add_invariant(rel, name, row_check, query, deferred,
+ * accept_existing); version 0.1 of the SQL function has no accept_existing.
  */
 Datum
 guard_add_invariant(PG_FUNCTION_ARGS)
@@ -93,21 +179,27 @@ guard_add_invariant(PG_FUNCTION_ARGS)
 	char	   *row_check = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	char	   *query = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
 	bool		deferred;
+	bool		accept_existing = false;
 	Relation	rel;
 	const char *search_path = GetConfigOption("search_path", false, false);
 	GuardAsRole owner;
-	Oid			types[7] = {OIDOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, TEXTOID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	GuardPolicy own;
+	GuardInvariant def;
+	Oid			types[8] = {OIDOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID, TEXTOID, TEXTOID, BOOLOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 
 	guard_require_preload();
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(4))
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(4) ||
+		(PG_NARGS() > 5 && PG_ARGISNULL(5)))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("rel, name and deferred must not be null")));
+				 errmsg("rel, name, deferred and accept_existing must not be null")));
 	relid = PG_GETARG_OID(0);
 	name = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	deferred = PG_GETARG_BOOL(4);
+	if (PG_NARGS() > 5)
+		accept_existing = PG_GETARG_BOOL(5);
 	if (name[0] == '\0')
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -119,24 +211,19 @@ guard_add_invariant(PG_FUNCTION_ARGS)
 				 errhint("A row check is an expression over one row; a query is a SELECT returning one boolean.")));
 
 	rel = guard_open_table_to_manage(relid, GUARD_MANAGE_ADD_INVARIANT);
-	if (!guard_policy_lookup(rel)->found || rel->rd_rel->relispartition)
-	{
-		GuardPolicy own;
-
-		if (!guard_policy_lookup(rel)->found)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("table \"%s\" is not protected by guard",
-							RelationGetRelationName(rel)),
-					 errhint("Protect it first with guard.protect().")));
-		own = *guard_policy_lookup(rel);
-		if (own.relid != relid)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("table \"%s\" is a partition of protected table \"%s\"",
-							RelationGetRelationName(rel), get_rel_name(own.relid)),
-					 errhint("Add the invariant to the partitioned table.")));
-	}
+	if (!guard_policy_lookup(rel)->found)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is not protected by guard",
+						RelationGetRelationName(rel)),
+				 errhint("Protect it first with guard.protect().")));
+	own = *guard_policy_lookup(rel);
+	if (own.relid != relid)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("table \"%s\" is a partition of protected table \"%s\"",
+						RelationGetRelationName(rel), get_rel_name(own.relid)),
+				 errhint("Add the invariant to the partitioned table.")));
 	if (row_check)
 		(void) guard_compile_row_check(rel, row_check, search_path);
 	else
@@ -161,10 +248,24 @@ guard_add_invariant(PG_FUNCTION_ARGS)
 				 errmsg("invariant \"%s\" already exists on table \"%s\"",
 						name, RelationGetRelationName(rel)),
 				 errhint("Drop it first with guard.drop_invariant().")));
+	guard_as_role_end(&owner);
+
+	/* the rows there now, read as the caller, as check_invariants() does */
+	memset(&def, 0, sizeof(def));
+	def.name = name;
+	def.row_check = row_check;
+	def.query = query;
+	def.deferred = deferred;
+	def.owner = GetUserNameFromId(GetUserId(), false);
+	def.search_path = pstrdup(search_path);
+	values[7] = BoolGetDatum(check_existing(rel, &def, guard_policy_mode(&own),
+											accept_existing));
+
+	guard_as_role_begin(&owner, InvalidOid);
 	guard_run_sql("INSERT INTO guard.invariant (relid, name, row_check, query, deferred,"
-				  " created_at, created_by, search_path)"
-				  " VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, pg_catalog.now(), $6, $7)",
-				  7, types, values, nulls);
+				  " created_at, created_by, search_path, validated)"
+				  " VALUES ($1::pg_catalog.regclass, $2, $3, $4, $5, pg_catalog.now(), $6, $7, $8)",
+				  8, types, values, nulls);
 	guard_as_role_end(&owner);
 
 	/* every backend forgets the table; it needs guard's triggers */
@@ -206,6 +307,77 @@ guard_drop_invariant(PG_FUNCTION_ARGS)
 	guard_relcache_invalidate(relid);
 	CommandCounterIncrement();
 	guard_sync_relation(relid);
+	table_close(rel, NoLock);
+	PG_RETURN_VOID();
+}
+
+/*
+ * guard.validate_invariant(rel, name): check an invariant added with
+ * accept_existing (or over failing rows in warn mode) over the whole
+ * table, and mark it validated if no row fails it; as ALTER TABLE ...
+ * VALIDATE CONSTRAINT, an error names the rows that still do.
+ */
+Datum
+guard_validate_invariant(PG_FUNCTION_ARGS)
+{
+	Oid			relid = PG_GETARG_OID(0);
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	Relation	rel;
+	GuardInvariant *defs;
+	GuardInvariant *def = NULL;
+	int			n;
+	char	   *relation;
+	GuardAsRole owner;
+	Oid			types[2] = {OIDOID, TEXTOID};
+	Datum		values[2];
+
+	guard_require_preload();
+	rel = guard_open_table_to_manage(relid, GUARD_MANAGE_VALIDATE_INVARIANT);
+	relation = qualified_name(rel);
+	n = guard_invariants_read(relid, CurrentMemoryContext, &defs);
+	for (int i = 0; i < n; i++)
+	{
+		if (strcmp(defs[i].name, name) == 0)
+			def = &defs[i];
+	}
+	if (def == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("invariant \"%s\" does not exist on table \"%s\"",
+						name, RelationGetRelationName(rel))));
+	if (def->validated)
+	{
+		table_close(rel, NoLock);
+		PG_RETURN_VOID();
+	}
+	if (def->row_check)
+	{
+		List	   *samples;
+		int64		failing = existing_failures(rel, def, &samples);
+
+		if (failing > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_CHECK_VIOLATION),
+					 errmsg_plural("invariant \"%s\" on table %s is violated by " INT64_FORMAT " row",
+								   "invariant \"%s\" on table %s is violated by " INT64_FORMAT " rows",
+								   failing, name, relation, failing),
+					 errdetail("Failing keys: %s.", guard_sample_keys(samples)),
+					 errhint("Fix those rows, then validate the invariant again.")));
+	}
+	else if (!guard_run_query_invariant(def, relation))
+		ereport(ERROR,
+				(errcode(ERRCODE_CHECK_VIOLATION),
+				 errmsg("invariant \"%s\" on table %s does not hold", name, relation)));
+
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = CStringGetTextDatum(name);
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("UPDATE guard.invariant SET validated = true"
+				  " WHERE relid = $1::pg_catalog.regclass AND name = $2",
+				  2, types, values, NULL);
+	guard_as_role_end(&owner);
+	guard_relcache_invalidate(relid);
+	CommandCounterIncrement();
 	table_close(rel, NoLock);
 	PG_RETURN_VOID();
 }
@@ -322,60 +494,4 @@ guard_check_invariants(PG_FUNCTION_ARGS)
 		table_close(rel, AccessShareLock);
 	}
 	return (Datum) 0;
-}
-
-/*
- * After a schema change of a protected table: its row checks hold for the
- * whole table, checked at commit (deferred) or now.
- */
-void
-guard_invariants_after_ddl(Relation rel)
-{
-	GuardRelCache *entry = guard_relcache_lookup(rel);
-	GuardPolicy policy;
-	bool		any_row = false;
-	bool		any_immediate = false;
-
-	if (entry == NULL)
-		return;
-	policy = entry->policy;
-	for (int i = 0; i < entry->ninvariants; i++)
-	{
-		if (entry->invariants[i].row_check)
-		{
-			any_row = true;
-			any_immediate |= !entry->invariants[i].deferred;
-		}
-	}
-	if (!any_row)
-		return;
-	if (any_immediate)
-	{
-		Relation	prel = table_open(policy.relid, AccessShareLock);
-		char	   *relation = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(prel)),
-														  RelationGetRelationName(prel));
-		GuardInvariantList list;
-		bool	   *immediate;
-		int64	   *failing;
-		List	  **samples;
-
-		/* only the immediate ones now; deferred ones at commit */
-		guard_invariants_of(prel, &list);
-		immediate = palloc0(sizeof(bool) * Max(list.n, 1));
-		failing = palloc0(sizeof(int64) * Max(list.n, 1));
-		samples = palloc0(sizeof(List *) * Max(list.n, 1));
-		for (int i = 0; i < list.n; i++)
-			immediate[i] = !list.defs[i].deferred;
-		guard_check_rows(&list, immediate, NULL, failing, samples);
-		for (int i = 0; i < list.n; i++)
-		{
-			if (immediate[i] && list.defs[i].row_check && failing[i] > 0)
-				guard_report_violation(guard_policy_mode(&policy), policy.relid,
-									   relation, list.defs[i].name, 0,
-									   failing[i], samples[i],
-									   GUARD_CHECKED_AFTER_DDL);
-		}
-		table_close(prel, AccessShareLock);
-	}
-	guard_deferred_whole_table(policy.relid);
 }

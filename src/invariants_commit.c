@@ -5,8 +5,10 @@
  *
  * Rows that fail a deferred row check at the end of a statement are
  * remembered by key, since a later statement of the transaction may fix
- * them; a row deleted since is forgotten.  Past MAX_FAILING_KEYS rows, or
- * after a schema change, the whole table is checked instead.  A deferred
+ * them; a row deleted since is forgotten.  Past MAX_FAILING_KEYS rows the
+ * whole table is checked instead, and so it is after a schema change that
+ * changed its rows, for the invariants that were validated (those added
+ * accepting the rows there keep being checked by key).  A deferred
  * constraint trigger on guard.pending, armed by one token row per
  * transaction, re-checks those rows at commit and runs the deferred query
  * invariants of every table written.  An ERROR there aborts the commit
@@ -44,7 +46,12 @@ struct GuardPending
 	Oid			relid;			/* the protected table */
 	HTAB	   *failing;		/* key text -> GuardFailingKey */
 	bool		overflow;		/* too many: check the whole table */
+	bool		after_ddl;		/* a schema change changed its rows: check
+								 * the whole table for validated invariants */
 	int64		change_id;		/* the last change seen, for messages */
+	/* for messages: the last statement seen, the last that wrote failing rows */
+	char		statement[GUARD_STATEMENT_BRIEF_SIZE];
+	char		failed[GUARD_STATEMENT_BRIEF_SIZE];
 };
 
 static List *pending_rels = NIL;	/* in TopTransactionContext */
@@ -213,25 +220,101 @@ guard_deferred_track(GuardPending *p, Relation rel, TupleTableSlot *slot,
 
 /*
  * The end of a statement that wrote protected table "relid", which has
- * deferred invariants: note its change and arm the commit-time check.
+ * deferred invariants ("failed": some rows it wrote failed a deferred row
+ * check): note its change and statement and arm the commit-time check.
  */
 void
-guard_deferred_arm(Oid relid, int64 change_id)
+guard_deferred_arm(Oid relid, int64 change_id, bool failed)
 {
 	/* what was pending may have been checked and reset by SET CONSTRAINTS */
-	guard_deferred_pending(relid)->change_id = change_id;
+	GuardPending *p = guard_deferred_pending(relid);
+	char	   *statement = guard_statement_brief();
+
+	/* kept in place: a transaction may run millions of statements */
+	p->change_id = change_id;
+	strlcpy(p->statement, statement ? statement : "", sizeof(p->statement));
+	if (failed)
+		strlcpy(p->failed, p->statement, sizeof(p->failed));
+	if (statement)
+		pfree(statement);
 	arm_deferred_check();
 }
 
 /*
- * After a schema change of protected table "relid": check the whole table
- * at commit.
+ * After a schema change that changed the rows of protected table "relid":
+ * check its validated invariants over the whole table at commit.
  */
 void
 guard_deferred_whole_table(Oid relid)
 {
-	guard_deferred_pending(relid)->overflow = true;
+	guard_deferred_pending(relid)->after_ddl = true;
 	arm_deferred_check();
+}
+
+/*
+ * Check the deferred invariants of one table at commit, reporting what
+ * fails.
+ */
+static void
+check_pending(GuardPending *p, Relation rel)
+{
+	GuardInvariantList list;
+	char	   *relation;
+	GuardPolicy policy;
+	int64	   *failing;
+	List	  **samples;
+	bool	   *whole;
+	bool	   *keyed;
+	bool		any_whole = false;
+	bool		any_keyed = false;
+
+	guard_invariants_of(rel, &list);
+	relation = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+										  RelationGetRelationName(rel));
+	policy = *guard_policy_lookup(rel);
+	failing = palloc0(sizeof(int64) * Max(list.n, 1));
+	samples = palloc0(sizeof(List *) * Max(list.n, 1));
+	whole = palloc0(sizeof(bool) * Max(list.n, 1));
+	keyed = palloc0(sizeof(bool) * Max(list.n, 1));
+
+	/* each row check by key or over the whole table, never both */
+	for (int i = 0; i < list.n; i++)
+	{
+		if (!list.defs[i].deferred || !list.defs[i].row_check)
+			continue;
+		whole[i] = p->overflow || (p->after_ddl && list.defs[i].validated);
+		keyed[i] = !whole[i];
+		any_whole |= whole[i];
+		any_keyed |= keyed[i];
+	}
+	if (any_whole)
+		guard_check_rows(&list, whole, NULL, failing, samples);
+	if (any_keyed && hash_get_num_entries(p->failing) > 0)
+		guard_check_rows(&list, keyed, p->failing, failing, samples);
+
+	for (int i = 0; i < list.n; i++)
+	{
+		GuardInvariant *def = &list.defs[i];
+		GuardCheckedAt at = {GUARD_CHECKED_AT_COMMIT, p->change_id,
+		p->statement[0] ? p->statement : NULL, false};
+
+		if (!def->deferred)
+			continue;
+		if (whole[i] && p->after_ddl)
+			at.when = GUARD_CHECKED_AT_COMMIT_AFTER_DDL;
+		else if (def->row_check && p->failed[0])
+		{
+			at.statement = p->failed;
+			at.wrote_failing = true;
+		}
+		if (def->row_check && failing[i] > 0)
+			guard_report_violation(guard_policy_mode(&policy), p->relid,
+								   relation, def->name, failing[i],
+								   samples[i], &at);
+		else if (def->query && !guard_run_query_invariant(def, relation))
+			guard_report_violation(guard_policy_mode(&policy), p->relid,
+								   relation, def->name, 0, NIL, &at);
+	}
 }
 
 /*
@@ -259,44 +342,10 @@ guard_check_deferred(PG_FUNCTION_ARGS)
 	{
 		GuardPending *p = lfirst(lc);
 		Relation	rel = try_table_open(p->relid, AccessShareLock);
-		GuardInvariantList list;
-		char	   *relation;
-		GuardPolicy policy;
-		int64	   *failing;
-		List	  **samples;
-		bool	   *deferred;
 
 		if (rel == NULL)
 			continue;
-		guard_invariants_of(rel, &list);
-		relation = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-											  RelationGetRelationName(rel));
-		policy = *guard_policy_lookup(rel);
-		failing = palloc0(sizeof(int64) * Max(list.n, 1));
-		samples = palloc0(sizeof(List *) * Max(list.n, 1));
-		deferred = palloc0(sizeof(bool) * Max(list.n, 1));
-		for (int i = 0; i < list.n; i++)
-			deferred[i] = list.defs[i].deferred;
-
-		if (p->overflow || hash_get_num_entries(p->failing) > 0)
-			guard_check_rows(&list, deferred, p->overflow ? NULL : p->failing,
-							 failing, samples);
-		for (int i = 0; i < list.n; i++)
-		{
-			GuardInvariant *def = &list.defs[i];
-
-			if (!def->deferred)
-				continue;
-			if (def->row_check && failing[i] > 0)
-				guard_report_violation(guard_policy_mode(&policy), p->relid,
-									   relation, def->name, p->change_id,
-									   failing[i], samples[i],
-									   GUARD_CHECKED_AT_COMMIT);
-			else if (def->query && !guard_run_query_invariant(def, relation))
-				guard_report_violation(guard_policy_mode(&policy), p->relid,
-									   relation, def->name, p->change_id, 0,
-									   NIL, GUARD_CHECKED_AT_COMMIT);
-		}
+		check_pending(p, rel);
 		table_close(rel, AccessShareLock);
 	}
 

@@ -122,47 +122,133 @@ guard_slot_key_text(Relation rel, TupleTableSlot *slot, const AttrNumber *keys,
 
 /*
  * Where and when a violation was found, as the first sentence of its
- * DETAIL, translated: "Checked at the end of change 5 (change set 3)."
+ * DETAIL, translated.  Only ids that will exist are named: those of warn
+ * mode, whose change commits with its violation.  An enforce-mode error
+ * rolls the change back and a dry run records nothing for good, so their
+ * DETAIL names the statement instead.
  */
 static char *
-checked_sentence(GuardCheckedWhen when, int64 change_id, int64 changeset_id)
+checked_sentence(const GuardCheckedAt *at, int mode, int64 changeset_id)
 {
-	switch (when)
+	bool		ids = mode != GUARD_MODE_ENFORCE && at->change_id != 0 &&
+		!guard_change_id_provisional(at->change_id);
+	bool		dry_run = guard_changes_are_provisional();
+
+	switch (at->when)
 	{
 		case GUARD_CHECKED_AT_STATEMENT_END:
-			if (change_id != 0)
+			if (ids)
 				return psprintf(_("Checked at the end of change %lld (change set %lld)."),
-								(long long) change_id, (long long) changeset_id);
-			return pstrdup(_("Checked at the end of a statement guard did not capture."));
+								(long long) at->change_id, (long long) changeset_id);
+			/* the statements of a dry run are guard's own */
+			if (dry_run)
+				return pstrdup(_("Checked at the end of a statement of the dry run."));
+			if (at->statement)
+				return psprintf(_("Checked at the end of statement \"%s\"."),
+								at->statement);
+			return pstrdup(_("Checked at the end of the statement."));
 		case GUARD_CHECKED_AT_COMMIT:
-			if (change_id != 0)
+			if (ids)
 				return psprintf(_("Checked at commit, after change %lld (change set %lld)."),
-								(long long) change_id, (long long) changeset_id);
-			return pstrdup(_("Checked at commit, after a statement guard did not capture."));
+								(long long) at->change_id, (long long) changeset_id);
+			if (at->statement && !dry_run && at->wrote_failing)
+				return psprintf(_("Checked at commit; the last statement of the transaction to write rows failing a deferred check was \"%s\"."),
+								at->statement);
+			if (at->statement && !dry_run)
+				return psprintf(_("Checked at commit; the last statement of the transaction to write the table was \"%s\"."),
+								at->statement);
+			return pstrdup(_("Checked at commit."));
 		case GUARD_CHECKED_AFTER_DDL:
 			break;
+		case GUARD_CHECKED_AT_COMMIT_AFTER_DDL:
+			return pstrdup(_("Checked at commit over the whole table, as a schema change in the transaction changed its rows."));
 	}
-	return pstrdup(_("Checked over the whole table after a schema change."));
+	return pstrdup(_("Checked over the whole table, as a schema change changed its rows."));
 }
 
 /*
- * Report a violation: an ERROR in enforce mode; else a guard.violation row,
- * a WARNING and a NOTIFY delivered at commit.
+ * Sample keys as one string for a message: "(id)=(1), (id)=(2)".
  */
-void
-guard_report_violation(int mode, Oid relid, const char *relation,
-					   const char *invariant, int64 change_id, int64 rows,
-					   List *samples, GuardCheckedWhen when)
+char *
+guard_sample_keys(List *samples)
 {
 	StringInfoData keys;
-	char	   *where;
 	ListCell   *lc;
-	int64		changeset_id = guard_changeset_current(false);
 
 	initStringInfo(&keys);
 	foreach(lc, samples)
 		appendStringInfo(&keys, "%s%s", keys.len ? ", " : "", (char *) lfirst(lc));
-	where = checked_sentence(when, change_id, changeset_id);
+	return keys.data;
+}
+
+/*
+ * Record a warn-mode violation in guard.violation, and send its NOTIFY
+ * (delivered at commit).
+ */
+static void
+record_violation(Oid relid, const char *relation, const char *invariant,
+				 int64 change_id, int64 changeset_id, int64 rows, List *samples)
+{
+	GuardAsRole owner;
+	Oid			types[7] = {OIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, TEXTARRAYOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(samples), 1));
+	StringInfoData payload;
+	ListCell   *lc;
+
+	foreach(lc, samples)
+		elems[foreach_current_index(lc)] = CStringGetTextDatum((char *) lfirst(lc));
+	values[0] = ObjectIdGetDatum(relid);
+	values[1] = CStringGetTextDatum(relation);
+	values[2] = CStringGetTextDatum(invariant);
+	values[3] = Int64GetDatum(changeset_id);
+	nulls[3] = changeset_id ? ' ' : 'n';
+	values[4] = Int64GetDatum(change_id);
+	nulls[4] = change_id ? ' ' : 'n';
+	values[5] = Int64GetDatum(rows);
+	values[6] = PointerGetDatum(construct_array(elems, list_length(samples), TEXTOID,
+												-1, false, TYPALIGN_INT));
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("INSERT INTO guard.violation (relid, relation, invariant, changeset_id,"
+				  " change_id, rows, sample_keys, role)"
+				  " VALUES ($1, $2, $3, $4, $5, $6, $7, session_user)",
+				  7, types, values, nulls);
+	guard_as_role_end(&owner);
+
+	initStringInfo(&payload);
+	appendStringInfoString(&payload, "{\"table\": ");
+	escape_json(&payload, relation);
+	appendStringInfoString(&payload, ", \"invariant\": ");
+	escape_json(&payload, invariant);
+	appendStringInfo(&payload, ", \"changeset\": " INT64_FORMAT ", \"change\": " INT64_FORMAT
+					 ", \"count\": " INT64_FORMAT ", \"sample_keys\": [",
+					 changeset_id, change_id, rows);
+	foreach(lc, samples)
+	{
+		if (foreach_current_index(lc) > 0)
+			appendStringInfoString(&payload, ", ");
+		escape_json(&payload, (char *) lfirst(lc));
+	}
+	appendStringInfoString(&payload, "]}");
+	if (guard_notify_channel && guard_notify_channel[0] && payload.len < 7900)
+		Async_Notify(guard_notify_channel, payload.data);
+}
+
+/*
+ * Report a violation: an ERROR in enforce mode; else a guard.violation row,
+ * a WARNING and a NOTIFY delivered at commit (a dry run, which keeps
+ * nothing, only warns).
+ */
+void
+guard_report_violation(int mode, Oid relid, const char *relation,
+					   const char *invariant, int64 rows, List *samples,
+					   const GuardCheckedAt *at)
+{
+	char	   *keys = guard_sample_keys(samples);
+	int64		changeset_id = guard_changeset_current(false);
+	char	   *where = checked_sentence(at, mode, changeset_id);
+	bool		dry_run = guard_changes_are_provisional();
 
 	if (mode == GUARD_MODE_ENFORCE)
 		ereport(ERROR,
@@ -172,65 +258,24 @@ guard_report_violation(int mode, Oid relid, const char *relation,
 							   "invariant \"%s\" on table %s is violated by " INT64_FORMAT " rows",
 							   rows, invariant, relation, rows) :
 				 errmsg("invariant \"%s\" on table %s is violated", invariant, relation),
-				 keys.len ?
-				 errdetail("%s Failing keys: %s.", where, keys.data) :
+				 keys[0] ?
+				 errdetail("%s Failing keys: %s.", where, keys) :
 				 errdetail_internal("%s", where),
 				 errhint("The transaction is rolled back; nothing of the change is kept.")));
 
-	{
-		GuardAsRole owner;
-		Oid			types[7] = {OIDOID, TEXTOID, TEXTOID, INT8OID, INT8OID, INT8OID, TEXTARRAYOID};
-		Datum		values[7];
-		char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
-		Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(samples), 1));
-		StringInfoData payload;
-
-		foreach(lc, samples)
-			elems[foreach_current_index(lc)] = CStringGetTextDatum((char *) lfirst(lc));
-		values[0] = ObjectIdGetDatum(relid);
-		values[1] = CStringGetTextDatum(relation);
-		values[2] = CStringGetTextDatum(invariant);
-		values[3] = Int64GetDatum(changeset_id);
-		nulls[3] = changeset_id ? ' ' : 'n';
-		values[4] = Int64GetDatum(change_id);
-		nulls[4] = change_id ? ' ' : 'n';
-		values[5] = Int64GetDatum(rows);
-		values[6] = PointerGetDatum(construct_array(elems, list_length(samples), TEXTOID,
-													-1, false, TYPALIGN_INT));
-		guard_as_role_begin(&owner, InvalidOid);
-		guard_run_sql("INSERT INTO guard.violation (relid, relation, invariant, changeset_id,"
-					  " change_id, rows, sample_keys, role)"
-					  " VALUES ($1, $2, $3, $4, $5, $6, $7, session_user)",
-					  7, types, values, nulls);
-		guard_as_role_end(&owner);
-
-		ereport(WARNING,
-				(errcode(ERRCODE_CHECK_VIOLATION),
-				 errmsg("invariant \"%s\" on table %s is violated", invariant, relation),
-				 keys.len ?
-				 errdetail("%s Failing rows: " INT64_FORMAT "; keys: %s.",
-						   where, rows, keys.data) :
-				 errdetail_internal("%s", where),
-				 errhint("guard.mode is warn: the change commits and the violation is recorded in guard.violations.")));
-
-		initStringInfo(&payload);
-		appendStringInfoString(&payload, "{\"table\": ");
-		escape_json(&payload, relation);
-		appendStringInfoString(&payload, ", \"invariant\": ");
-		escape_json(&payload, invariant);
-		appendStringInfo(&payload, ", \"changeset\": " INT64_FORMAT ", \"change\": " INT64_FORMAT
-						 ", \"count\": " INT64_FORMAT ", \"sample_keys\": [",
-						 changeset_id, change_id, rows);
-		foreach(lc, samples)
-		{
-			if (foreach_current_index(lc) > 0)
-				appendStringInfoString(&payload, ", ");
-			escape_json(&payload, (char *) lfirst(lc));
-		}
-		appendStringInfoString(&payload, "]}");
-		if (guard_notify_channel && guard_notify_channel[0] && payload.len < 7900)
-			Async_Notify(guard_notify_channel, payload.data);
-	}
+	if (!dry_run)
+		record_violation(relid, relation, invariant, at->change_id,
+						 changeset_id, rows, samples);
+	ereport(WARNING,
+			(errcode(ERRCODE_CHECK_VIOLATION),
+			 errmsg("invariant \"%s\" on table %s is violated", invariant, relation),
+			 keys[0] ?
+			 errdetail("%s Failing rows: " INT64_FORMAT "; keys: %s.",
+					   where, rows, keys) :
+			 errdetail_internal("%s", where),
+			 dry_run ?
+			 errhint("guard.mode is warn: the real run would commit the change and record the violation in guard.violations.") :
+			 errhint("guard.mode is warn: the change commits and the violation is recorded in guard.violations.")));
 }
 
 /*

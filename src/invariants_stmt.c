@@ -43,6 +43,7 @@ struct GuardInvariantSet
 	const AttrNumber *keys;		/* the key columns of "rel" */
 	int			nkeys;
 	GuardPending *pending;		/* NULL without deferred invariants */
+	bool		deferred_failed;	/* some row failed a deferred check */
 };
 
 /*
@@ -122,6 +123,7 @@ guard_invariants_row(GuardInvariantSet *set, TupleTableSlot *slot, int64 rowno)
 															  set->nkeys, rowno));
 		}
 	}
+	set->deferred_failed |= deferred_fails;
 	if (any_deferred_check)
 		guard_deferred_track(set->pending, set->rel, slot, set->keys,
 							 set->nkeys, deferred_fails, rowno);
@@ -148,24 +150,25 @@ guard_invariants_end(GuardInvariantSet *set, int64 change_id)
 {
 	char	   *relation = quote_qualified_identifier(get_namespace_name(RelationGetNamespace(set->rel)),
 													  RelationGetRelationName(set->rel));
+	GuardCheckedAt at = {GUARD_CHECKED_AT_STATEMENT_END, change_id, NULL};
 
 	for (int i = 0; i < set->ndefs; i++)
 	{
 		const GuardInvariant *def = &set->defs[i];
+		bool		violated;
 
 		if (def->deferred)
 			continue;
-		if (def->row_check && set->failing[i] > 0)
-			guard_report_violation(set->mode, set->policy_relid, relation,
-								   def->name, change_id, set->failing[i],
-								   set->samples[i],
-								   GUARD_CHECKED_AT_STATEMENT_END);
-		else if (def->query && !guard_run_query_invariant(def, relation))
-			guard_report_violation(set->mode, set->policy_relid, relation,
-								   def->name, change_id, 0, NIL,
-								   GUARD_CHECKED_AT_STATEMENT_END);
+		violated = def->row_check ? set->failing[i] > 0 :
+			!guard_run_query_invariant(def, relation);
+		if (!violated)
+			continue;
+		if (at.statement == NULL)
+			at.statement = guard_statement_brief();
+		guard_report_violation(set->mode, set->policy_relid, relation,
+							   def->name, set->failing[i], set->samples[i], &at);
 	}
 	FreeExecutorState(set->estate);
 	if (set->pending)
-		guard_deferred_arm(set->policy_relid, change_id);
+		guard_deferred_arm(set->policy_relid, change_id, set->deferred_failed);
 }

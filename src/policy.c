@@ -311,6 +311,11 @@ guard_open_table_to_manage(Oid relid, GuardManage action)
 			denied = gettext_noop("permission denied to add an invariant to table \"%s\"");
 			only = gettext_noop("Only the table's owner or a member of guard_admin may add an invariant to it.");
 			break;
+		case GUARD_MANAGE_VALIDATE_INVARIANT:
+			cannot = gettext_noop("cannot validate an invariant of table \"%s\"");
+			denied = gettext_noop("permission denied to validate an invariant of table \"%s\"");
+			only = gettext_noop("Only the table's owner or a member of guard_admin may validate an invariant of it.");
+			break;
 		case GUARD_MANAGE_DROP_INVARIANT:
 		default:
 			cannot = gettext_noop("cannot drop an invariant of table \"%s\"");

@@ -352,6 +352,7 @@ guard_invariants_read(Oid relid, MemoryContext cxt, GuardInvariant **defs)
 		def->deferred = DatumGetBool(values[4]);
 		def->owner = pstrdup(NameStr(*DatumGetName(values[6])));
 		def->search_path = TextDatumGetCString(values[7]);
+		def->validated = DatumGetBool(values[8]);
 	}
 	systable_endscan(scan);
 	table_close(irel, AccessShareLock);

@@ -17,7 +17,9 @@
  * rest.
  *
  * A dry run does the same inside a subtransaction that it rolls back, so
- * that its report is exactly what the real call would do.  Where nothing
+ * that its report is exactly what the real call would do; the changes it
+ * records there have provisional ids (changes.c), so that it uses up none.
+ * Where nothing
  * can be written, not even to roll it back (a hot standby, a read-only
  * transaction), a dry run only plans: it locks nothing above ACCESS SHARE,
  * records nothing, and plays the writes of row undo on an overlay of the
@@ -456,6 +458,8 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(oldcxt);
 		subxact = true;
+		/* what it records is rolled back: it takes no ids from the real ones */
+		guard_changes_provisional();
 	}
 
 	PG_TRY();

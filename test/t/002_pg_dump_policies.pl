@@ -57,6 +57,8 @@ SELECT guard.add_invariant('t_plain', 'v_not_empty', row_check => 'length(v) > 0
 SELECT guard.add_invariant('parted', 'few_rows',
                            query => 'SELECT count(*) < 1000 FROM public.parted',
                            deferred => false);
+SELECT guard.add_invariant('parted', 'v_short', row_check => 'length(v) < 5',
+                           accept_existing => true);
 });
 
 # What must survive: every policy field, and guard's triggers with their
@@ -66,7 +68,8 @@ SELECT relation::text, capture, mode, mode_from_setting, min_rows, max_rows,
        max_fraction, require_where, created_at, created_by
   FROM guard.policies ORDER BY relation::text};
 my $invariants_sql = q{
-SELECT relation::text, name, kind, row_check, query, deferred, created_at, created_by
+SELECT relation::text, name, kind, row_check, query, deferred, created_at, created_by,
+       validated
   FROM guard.invariants ORDER BY 1, 2};
 my $triggers_sql = q{
 SELECT c.oid::regclass::text, t.tgname, t.tgenabled,
