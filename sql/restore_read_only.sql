@@ -140,7 +140,7 @@ CREATE TABLE ro_big (id int PRIMARY KEY, v int, pad text);
 INSERT INTO ro_big SELECT g, g, repeat('p', 50) FROM generate_series(1, 3000) g;
 SELECT guard.protect('ro_big');
 BEGIN;
-SELECT guard.label('big');
+SELECT guard.label('big') > 0 AS labelled;
 UPDATE ro_big SET v = -v;
 UPDATE ro_big SET id = id + 3000 WHERE id > 1000;
 DELETE FROM ro_big WHERE id % 7 = 0;
