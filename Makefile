@@ -55,6 +55,7 @@ OBJS = \
 	src/restore_rate.o \
 	src/restore.o \
 	src/restore_to.o \
+	src/dryrun.o \
 	src/drill.o \
 	src/drill_judge.o \
 	src/diff.o \

@@ -671,6 +671,7 @@ typedef struct GuardPlan GuardPlan;
 extern bool guard_plan_only(void);
 extern GuardPlan *guard_plan_create(void);
 extern void guard_plan_free(GuardPlan *plan);
+extern void guard_plan_set_final(GuardPlan *plan);
 extern bool guard_plan_fetch(GuardPlan *plan, GuardKeyScan *ks, Relation rel,
 							 const GuardChange *change, Datum *keyvalues,
 							 Snapshot snapshot);
@@ -685,6 +686,9 @@ typedef void (*GuardRestoreInspect) (List *reports, GuardPlan *plan,
 extern GuardOnConflict guard_restore_parse_on_conflict(text *arg);
 extern void guard_restore_check_args(FunctionCallInfo fcinfo, uint32 nullable);
 extern void guard_restore_check_writable(bool dry_run);
+
+/* dryrun.c: the dry runs that may only plan */
+extern bool guard_dry_run_may_plan(List *ids);
 extern List *guard_restore_select_ids(const char *sql, int nargs, Oid *types,
 									  Datum *values);
 extern void guard_restore_put_reports(FunctionCallInfo fcinfo, List *reports);

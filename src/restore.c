@@ -451,7 +451,8 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 	Assert(dry_run || inspect == NULL);
 	guard_restore_check_writable(dry_run);
 	guard_progress_begin(dry_run);
-	if (dry_run && guard_plan_only())
+	if (dry_run && (guard_plan_only() ||
+					(inspect == NULL && guard_dry_run_may_plan(ids))))
 		plan = guard_plan_create();
 	else if (dry_run)
 	{
@@ -488,6 +489,8 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 
 			MemoryContextSwitchTo(old);
 			guard_progress_change(change->changeset_id, change->change_id);
+			if (plan != NULL && inspect == NULL && lnext(changes, lc) == NULL)
+				guard_plan_set_final(plan);
 			start = GetCurrentTimestamp();
 			restore_one(change, mode, exclude, restoring, plan, report);
 			report->seconds = seconds_since(start);

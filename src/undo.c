@@ -356,6 +356,7 @@ undo_read_row(RowUndo *u, const ShadowRow *row, int64 rowno)
 	bool		replace;
 	bool		ask;
 	bool		conflict;
+	int64		updates = u->napply[UNDO_UPDATE];
 
 	memset(u->write, 0, sizeof(bool) * Max(u->ncols, 1));
 	MemoryContextReset(u->rowcxt);
@@ -371,6 +372,8 @@ undo_read_row(RowUndo *u, const ShadowRow *row, int64 rowno)
 		guard_undo_ask(u, row, rowno);
 	else
 		undo_settle_row(u, row, rowno, conflict, apply, replace, true);
+	if (live && u->napply[UNDO_UPDATE] > updates)
+		u->nupdate_live++;
 }
 
 /*

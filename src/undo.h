@@ -116,6 +116,8 @@ typedef struct RowUndo
 	Datum	   *values;			/* one row of enrdesc */
 	bool	   *nulls;
 	int64		napply[UNDO_NOPS];	/* rows in the tuplestore, by op */
+	int64		nupdate_live;	/* ... of them UPDATEs whose key was found live
+								 * when judged */
 	bool		replaces;		/* some row replaces a row with its key */
 
 	/* the row at hand */
