@@ -94,7 +94,7 @@ REGRESS = setup policy_validation policy_permissions policy_view policy_refuses_
 	cache_invalidation \
 	ddl_columns ddl_drop_table ddl_truncate ddl_migration ddl_partition_drop \
 	trash_unlinks_foreign_keys trash_inheritance trash_keeps_what_belongs \
-	trash_hook_hygiene drop_what_trash_uses status \
+	trash_hook_hygiene drop_what_trash_uses trash_event_triggers trash_drop_tablespace status \
 	ddl_undo_column_attrs ddl_undo_constraints ddl_undo_indexes ddl_undo_table \
 	ddl_undo_columns ddl_undo_migrations \
 	rehearse history_as_of history_versions history_privileges \

@@ -291,6 +291,31 @@ SELECT i.relid AS relation, i.name,
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname <> 'guard_trash';
 
+-- Transparency (issue 10, src/drop.c): a DROP that moves protected tables
+-- into guard_trash reports them to sql_drop event triggers as dropped, as
+-- PostgreSQL would; they still exist, in the trash, and keep their policy
+-- and invariants for the undo.  A dropped table takes its policy with it.
+CREATE OR REPLACE FUNCTION guard._on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+	DELETE FROM guard.policy p
+	 USING pg_catalog.pg_event_trigger_dropped_objects() d
+	 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+	   AND d.objsubid = 0
+	   AND p.relid::oid = d.objid
+	   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = d.objid);
+	DELETE FROM guard.invariant i
+	 USING pg_catalog.pg_event_trigger_dropped_objects() d
+	 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+	   AND d.objsubid = 0
+	   AND i.relid::oid = d.objid
+	   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = d.objid);
+END
+$$;
+
 -- Logical replication (issue 16, SPEC Guarantee 9; src/publication.c):
 -- guard's own tables are not published by a publication FOR ALL TABLES, and
 -- a subscriber keeps its own records.

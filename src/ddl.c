@@ -501,10 +501,11 @@ before_truncate(TruncateStmt *stmt)
  * to record after it.  A DROP that reaches protected tables moves them to
  * the trash (drop.c): *replaced is set to the statement to run instead,
  * and *hold_cascade when PostgreSQL's "drop cascades to" notice for it must
- * be held back (guard sent it already).
+ * be held back (guard sent it already).  "events": guard fires the DROP's
+ * event triggers itself (guard_drop_fires_events()).
  */
 List *
-guard_ddl_before(PlannedStmt *pstmt, Node **replaced, bool *hold_cascade)
+guard_ddl_before(PlannedStmt *pstmt, bool events, Node **replaced, bool *hold_cascade)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 	List	   *after = NIL;
@@ -537,12 +538,11 @@ guard_ddl_before(PlannedStmt *pstmt, Node **replaced, bool *hold_cascade)
 		case T_DropStmt:
 			if (((DropStmt *) parsetree)->removeType == OBJECT_INDEX)
 				after = guard_index_before_drop((DropStmt *) parsetree, after);
-			*replaced = guard_drop_before(parsetree, hold_cascade);
+			*replaced = guard_drop_before(parsetree, events, hold_cascade);
 			break;
 		case T_DropOwnedStmt:
 		case T_DropRoleStmt:
-		case T_DropTableSpaceStmt:
-			*replaced = guard_drop_before(parsetree, hold_cascade);
+			*replaced = guard_drop_before(parsetree, events, hold_cascade);
 			break;
 		default:
 			break;

@@ -47,12 +47,14 @@
 #include "catalog/pg_trigger.h"
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
+#include "commands/event_trigger.h"
 #include "commands/extension.h"
 #include "commands/tablecmds.h"
 #include "commands/user.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "tcop/utility.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -158,6 +160,38 @@ may_drop_kept(Node *parsetree)
 }
 
 /*
+ * Does guard fire the event triggers of this statement itself?  Yes for a
+ * DROP (or DROP OWNED) that may drop a protected table, when PostgreSQL
+ * would fire them (a complete query, not a subcommand): the caller
+ * (hooks.c) opens the statement's event trigger state and fires
+ * ddl_command_start, guard_drop_before() runs the trial in that state, so
+ * that PostgreSQL records there every object the statement drops, the
+ * tables guard moves to its trash included, as it would without guard;
+ * the caller then hands the statement on as a subcommand, its own
+ * records swallowed, and fires sql_drop and ddl_command_end.  Users'
+ * sql_drop event triggers so see, in pg_event_trigger_dropped_objects(),
+ * exactly what they would see without guard.
+ */
+bool
+guard_drop_fires_events(Node *parsetree, ProcessUtilityContext context)
+{
+	if (context == PROCESS_UTILITY_SUBCOMMAND || guard_internal_ddl || !guard_enabled)
+		return false;
+	if (IsA(parsetree, DropStmt))
+	{
+		DropStmt   *drop = (DropStmt *) parsetree;
+
+		if (drop->concurrent || !EventTriggerSupportsObjectType(drop->removeType))
+			return false;
+	}
+	else if (!IsA(parsetree, DropOwnedStmt))
+		return false;
+	if (!OidIsValid(get_extension_oid("guard", true)))
+		return false;
+	return may_drop_kept(parsetree);
+}
+
+/*
  * The trial's body: the statement's own drop function.
  */
 static void
@@ -166,11 +200,25 @@ run_drop(void *arg)
 	Node	   *parsetree = copyObject((Node *) arg);
 
 	if (IsA(parsetree, DropOwnedStmt))
+	{
 		DropOwnedObjects((DropOwnedStmt *) parsetree);
-	else if (((DropStmt *) parsetree)->removeType == OBJECT_TABLE)
-		RemoveRelations((DropStmt *) parsetree);
-	else
-		RemoveObjects((DropStmt *) parsetree);
+		return;
+	}
+	/* as utility.c's ExecDropStmt dispatches it */
+	switch (((DropStmt *) parsetree)->removeType)
+	{
+		case OBJECT_TABLE:
+		case OBJECT_SEQUENCE:
+		case OBJECT_VIEW:
+		case OBJECT_MATVIEW:
+		case OBJECT_FOREIGN_TABLE:
+		case OBJECT_INDEX:
+			RemoveRelations((DropStmt *) parsetree);
+			break;
+		default:
+			RemoveObjects((DropStmt *) parsetree);
+			break;
+	}
 }
 
 /*
@@ -473,10 +521,12 @@ owned_roles(DropOwnedStmt *drop)
  * Before a DROP statement (not one of guard's own): do what the file
  * header says.  Returns the statement to hand on (the same one, or a DROP
  * TABLE without the units); *hold_cascade is set when the trial's
- * cascade notice was sent and PostgreSQL's own must be held back.
+ * cascade notice was sent and PostgreSQL's own must be held back.  With
+ * "events" (guard_drop_fires_events() said so), the trial always runs:
+ * what it drops is the statement's record for its sql_drop event.
  */
 Node *
-guard_drop_before(Node *parsetree, bool *hold_cascade)
+guard_drop_before(Node *parsetree, bool events, bool *hold_cascade)
 {
 	GuardTrial trial;
 	List	   *named = NIL;
@@ -491,7 +541,7 @@ guard_drop_before(Node *parsetree, bool *hold_cascade)
 	if (!OidIsValid(get_extension_oid("guard", true)))
 		return parsetree;
 	guard_inuse_before_drop(parsetree);
-	if (!guard_enabled || !may_drop_kept(parsetree))
+	if (!events && (!guard_enabled || !may_drop_kept(parsetree)))
 		return parsetree;
 
 	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_TABLE)

@@ -110,6 +110,7 @@
 #include "nodes/pg_list.h"
 #include "nodes/plannodes.h"
 #include "storage/lockdefs.h"
+#include "tcop/utility.h"
 #include "utils/hsearch.h"
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
@@ -484,17 +485,19 @@ extern void guard_check_rows(GuardInvariantList *list, const bool *which,
 							 List **samples);
 
 /* ddl.c: schema changes recorded (calls drop.c) */
-extern List *guard_ddl_before(PlannedStmt *pstmt, Node **replaced,
+extern List *guard_ddl_before(PlannedStmt *pstmt, bool events, Node **replaced,
 							  bool *hold_cascade);
 extern void guard_ddl_after(List *after);
 
 /* drop.c: DROP statements that reach protected or trashed tables */
-extern Node *guard_drop_before(Node *parsetree, bool *hold_cascade);
+extern bool guard_drop_fires_events(Node *parsetree, ProcessUtilityContext context);
+extern Node *guard_drop_before(Node *parsetree, bool events, bool *hold_cascade);
 
 /* inuse.c: trashed tables in the way of a DROP of what they use */
 extern void guard_inuse_before_drop(Node *parsetree);
 extern void guard_inuse_roles(List *roleids, bool dropping_owned);
 extern void guard_inuse_dropped(List *dropped, List *units);
+extern void guard_inuse_tablespace(DropTableSpaceStmt *stmt, bool isTopLevel);
 
 /* trial.c: a drop run and rolled back, to learn what it would do */
 typedef struct GuardTrialMessage

@@ -11,8 +11,9 @@
  * ddl.c, and gives guard's triggers to new partitions.  Every statement
  * goes on down the chain, a DROP whose tables guard moved to its trash
  * included (rewritten without them), so that the hooks installed after
- * guard's and the event triggers see it.  trial.c's object-access and log
- * hooks are installed with these.
+ * guard's see it; the event triggers of such a DROP guard fires itself,
+ * around it, so that they see every object it drops (drop.c).  trial.c's
+ * object-access and log hooks are installed with these.
  *
  *-------------------------------------------------------------------------
  */
@@ -305,14 +306,17 @@ check_utility(Node *parsetree)
 }
 
 /*
- * ProcessUtility hook: watch for capture bypasses; follow COPY so that its
- * capture is recorded with its text.
+ * The ProcessUtility hook's work: watch for capture bypasses; follow COPY
+ * so that its capture is recorded with its text; hand schema changes to
+ * ddl.c; pass the statement down the chain.  With "events", the caller
+ * fires the statement's event triggers: it goes down as a subcommand, and
+ * what it drops is recorded in a state of its own, not the statement's.
  */
 static void
-guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
-					 bool readOnlyTree, ProcessUtilityContext context,
-					 ParamListInfo params, QueryEnvironment *queryEnv,
-					 DestReceiver *dest, QueryCompletion *qc)
+process_utility(PlannedStmt *pstmt, const char *queryString,
+				bool readOnlyTree, ProcessUtilityContext context,
+				ParamListInfo params, QueryEnvironment *queryEnv,
+				DestReceiver *dest, QueryCompletion *qc, bool events)
 {
 	Node	   *parsetree = pstmt->utilityStmt;
 	const GuardStatement *save = NULL;
@@ -326,6 +330,7 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	bool		hold_cascade;
 	int			hold_nestlevel = 0;
 	int			hold_saved = 0;
+	bool		swallow = false;
 
 	check_utility(parsetree);
 
@@ -364,7 +369,7 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 
 	/* schema changes of protected tables: snapshot what they destroy */
-	ddl_after = guard_ddl_before(pstmt, &replaced, &hold_cascade);
+	ddl_after = guard_ddl_before(pstmt, events, &replaced, &hold_cascade);
 	if (replaced != parsetree)
 	{
 		PlannedStmt *copy = makeNode(PlannedStmt);
@@ -387,10 +392,15 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	/*
 	 * Every statement goes down the chain, a DROP whose tables guard moved
 	 * to its trash included (as a DROP of the others, or of none), so that
-	 * the hooks after guard and the event triggers see it.
+	 * the hooks after guard see it.
 	 */
 	if (hold_cascade)
 		hold_nestlevel = guard_trial_hold_begin(&hold_saved);
+	if (events)
+	{
+		context = PROCESS_UTILITY_SUBCOMMAND;
+		swallow = EventTriggerBeginCompleteQuery();
+	}
 	PG_TRY();
 	{
 		if (prev_ProcessUtility)
@@ -402,6 +412,8 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	PG_CATCH();
 	{
+		if (swallow)
+			EventTriggerEndCompleteQuery();
 		if (is_copy)
 			(void) guard_set_statement(save);
 		if (hold_cascade)
@@ -409,6 +421,8 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
+	if (swallow)
+		EventTriggerEndCompleteQuery();
 	if (is_copy)
 		(void) guard_set_statement(save);
 	if (hold_cascade)
@@ -425,6 +439,52 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	}
 	foreach(lc, partitions)
 		guard_sync_relation(lfirst_oid(lc));
+}
+
+/*
+ * ProcessUtility hook.  A DROP TABLESPACE first gets guard's trash out of
+ * its way (inuse.c).  A DROP that may reach protected tables has its event
+ * triggers fired from here, around the statement, in the order
+ * ProcessUtilitySlow fires them (drop.c's guard_drop_fires_events() says
+ * when and why); then process_utility() does the rest.
+ */
+static void
+guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
+					 bool readOnlyTree, ProcessUtilityContext context,
+					 ParamListInfo params, QueryEnvironment *queryEnv,
+					 DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	bool		cleanup;
+
+	if (IsA(parsetree, DropTableSpaceStmt) && !guard_internal_ddl)
+		guard_inuse_tablespace((DropTableSpaceStmt *) parsetree,
+							   context == PROCESS_UTILITY_TOPLEVEL);
+	if (!guard_drop_fires_events(parsetree, context))
+	{
+		process_utility(pstmt, queryString, readOnlyTree, context, params,
+						queryEnv, dest, qc, false);
+		return;
+	}
+
+	/* standard_ProcessUtility's checks come before any event trigger */
+	PreventCommandIfReadOnly(CreateCommandName(parsetree));
+	PreventCommandIfParallelMode(CreateCommandName(parsetree));
+	cleanup = EventTriggerBeginCompleteQuery();
+	PG_TRY();
+	{
+		EventTriggerDDLCommandStart(parsetree);
+		process_utility(pstmt, queryString, readOnlyTree, context, params,
+						queryEnv, dest, qc, true);
+		EventTriggerSQLDrop(parsetree);
+		EventTriggerDDLCommandEnd(parsetree);
+	}
+	PG_FINALLY();
+	{
+		if (cleanup)
+			EventTriggerEndCompleteQuery();
+	}
+	PG_END_TRY();
 }
 
 /*

@@ -17,14 +17,16 @@
  *	  (directly, or through what a CASCADE reaches) is dropped from the
  *	  trash for real: its DROP TABLE change is marked as no longer
  *	  undoable, and a NOTICE names it;
- *	- a DROP TABLESPACE of a tablespace that holds trashed tables is
- *	  refused, with a hint: their files would go only at commit, too late;
+ *	- before a DROP TABLESPACE, the trashed tables stored in the
+ *	  tablespace are dropped from the trash for good, with a NOTICE, in a
+ *	  transaction of their own: their files go only at commit, and DROP
+ *	  TABLESPACE needs the directory empty before its own;
  *	- a DROP TABLE of a table in the trash (by name, in guard_trash) drops
  *	  it for real, and its DROP TABLE change says it can no longer be
  *	  undone.
  *
- * All of it happens in the statement's transaction: if the statement then
- * fails, nothing of it remains.
+ * All of it but the DROP TABLESPACE step happens in the statement's
+ * transaction: if the statement then fails, nothing of it remains.
  *
  * Calls trash.c, link.c and spi.c.
  *
@@ -33,17 +35,24 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/catalog.h"
 #include "catalog/namespace.h"
 #include "catalog/objectaddress.h"
 #include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_tablespace.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "commands/tablecmds.h"
 #include "commands/tablespace.h"
+#include "common/relpath.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "postmaster/bgwriter.h"
+#include "storage/fd.h"
 #include "tcop/cmdtag.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
@@ -52,7 +61,9 @@
 #include "utils/json.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "guard.h"
 
@@ -362,39 +373,230 @@ guard_inuse_roles(List *roleids, bool dropping_owned)
 }
 
 /*
- * DROP TABLESPACE of a tablespace that trashed tables use: refused with a
- * way out.  Dropping them from the trash would not help: their files go
- * only when the transaction commits, and DROP TABLESPACE needs the
- * directory empty before that.
+ * The trashed tables (roots of their trees) that have a relation (the
+ * table, an index or its TOAST table) in tablespace "spc".  *held is set
+ * if the tablespace holds anything else this database can see (a live
+ * relation, a database's default tablespace, another database's
+ * partitioned table or index): then DROP TABLESPACE fails anyway.
  */
-static void
-refuse_tablespace_in_use(const char *spcname)
+static List *
+trashed_in_tablespace(Oid spc, bool *held)
 {
-	Oid			spc = get_tablespace_oid(spcname, true);
 	GuardAsRole owner;
-	Oid			types[2] = {OIDOID, OIDOID};
-	Datum		values[2];
-	char	   *found = NULL;
+	Oid			types[3] = {OIDOID, OIDOID, OIDOID};
+	Datum		values[3];
+	List	   *found = NIL;
+	List	   *roots = NIL;
+	ListCell   *lc;
+	MemoryContext outer = CurrentMemoryContext;
 
-	if (!OidIsValid(spc))
-		return;
+	*held = false;
 	values[0] = ObjectIdGetDatum(spc);
 	values[1] = ObjectIdGetDatum(guard_trash_namespace(false));
+	values[2] = ObjectIdGetDatum(MyDatabaseId);
 	guard_as_role_begin(&owner, InvalidOid);
-	guard_run_sql("SELECT pg_catalog.string_agg(pg_catalog.quote_ident(c.relname), ', ' ORDER BY c.relname)"
-				  "  FROM pg_catalog.pg_class c"
-				  " WHERE c.reltablespace = $1 AND c.relnamespace = $2",
-				  2, types, values, NULL);
-	found = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (found)
-		found = MemoryContextStrdup(CurTransactionContext, found);
+	guard_run_sql("WITH r AS ("
+				  "  SELECT COALESCE(i.indrelid, c.oid) AS tab FROM pg_catalog.pg_class c"
+				  "    LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid"
+				  "   WHERE c.reltablespace = $1),"
+				  " t AS ("
+				  "  SELECT COALESCE((SELECT o.oid FROM pg_catalog.pg_class o WHERE o.reltoastrelid = r.tab),"
+				  "                  r.tab) AS tab FROM r)"
+				  " SELECT DISTINCT t.tab, c.relnamespace = $2 FROM t JOIN pg_catalog.pg_class c ON c.oid = t.tab"
+				  " UNION ALL"
+				  " SELECT 0, false FROM pg_catalog.pg_database d WHERE d.dattablespace = $1"
+				  " UNION ALL"
+				  " SELECT 0, false FROM pg_catalog.pg_shdepend s"
+				  "  WHERE s.refclassid = 'pg_catalog.pg_tablespace'::pg_catalog.regclass"
+				  "    AND s.refobjid = $1 AND s.dbid <> $3",
+				  3, types, values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+		bool		trashed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
+														 SPI_tuptable->tupdesc, 2, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(outer);
+
+		if (trashed)
+			found = lappend_oid(found, relid);
+		else
+			*held = true;
+		MemoryContextSwitchTo(old);
+	}
 	guard_as_role_end(&owner);
-	if (found)
+	foreach(lc, found)
+		roots = list_append_unique_oid(roots, guard_trash_root(lfirst_oid(lc)));
+	return roots;
+}
+
+/*
+ * Does a database other than this one have files in tablespace "spc"?
+ * (DROP TABLESPACE then fails: guard cannot see what they are.)
+ */
+static bool
+other_databases_in(Oid spc)
+{
+	char	   *path = psprintf("pg_tblspc/%u/%s", spc, TABLESPACE_VERSION_DIRECTORY);
+	DIR		   *dir = AllocateDir(path);
+	struct dirent *de;
+	bool		found = false;
+
+	if (dir == NULL)
+		return false;
+	while (!found && (de = ReadDir(dir, path)) != NULL)
+	{
+		char	   *sub;
+		DIR		   *subdir;
+		struct dirent *se;
+
+		if (de->d_name[0] == '\0' ||
+			strspn(de->d_name, "0123456789") != strlen(de->d_name) ||
+			atooid(de->d_name) == MyDatabaseId)
+			continue;
+		sub = psprintf("%s/%s", path, de->d_name);
+		subdir = AllocateDir(sub);
+		if (subdir == NULL)
+			continue;
+		while ((se = ReadDir(subdir, sub)) != NULL)
+		{
+			if (strcmp(se->d_name, ".") != 0 && strcmp(se->d_name, "..") != 0)
+			{
+				found = true;
+				break;
+			}
+		}
+		FreeDir(subdir);
+	}
+	FreeDir(dir);
+	return found;
+}
+
+/*
+ * DROP TABLESPACE of "spc", which something besides the trash holds, will
+ * fail: raise the error PostgreSQL would raise without guard.  Its first
+ * check lists what depends on the tablespace in pg_shdepend, where the
+ * trashed partitioned tables and indexes stored there would show up too:
+ * run that check with theirs taken out, in a subtransaction rolled back,
+ * and raise its error, or else the "not empty" error that would follow.
+ * Without trashed dependents, return: PostgreSQL's own error is the same.
+ */
+static void
+fail_as_without_guard(const char *spcname, Oid spc)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner_before = CurrentResourceOwner;
+	GuardAsRole owner;
+	Oid			types[3] = {OIDOID, OIDOID, OIDOID};
+	Datum		values[3];
+	List	   *trashed = NIL;
+	char	   *detail = NULL;
+	char	   *detail_log = NULL;
+	bool		depends;
+	ListCell   *lc;
+
+	values[0] = ObjectIdGetDatum(spc);
+	values[1] = ObjectIdGetDatum(guard_trash_namespace(false));
+	values[2] = ObjectIdGetDatum(MyDatabaseId);
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("SELECT s.objid FROM pg_catalog.pg_shdepend s"
+				  "  JOIN pg_catalog.pg_class c ON c.oid = s.objid"
+				  " WHERE s.dbid = $3 AND s.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+				  "   AND s.refclassid = 'pg_catalog.pg_tablespace'::pg_catalog.regclass"
+				  "   AND s.refobjid = $1 AND c.relnamespace = $2",
+				  3, types, values, NULL);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Oid			relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														   SPI_tuptable->tupdesc, 1, &isnull));
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		trashed = lappend_oid(trashed, relid);
+		MemoryContextSwitchTo(old);
+	}
+	guard_as_role_end(&owner);
+	if (trashed == NIL)
+		return;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	foreach(lc, trashed)
+		changeDependencyOnTablespace(RelationRelationId, lfirst_oid(lc), InvalidOid);
+	CommandCounterIncrement();
+	depends = checkSharedDependencies(TableSpaceRelationId, spc, &detail, &detail_log);
+	if (depends)
+	{
+		detail = MemoryContextStrdup(cxt, detail);
+		detail_log = MemoryContextStrdup(cxt, detail_log);
+	}
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner_before;
+
+	if (depends)
 		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("tablespace \"%s\" holds dropped tables that guard keeps", spcname),
-				 errdetail("In schema " GUARD_TRASH_SCHEMA ": %s.", found),
-				 errhint("Bring them back with guard.undrop() and move them, or drop them from the trash for good with DROP TABLE " GUARD_TRASH_SCHEMA ".name in a transaction of its own first.")));
+				(errcode(ERRCODE_DEPENDENT_OBJECTS_STILL_EXIST),
+				 errmsg("tablespace \"%s\" cannot be dropped because some objects depend on it",
+						spcname),
+				 errdetail_internal("%s", detail),
+				 errdetail_log("%s", detail_log)));
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("tablespace \"%s\" is not empty", spcname)));
+}
+
+/*
+ * Before DROP TABLESPACE (at top level: it cannot run in a transaction
+ * block): the trashed tables stored in the tablespace are dropped from the
+ * trash for good, each named by a NOTICE, and that is committed at once;
+ * the DROP TABLESPACE then runs in a transaction of its own.  Their files
+ * go only when the transaction that drops them commits, and DROP
+ * TABLESPACE needs the directory empty before its own commit.  Only when
+ * nothing else holds the tablespace (this database's other relations,
+ * another database's files, a database's default): otherwise DROP
+ * TABLESPACE fails with the error it would raise without guard, and the
+ * trash is left alone.
+ */
+void
+guard_inuse_tablespace(DropTableSpaceStmt *stmt, bool isTopLevel)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Oid			spc;
+	List	   *roots;
+	bool		held;
+
+	if (!OidIsValid(get_extension_oid("guard", true)) || guard_trash_is_empty())
+		return;
+	spc = get_tablespace_oid(stmt->tablespacename, true);
+	/* DropTableSpace raises the errors, as without guard */
+	if (!OidIsValid(spc) || !pg_tablespace_ownercheck(spc, GetUserId()) ||
+		IsPinnedObject(TableSpaceRelationId, spc))
+		return;
+	roots = trashed_in_tablespace(spc, &held);
+	if (roots == NIL)
+		return;
+	if (!held && other_databases_in(spc))
+	{
+		/* files of relations dropped before go at the next checkpoint */
+		RequestCheckpoint(CHECKPOINT_IMMEDIATE | CHECKPOINT_FORCE | CHECKPOINT_WAIT);
+		held = other_databases_in(spc);
+	}
+	if (held)
+	{
+		PreventInTransactionBlock(isTopLevel, "DROP TABLESPACE");
+		fail_as_without_guard(stmt->tablespacename, spc);
+		return;
+	}
+
+	PreventInTransactionBlock(isTopLevel, "DROP TABLESPACE");
+	guard_trash_purge(roots, why("DROP TABLESPACE"), true);
+	if (ActiveSnapshotSet())
+		PopActiveSnapshot();
+	CommitTransactionCommand();
+	StartTransactionCommand();
+	MemoryContextSwitchTo(cxt);
 }
 
 /*
@@ -471,9 +673,6 @@ guard_inuse_before_drop(Node *parsetree)
 				guard_inuse_roles(roleids, false);
 				break;
 			}
-		case T_DropTableSpaceStmt:
-			refuse_tablespace_in_use(((DropTableSpaceStmt *) parsetree)->tablespacename);
-			break;
 		default:
 			break;
 	}

@@ -25,7 +25,10 @@
 #  6. Compare each test's output in B and in C with its output in A.  A test
 #     whose output differs is listed with its first changed line; it passes
 #     only if every changed line matches a pattern of
-#     test/check-postgres/cosmetic.txt for that mode and test.
+#     test/check-postgres/cosmetic.txt for that mode and test.  A test with
+#     "row:" entries (result rows that list guard's own objects) is compared
+#     without those rows: they are taken out, the "(N rows)" footers lowered
+#     to match, and column padding normalized in both outputs.
 #
 # Exit status: 0 if modes B and C differ from A only as cosmetic.txt allows,
 # every mode ran to the end and no backend crashed; 1 otherwise.  Everything
@@ -352,7 +355,7 @@ failed_tests()
 # line, and $WORK/allow/MODE.TEST.why; fails on an entry without a reason.
 load_allow_list()
 {
-	local line reason="" modes tests pattern m t n=0 lineno=0
+	local line reason="" modes tests pattern kind m t n=0 lineno=0
 	mkdir -p "$WORK/allow"
 	while IFS= read -r line || [[ -n "$line" ]]; do
 		lineno=$((lineno + 1))
@@ -365,13 +368,18 @@ load_allow_list()
 			continue
 		fi
 		read -r modes tests pattern <<<"$line"
+		kind=""
+		if [[ "$pattern" == "row: "* ]]; then
+			kind=".rows"
+			pattern="${pattern#row: }"
+		fi
 		if [[ -z "$reason" || -z "$pattern" || ! "$modes" =~ ^[BC](,[BC])?$ ]]; then
-			echo "$ALLOW_LIST:$lineno: bad entry (MODES TESTS PATTERN after a comment saying why): $line" >&2
+			echo "$ALLOW_LIST:$lineno: bad entry (MODES TESTS [row: ]PATTERN after a comment saying why): $line" >&2
 			return 1
 		fi
 		for m in ${modes//,/ }; do
 			for t in ${tests//,/ }; do
-				printf '%s\n' "$pattern" >>"$WORK/allow/$m.$t"
+				printf '%s\n' "$pattern" >>"$WORK/allow/$m.$t$kind"
 				printf '%s\n' "$reason" >"$WORK/allow/$m.$t.why"
 			done
 		done
@@ -380,14 +388,60 @@ load_allow_list()
 	echo "$n cosmetic entries in ${ALLOW_LIST#"$REPO_DIR"/}"
 }
 
-# The first changed line of a diff worth showing as its reason: the first
-# added ERROR, WARNING or crash message, else the first changed line.
+# Print the output file $1 with the result rows of guard's own objects
+# taken out: the lines matching a pattern of file $2 (cosmetic.txt's "row:"
+# entries), each result's "(N rows)" footer lowered by the rows taken out of
+# it.  Column padding, which such rows widen, is normalized in what is left
+# (runs of blanks to one in lines with a column separator, separator lines
+# to one dash a column), so that the same output with and without guard's
+# rows compares equal.
+without_guard_rows()
+{
+	awk -v rows="$2" '
+		BEGIN {
+			n = 0
+			if (rows != "")
+				while ((getline p < rows) > 0)
+					pats[n++] = p
+		}
+		{
+			line = $0
+			for (i = 0; i < n; i++)
+				if (line ~ pats[i]) {
+					removed++
+					next
+				}
+			if (line ~ /^\([0-9]+ rows?\)$/) {
+				k = substr(line, 2) + 0 - removed
+				line = "(" k (k == 1 ? " row)" : " rows)")
+				removed = 0
+			}
+			if (line ~ /^-+(\+-+)*$/) {
+				gsub(/-+/, "-", line)
+				removed = 0
+			}
+			if (line ~ /\|/) {
+				gsub(/ +/, " ", line)
+				sub(/ $/, "", line)
+			}
+			print line
+		}' "$1"
+}
+
+# The first changed line of diff $1 worth showing as its reason: the first
+# added ERROR, WARNING or crash message, else the first changed line that
+# no pattern of file $2 (the test's cosmetic entries, if any) allows.
 first_change()
 {
-	local line
+	local line="" l
 	line="$(grep -m 1 -E '^\+(ERROR|WARNING|FATAL|PANIC|server closed)' "$1" || true)"
 	if [[ -z "$line" ]]; then
-		line="$(grep -E '^[-+]' "$1" | grep -m 1 -Ev '^(\+\+\+|---) ' || true)"
+		while IFS= read -r l; do
+			if [[ ! -s "${2:-}" ]] || ! printf '%s\n' "${l:1}" | grep -Eq -f "$2"; then
+				line="$l"
+				break
+			fi
+		done < <(grep -E '^[-+]' "$1" | grep -Ev '^(\+\+\+|---) ' || true)
 	fi
 	printf '%s' "${line:0:160}"
 }
@@ -396,7 +450,7 @@ first_change()
 # $WORK/out/$1/vs-A/TEST.diff and $WORK/out/$1/vs-A.diffs; report them.
 compare_mode()
 {
-	local mode="$1" dir="$WORK/out/$1/vs-A" t a x d changed unlisted=0 total=0
+	local mode="$1" dir="$WORK/out/$1/vs-A" t a x d rowsd changed unlisted=0 total=0
 	local allow why differing=()
 	mkdir -p "$dir"
 	: >"$WORK/out/$mode/vs-A.diffs"
@@ -414,11 +468,21 @@ compare_mode()
 		d="$dir/$t.diff"
 		diff -U3 --label "A/$t.out" --label "$mode/$t.out" "$a" "$x" >"$d" || true
 		cat "$d" >>"$WORK/out/$mode/vs-A.diffs"
+		# With rows of guard's objects listed for the test, compare the
+		# outputs without them (the raw diff stays in $d).
+		rowsd="$d"
+		if [[ -f "$WORK/allow/$mode.$t.rows" ]]; then
+			rowsd="$dir/$t.rows.diff"
+			without_guard_rows "$a" "" >"$dir/$t.A.norm"
+			without_guard_rows "$x" "$WORK/allow/$mode.$t.rows" >"$dir/$t.$mode.norm"
+			diff -U3 "$dir/$t.A.norm" "$dir/$t.$mode.norm" >"$rowsd" || true
+		fi
 		# The changed lines, without their sign.
-		{ grep -E '^[-+]' "$d" || true; } | { grep -Ev '^(\+\+\+|---) ' || true; } |
+		{ grep -E '^[-+]' "$rowsd" || true; } | { grep -Ev '^(\+\+\+|---) ' || true; } |
 			cut -c2- >"$dir/$t.changed"
 		changed="$(wc -l <"$dir/$t.changed")"
 		allow="$WORK/allow/$mode.$t"
+		[[ -f "$allow" ]] || [[ ! -f "$allow.rows" ]] || : >"$allow"
 		if [[ -f "$allow" ]] && ! grep -Eq -v -f "$allow" "$dir/$t.changed"; then
 			why="$(<"$allow.why")"
 			[[ ${#why} -le 110 ]] || why="${why:0:107}..."
@@ -426,11 +490,15 @@ compare_mode()
 		else
 			unlisted=$((unlisted + 1))
 			printf '%s\n' "$t" >>"$WORK/out/$mode/unlisted"
-			note "  DIFFERS   $t ($changed lines): $(first_change "$d")"
+			note "  DIFFERS   $t ($changed lines): $(first_change "$rowsd" "$allow")"
 		fi
 	done
 	for allow in "$WORK/allow/$mode".*; do
 		[[ -f "$allow" && "$allow" != *.why ]] || continue
+		if [[ "$allow" == *.rows ]]; then
+			[[ ! -f "${allow%.rows}" ]] || continue
+			allow="${allow%.rows}"
+		fi
 		t="${allow##*/"$mode".}"
 		if [[ " ${differing[*]} " != *" $t "* ]]; then
 			note "  (cosmetic.txt entry for mode $mode, $t, matched no difference)"
