@@ -297,6 +297,12 @@ restore_run() {
 		psql_db -c "UPDATE pgbench_accounts SET abalance = abalance + 7 WHERE aid % 10 = 0"
 		restore="SELECT sum(rows_restored) AS rr, sum(rows_skipped) AS rs, sum(conflicts) AS rc FROM guard.restore($cs, on_conflict => 'skip') \\gset"
 	fi
+	# the dry run first (it changes nothing), then the restore
+	psql_db -c CHECKPOINT
+	time_session "${restore/ FROM guard.restore($cs/ FROM guard.restore($cs, dry_run => true}" "" 1 ||
+		die "$w: dry run failed"
+	record "$w" dry_run "$rep" "$T_MS" "" "$T_WAL" "" "" "" "" "$T_PEAK" "$T_BASE"
+	log "$w rep $rep dry run of change set $cs: $T_MS ms, peak RssAnon $((T_PEAK / 1024)) MB"
 	psql_db -c CHECKPOINT
 	time_session "$restore" "\\echo res :rr :rs :rc" 1 || die "$w: restore failed"
 	read -r _ rr rs rc < <(awk '$1=="res"' "$T_OUT")

@@ -56,7 +56,8 @@
 	"   WHERE c.change_id = ANY ($1))," \
 	" rels AS (" \
 	"  SELECT DISTINCT r.relid FROM ch, LATERAL (" \
-	"    SELECT t.relid FROM pg_catalog.pg_partition_tree(ch.relid) t" \
+	"    SELECT ch.relid" \
+	"    UNION SELECT t.relid FROM pg_catalog.pg_partition_tree(ch.relid) t" \
 	"    UNION SELECT a.relid FROM pg_catalog.pg_partition_ancestors(ch.relid) a) r) "
 
 static const char *const dryrun_query =

@@ -672,7 +672,8 @@ typedef struct GuardRestoreReport
 typedef struct GuardPlan GuardPlan;
 
 extern bool guard_plan_only(void);
-extern GuardPlan *guard_plan_create(void);
+extern GuardPlan *guard_plan_create(bool lock);
+extern LOCKMODE guard_plan_lockmode(GuardPlan *plan);
 extern void guard_plan_free(GuardPlan *plan);
 extern void guard_plan_set_final(GuardPlan *plan);
 extern bool guard_plan_fetch(GuardPlan *plan, GuardKeyScan *ks, Relation rel,

@@ -408,7 +408,8 @@ trashed_in_tablespace(Oid spc, bool *held)
 				  " UNION ALL"
 				  " SELECT 0, false FROM pg_catalog.pg_shdepend s"
 				  "  WHERE s.refclassid = 'pg_catalog.pg_tablespace'::pg_catalog.regclass"
-				  "    AND s.refobjid = $1 AND s.dbid <> $3",
+				  "    AND s.refobjid = $1 AND s.dbid <> $3"
+				  " ORDER BY 1",	/* the NOTICEs in the order the tables were made */
 				  3, types, values, NULL);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{

@@ -447,15 +447,22 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 	List	   *reports = NIL;
 	GuardPlan  *plan = NULL;
 	bool		subxact = false;
+	bool		plan_only = dry_run && guard_plan_only();
 
 	Assert(dry_run || inspect == NULL);
 	guard_restore_check_writable(dry_run);
 	guard_progress_begin(dry_run);
-	if (dry_run && (guard_plan_only() ||
-					(inspect == NULL && guard_dry_run_may_plan(ids))))
-		plan = guard_plan_create();
+	if (plan_only)
+		plan = guard_plan_create(false);
 	else if (dry_run)
 	{
+		/*
+		 * Where the plan gives the same report (dryrun.c), plan; with the
+		 * locks a restore takes, in the subtransaction, so that the dry
+		 * run waits where the restore would wait, and sees what it would.
+		 */
+		if (inspect == NULL && guard_dry_run_may_plan(ids))
+			plan = guard_plan_create(true);
 		BeginInternalSubTransaction(NULL);
 		MemoryContextSwitchTo(oldcxt);
 		subxact = true;
@@ -465,7 +472,7 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 
 	PG_TRY();
 	{
-		List	   *changes = load_changes(ids, plan == NULL);
+		List	   *changes = load_changes(ids, !plan_only);
 		Datum		exclude = changesets_of(changes);
 		Datum		restoring = change_ids_of(changes);
 		ListCell   *lc;
@@ -530,14 +537,15 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 	PG_END_TRY();
 	guard_progress_end();
 
+	/* before the subtransaction goes: its resource owner has the temp files */
+	if (plan != NULL)
+		guard_plan_free(plan);
 	if (subxact)
 	{
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
 	}
-	if (plan != NULL)
-		guard_plan_free(plan);
 	return reports;
 }
 

@@ -64,7 +64,7 @@ undo_open_table(RowUndo *u)
 	TupleDesc	livedesc;
 
 	u->rel = try_table_open(change->relid,
-							u->plan ? AccessShareLock : ShareRowExclusiveLock);
+							guard_plan_lockmode(u->plan));
 	if (u->rel == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -390,12 +390,19 @@ undo_answer_row(const GuardLaterEntry *entry, const char *data, Size len,
 	bool		apply;
 	bool		replace;
 	bool		conflict;
+	int64		updates;
 
 	MemoryContextReset(u->rowcxt);
 	memset(u->write, 0, sizeof(bool) * Max(u->ncols, 1));
 	guard_undo_unpack_row(u, data, len, &row, &rowno);
+	updates = u->napply[UNDO_UPDATE];
 	conflict = guard_undo_judge_later(u, &row, entry, &apply, &replace);
 	undo_settle_row(u, &row, rowno, conflict, apply, replace, false);
+	/* a plan counts the UPDATEs of keys live now (guard_undo_plan_apply) */
+	if (u->plan != NULL && u->napply[UNDO_UPDATE] > updates &&
+		guard_plan_fetch(u->plan, &u->ks, u->rel, u->change, row.keyvalues,
+						 u->snapshot))
+		u->nupdate_live++;
 }
 
 /*

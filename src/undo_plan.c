@@ -65,6 +65,7 @@ struct GuardPlan
 	List	   *tables;			/* PlanTable */
 	PlanStore  *store;
 	int64		nputs;			/* rows the overlay took so far */
+	bool		lock;			/* lock as a real restore does */
 	bool		final;			/* planning the last change; nobody reads
 								 * the overlay after it */
 };
@@ -104,17 +105,31 @@ guard_plan_set_final(GuardPlan *plan)
 }
 
 /*
+ * The lock row undo takes on a table: a real restore's (SHARE ROW
+ * EXCLUSIVE: writers wait, and wait for it), also taken by a plan on a
+ * primary ("lock"), so that a dry run there waits where the restore would
+ * and sees what it would see; ACCESS SHARE where nothing can be written.
+ */
+LOCKMODE
+guard_plan_lockmode(GuardPlan *plan)
+{
+	return plan == NULL || plan->lock ? ShareRowExclusiveLock : AccessShareLock;
+}
+
+/*
  * A new, empty overlay, in a memory context of its own under the current
- * one.
+ * one; "lock": take the locks a real restore takes (see
+ * guard_plan_lockmode).
  */
 GuardPlan *
-guard_plan_create(void)
+guard_plan_create(bool lock)
 {
 	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "guard restore plan",
 											  ALLOCSET_DEFAULT_SIZES);
 	GuardPlan  *plan = MemoryContextAllocZero(cxt, sizeof(GuardPlan));
 
 	plan->cxt = cxt;
+	plan->lock = lock;
 	plan->fetchcxt = AllocSetContextCreate(cxt, "guard restore plan fetch",
 										   ALLOCSET_SMALL_SIZES);
 	plan->store = guard_plan_store_begin(cxt);
