@@ -644,6 +644,65 @@ restore_label(int64 restore_of, List *changes)
 }
 
 /*
+ * Undoing changes of restores redoes changes those restores had undone:
+ * make them active (in effect, and restorable) again, but only those whose
+ * undo is undone now.  A restore undone in part (restore_change of one of
+ * its changes, restore_to of some of its tables) still undoes the rest.
+ *
+ * Which change of a restore undid which change is not recorded: a change
+ * records the change set that restored it (restored_by), and the restore's
+ * own writes are recorded by table, as any other.  A restore writes each
+ * change back through the very table it was recorded on (a partitioned
+ * table's parent or one partition, as the change's statement named it),
+ * so its writes are recorded on that table, and the most exact rule the
+ * records allow is: a change restored by restore R is active again when
+ * this restore undoes a change of R to the same table.  Not to one of its
+ * partitions or ancestors: those are the undo of the changes recorded on
+ * them.  Nor when R is undone whole: R recorded nothing for what it did
+ * not write as a change (a DROP TABLE is undone from the trash; a change
+ * whose rows are gone since has nothing to undo), and undoing R does not
+ * undo that.
+ *
+ * Within one table the parts of R are not told apart: undoing one of R's
+ * changes to a table (R may record several, one per statement it runs)
+ * makes every change R restored on it active.  Erring that way, a change
+ * whose undo is still in effect shows as a conflict when its change set
+ * is restored again (on_conflict settles it); erring the other way, a
+ * change whose undo was undone would be left out of that restore
+ * silently.
+ */
+static void
+reactivate_undone(List *changes)
+{
+	int			n = list_length(changes);
+	Datum	   *sets = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *rels = palloc(sizeof(Datum) * Max(n, 1));
+	ListCell   *lc;
+	GuardAsRole owner;
+	Oid			types[2] = {INT8ARRAYOID, OIDARRAYOID};
+	Datum		values[2];
+
+	foreach(lc, changes)
+	{
+		GuardChange *change = lfirst(lc);
+
+		sets[foreach_current_index(lc)] = Int64GetDatum(change->changeset_id);
+		rels[foreach_current_index(lc)] = ObjectIdGetDatum(change->relid);
+	}
+	values[0] = PointerGetDatum(construct_array(sets, n, INT8OID, sizeof(int64),
+												true, TYPALIGN_DOUBLE));
+	values[1] = PointerGetDatum(construct_array(rels, n, OIDOID, sizeof(Oid),
+												true, TYPALIGN_INT));
+	guard_as_role_begin(&owner, InvalidOid);
+	guard_run_sql("UPDATE guard.change SET state = 'active', restored_by = NULL"
+				  " WHERE state = 'restored' AND (restored_by, relid) IN"
+				  "  (SELECT cs, relid FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.int8[]),"
+				  "   pg_catalog.unnest($2::pg_catalog.oid[])) AS undone (cs, relid))",
+				  2, types, values, NULL);
+	guard_as_role_end(&owner);
+}
+
+/*
  * Make the current transaction's change set the record of a restore: label
  * it (unless labelled already) and note which change set it undoes.  The
  * migration tools' bookkeeping follows: a migration undone whole is no
@@ -673,26 +732,21 @@ guard_changeset_begin_restore(int64 restore_of, List *changes)
 	guard_as_role_end(&owner);
 
 	/*
-	 * Undoing a restore redoes the changes it undid: they are in effect, and
-	 * restorable, again.
+	 * Undoing a restore redoes the changes it undid (those of the part
+	 * undone): they are in effect, and restorable, again.
 	 */
 	{
 		ListCell   *lc;
 		Datum	   *elems = palloc(sizeof(Datum) * Max(list_length(changes), 1));
 		int			n = 0;
-		Oid			atypes[1] = {INT8ARRAYOID};
-		Datum		avalues[1];
 
 		foreach(lc, changes)
 			elems[n++] = Int64GetDatum(((GuardChange *) lfirst(lc))->changeset_id);
-		avalues[0] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
-													 true, TYPALIGN_DOUBLE));
-		guard_bookkeeping_recall(avalues[0], false);
-		guard_as_role_begin(&owner, InvalidOid);
-		guard_run_sql("UPDATE guard.change SET state = 'active', restored_by = NULL"
-					  " WHERE state = 'restored' AND restored_by = ANY ($1)",
-					  1, atypes, avalues, NULL);
-		guard_as_role_end(&owner);
+		guard_bookkeeping_recall(PointerGetDatum(construct_array(elems, n, INT8OID,
+																 sizeof(int64), true,
+																 TYPALIGN_DOUBLE)),
+								 false);
+		reactivate_undone(changes);
 	}
 	guard_bookkeeping_forget(changes, false);
 }
