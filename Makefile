@@ -56,6 +56,7 @@ OBJS = \
 	src/restore.o \
 	src/restore_to.o \
 	src/dryrun.o \
+	src/changeset_restore.o \
 	src/drill.o \
 	src/drill_judge.o \
 	src/diff.o \

@@ -15,13 +15,20 @@
  *	guard.c			_PG_init: the init functions of guc, changes, invariants,
  *					hooks and rails; nothing calls it
  *	hooks.c			executor and utility hooks -> ddl, labels, policy,
- *					changes
+ *					changes, publication, writer
+ *	publication.c	publications FOR ALL TABLES without guard's tables;
+ *					a subscriber's records kept its own
  *	restore_to.c	guard.restore_to(), one table or a group -> restore,
  *					later, policy, relcache
- *	restore.c		guard.restore() -> ddl, shadow, changes, bookkeeping,
- *					policy, rows
+ *	restore.c		guard.restore(), the driver of every restore and dry
+ *					run -> dryrun, schema_undo, undo, undo_plan, fkcheck,
+ *					changeset_restore, changes, bookkeeping, policy
+ *	dryrun.c		which dry runs may plan instead of writing -> spi
+ *	changeset_restore.c  a restore's change set: label, what it undoes,
+ *					the changes it makes active again -> changes,
+ *					bookkeeping, label_state
  *	ddl.c			schema changes of protected tables -> drop,
- *					invariants, shadow, changes, policy, rows
+ *					invariants, shadow, changes, policy, rows, ddl_*
  *	drop.c			DROPs that reach protected tables -> inuse, trash,
  *					trial, depend, policy
  *	inuse.c			trashed tables in the way of a DROP -> trash, link
@@ -32,13 +39,6 @@
  *					publications, owner), saved and cut
  *	depend.c		views and statistics on a table, saved as SQL
  *	trial.c			a drop run in a subtransaction rolled back
- *	hooks.c			executor and utility hooks -> ddl, policy, changes,
- *					publication
- *	publication.c	publications FOR ALL TABLES without guard's tables;
- *					a subscriber's records kept its own
- *	restore.c		guard.restore() -> ddl, shadow, changes, policy, rows
- *	ddl.c			schema changes of protected tables -> invariants,
- *					shadow, changes, policy, rows, ddl_*
  *	schema_undo.c	the undo of schema changes -> ddl_*, undo
  *	ddl_alter.c		ALTER TABLE subcommands, each kind recorded and undone
  *					side by side; the lookup of every kind -> the other
@@ -75,6 +75,9 @@
  *					waiting for a tool's bookkeeping row to name them
  *	bookkeeping.c	the tools' rows when a restore undoes a migration; the
  *					sqitch registry a change set waits for -> writer
+ *	writer.c		rows into guard's own tables (a change record's
+ *					writer kept open across a top-level statement) ->
+ *					catalog
  *	layout.c		a table's columns and key as a change records them
  *					(guard.layout) -> relcache
  *	policy.c		protect/unprotect and guard's triggers, who may manage
@@ -329,8 +332,6 @@ typedef struct GuardChange
 } GuardChange;
 
 extern bool guard_change_read(int64 change_id, GuardChange *change);
-extern void guard_changeset_begin_restore(int64 restore_of, List *changes);
-extern void guard_changeset_plan_restore(List *changes);
 extern char *guard_change_statement(int64 change_id);
 extern int64 guard_changeset_current(bool create);
 extern int64 guard_change_for_statement(Relation rel, const char *kind,
@@ -690,6 +691,10 @@ typedef void (*GuardRestoreInspect) (List *reports, GuardPlan *plan,
 extern GuardOnConflict guard_restore_parse_on_conflict(text *arg);
 extern void guard_restore_check_args(FunctionCallInfo fcinfo, uint32 nullable);
 extern void guard_restore_check_writable(bool dry_run);
+
+/* changeset_restore.c: the change set of a restore */
+extern void guard_changeset_begin_restore(int64 restore_of, List *changes);
+extern void guard_changeset_plan_restore(List *changes);
 
 /* dryrun.c: the dry runs that may only plan */
 extern bool guard_dry_run_may_plan(List *ids);
