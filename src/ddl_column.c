@@ -327,9 +327,7 @@ key_converts_back(Relation rel, AttrNumber attnum, AlterTableCmd *cmd)
 	{
 		MemoryContextSwitchTo(oldcxt);
 		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		guard_subxact_rollback(oldcxt, oldowner);
 		ok = false;
 	}
 	PG_END_TRY();

@@ -392,18 +392,7 @@ residual(List *dropped, List *trees, List **not_kept)
 				  "    ON d.refclassid = r.classid AND d.refobjid = r.objid)"
 				  " SELECT DISTINCT classid, objid, objsubid FROM reach",
 				  1, types, values, NULL);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		MemoryContext old = MemoryContextSwitchTo(outer);
-		ObjectAddress *addr = palloc(sizeof(ObjectAddress));
-
-		addr->classId = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		addr->objectId = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
-		addr->objectSubId = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
-		reach = lappend(reach, addr);
-		MemoryContextSwitchTo(old);
-	}
+	reach = guard_spi_addresses(outer);
 	guard_as_role_end(&owner);
 
 	foreach(lc, dropped)

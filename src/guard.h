@@ -116,6 +116,7 @@
 #include "tcop/utility.h"
 #include "utils/hsearch.h"
 #include "utils/relcache.h"
+#include "utils/resowner.h"
 #include "utils/snapshot.h"
 
 /*
@@ -261,6 +262,11 @@ extern void guard_as_role_begin(GuardAsRole *s, Oid role);
 extern void guard_as_role_path_begin(GuardAsRole *s, Oid role,
 									 const char *search_path, bool restricted);
 extern void guard_as_role_end(GuardAsRole *s);
+extern ErrorData *guard_subxact_abort(MemoryContext oldcxt,
+									  ResourceOwner oldowner);
+extern void guard_subxact_rollback(MemoryContext oldcxt,
+								   ResourceOwner oldowner);
+extern List *guard_spi_addresses(MemoryContext cxt);
 extern void guard_run_sql(const char *sql, int nargs, Oid *types,
 						  Datum *values, const char *nulls);
 extern bool guard_internal_ddl;

@@ -249,18 +249,7 @@ owned_objects(List *roleids)
 				  "   AND s.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass"
 				  "   AND s.refobjid = ANY ($1)",
 				  2, types, values, NULL);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		MemoryContext old = MemoryContextSwitchTo(outer);
-		ObjectAddress *addr = palloc(sizeof(ObjectAddress));
-
-		addr->classId = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-		addr->objectId = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull));
-		addr->objectSubId = 0;
-		addrs = lappend(addrs, addr);
-		MemoryContextSwitchTo(old);
-	}
+	addrs = guard_spi_addresses(outer);
 	guard_as_role_end(&owner);
 	return addrs;
 }

@@ -421,12 +421,7 @@ recognise_safely(const Tool *tool, Relation rel, CommandId cid)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		edata = guard_subxact_abort(oldcxt, oldowner);
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
 				 errmsg("guard could not label the changes named by the row of %s in table \"%s\": %s",

@@ -54,18 +54,11 @@ read_strings(const char *sql, MemoryContext cxt)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		edata = guard_subxact_abort(oldcxt, oldowner);
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
-	RollbackAndReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(oldcxt);
-	CurrentResourceOwner = oldowner;
+	guard_subxact_rollback(oldcxt, oldowner);
 	return strings;
 }
 

@@ -109,18 +109,11 @@ in_rolled_back_subxact(GuardNonTxn *s, NonTxnWork work)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		edata = guard_subxact_abort(oldcxt, oldowner);
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
-	RollbackAndReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(oldcxt);
-	CurrentResourceOwner = oldowner;
+	guard_subxact_rollback(oldcxt, oldowner);
 }
 
 /*

@@ -117,9 +117,7 @@ in_rolled_back_subxact(Rehearsal *r, SubxactWork work, Step *step, void *arg)
 		FlushErrorState();
 	}
 	PG_END_TRY();
-	RollbackAndReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(oldcxt);
-	CurrentResourceOwner = oldowner;
+	guard_subxact_rollback(oldcxt, oldowner);
 	if (edata && edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
 		ReThrowError(edata);	/* a cancel or timeout ends the rehearsal */
 	return edata;
@@ -644,20 +642,13 @@ guard_rehearse(PG_FUNCTION_ARGS)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = r.owner;
+		edata = guard_subxact_abort(oldcxt, r.owner);
 		/* guard's sequences still go back */
 		(void) guard_nontxn_restore(saved, NIL);
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
-	RollbackAndReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(oldcxt);
-	CurrentResourceOwner = r.owner;
+	guard_subxact_rollback(oldcxt, r.owner);
 
 	/* what the rollback left: said in the last row */
 	left = guard_nontxn_restore(saved, touched);

@@ -90,12 +90,7 @@ try_internal_ddl(const char *sql, char **message)
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		edata = guard_subxact_abort(oldcxt, oldowner);
 		*message = edata->message;
 		ok = false;
 	}

@@ -305,12 +305,7 @@ abort_subxact_rethrow(MemoryContext oldcxt, ResourceOwner oldowner)
 {
 	ErrorData  *edata;
 
-	MemoryContextSwitchTo(oldcxt);
-	edata = CopyErrorData();
-	FlushErrorState();
-	RollbackAndReleaseCurrentSubTransaction();
-	MemoryContextSwitchTo(oldcxt);
-	CurrentResourceOwner = oldowner;
+	edata = guard_subxact_abort(oldcxt, oldowner);
 	ReThrowError(edata);
 }
 
@@ -542,9 +537,7 @@ guard_restore_changes(List *ids, GuardOnConflict mode, bool dry_run,
 		guard_plan_free(plan);
 	if (subxact)
 	{
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		guard_subxact_rollback(oldcxt, oldowner);
 	}
 	return reports;
 }

@@ -176,3 +176,63 @@ guard_run_internal_ddl(Oid role, const char *search_path, List *statements)
 	guard_as_role_end(&as);
 	CommandCounterIncrement();
 }
+
+/*
+ * In a PG_CATCH of work run in an internal subtransaction: take the error,
+ * roll the subtransaction back, and go back to the caller's memory context
+ * and resource owner.  Returns the error for the caller to raise again
+ * (ReThrowError) once it has put its own state back.
+ */
+ErrorData *
+guard_subxact_abort(MemoryContext oldcxt, ResourceOwner oldowner)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(oldcxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return edata;
+}
+
+/*
+ * Roll back an internal subtransaction whose work succeeded (a trial, a dry
+ * run) and go back to the caller's memory context and resource owner.
+ */
+void
+guard_subxact_rollback(MemoryContext oldcxt, ResourceOwner oldowner)
+{
+	RollbackAndReleaseCurrentSubTransaction();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+}
+
+/*
+ * The result of the last SPI query, whose first columns are classid, objid
+ * and (if it has a third) objsubid, as a List of ObjectAddress allocated in
+ * "cxt".
+ */
+List *
+guard_spi_addresses(MemoryContext cxt)
+{
+	List	   *addrs = NIL;
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tuple = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+		ObjectAddress *addr = palloc(sizeof(ObjectAddress));
+
+		addr->classId = DatumGetObjectId(SPI_getbinval(tuple, desc, 1, &isnull));
+		addr->objectId = DatumGetObjectId(SPI_getbinval(tuple, desc, 2, &isnull));
+		addr->objectSubId = desc->natts >= 3 ?
+			DatumGetInt32(SPI_getbinval(tuple, desc, 3, &isnull)) : 0;
+		addrs = lappend(addrs, addr);
+		MemoryContextSwitchTo(old);
+	}
+	return addrs;
+}

@@ -202,21 +202,14 @@ guard_trial(void (*fn) (void *arg), void *arg, GuardTrial *trial)
 	{
 		fn(arg);
 		collecting = NULL;
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		guard_subxact_rollback(oldcxt, oldowner);
 	}
 	PG_CATCH();
 	{
 		ErrorData  *edata;
 
 		collecting = NULL;
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
+		edata = guard_subxact_abort(oldcxt, oldowner);
 		AtEOXact_GUC(true, nestlevel);
 		saved_log_min_messages = saved;
 		guard_trial_emit(trial, false);
