@@ -432,21 +432,34 @@ for w in "${WORKLOADS[@]+"${WORKLOADS[@]}"}"; do
 		SQL
 		;;
 	W4)
-		# Three variants: guard not in shared_preload_libraries; loaded but
-		# nothing protected; pgbench_accounts protected.  Data is rebuilt
-		# with pgbench -i while guard is loaded (its event triggers call its
-		# C functions), then the server restarts with the variant's setting.
+		# Variants: guard not in shared_preload_libraries; loaded but
+		# nothing protected; pgbench_accounts protected; and, with guard
+		# loaded and nothing protected, the peers (row_trigger, transition,
+		# tablelog) on pgbench_accounts.  Data is rebuilt with pgbench -i
+		# while guard is loaded (its event triggers call its C functions),
+		# then the server restarts with the variant's setting.
+		w4_variants=(not_loaded loaded_unprotected protected)
+		for v in "${PEERS[@]}"; do
+			[[ $v == none || $v == guard ]] || w4_variants+=("$v")
+		done
 		for ((rep = 1; rep <= REPS; rep++)); do
-			for v in $(rotate "$rep" not_loaded loaded_unprotected protected); do
+			for v in $(rotate "$rep" "${w4_variants[@]}"); do
 				# unprotected first, or pgbench -i's DROP TABLE would put
 				# the table into guard_trash
 				psql_db -c "SELECT guard.unprotect(relation) FROM guard.policies" >/dev/null
 				psql_db -c "TRUNCATE guard.snapshot, guard.change, guard.changeset"
+				psql_db >/dev/null <<-SQL
+				DROP TABLE IF EXISTS public.pgbench_accounts_log CASCADE;
+				DROP SEQUENCE IF EXISTS public.pgbench_accounts_log_seq CASCADE;
+				DROP FUNCTION IF EXISTS public.pgbench_accounts_log_fn() CASCADE;
+				SQL
 				as_pg "$PGBIN/pgbench" -i -s 10 -I dtGvp -q -h "$SOCKDIR" -p "$PORT" "$BENCH_DB" >/dev/null 2>&1
 				if [[ $v == not_loaded ]]; then restart_with ''; else restart_with guard; fi
 				loaded=$(psql_db -c "SELECT count(*) FROM pg_settings WHERE name = 'guard.enabled'")
 				if [[ $v == protected ]]; then
 					psql_db -c "SELECT guard.protect('pgbench_accounts')" >/dev/null
+				elif [[ $v != not_loaded && $v != loaded_unprotected ]]; then
+					psql_db -c "CALL bench.attach('$v', 'pgbench_accounts', 'aid')" >/dev/null
 				fi
 				psql_db -c CHECKPOINT
 				tps=$(as_pg "$PGBIN/pgbench" -n -M prepared -c 2 -j 2 -T "$W4_SECS" \
