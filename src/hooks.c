@@ -74,7 +74,12 @@ set_statement_text(GuardStatement *stmt, const char *source, int location,
 		stmt->len = 0;
 		return;
 	}
-	if (location < 0 || location > (int) strlen(source))
+	/*
+	 * The location and length are the parser's, into this very source text
+	 * (as pg_stat_statements trusts them): no strlen of the whole text,
+	 * which every statement of a long multi-statement string would pay.
+	 */
+	if (location < 0)
 		location = 0;
 	if (len <= 0)
 		len = strlen(source + location);
