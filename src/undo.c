@@ -38,6 +38,7 @@
 #include "access/table.h"
 #include "catalog/pg_attribute.h"
 #include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
@@ -157,8 +158,38 @@ undo_prepare_columns(RowUndo *u)
 }
 
 /*
- * Describe the rows to write back (k_1.., op, m, then v_N per column: see
- * undo.h) and open their tuplestore.
+ * May the UPDATE that writes rows back in place find them by the tid of
+ * the live row each was judged against (undo_sql.c), instead of probing
+ * the key index again?  Only where that row is still the one the UPDATE
+ * reaches: a plain table (a partition's tid is its own), a restore that
+ * writes (a plan's rows have no tid), and no trigger of the user's that
+ * fires while restore writes as replica (one could update a row of the
+ * table before the UPDATE runs, and move it to another tid).  The table
+ * is locked against other writers since the rows were judged; the
+ * statements that run before the UPDATE only delete other keys' rows.
+ */
+static bool
+undo_may_use_tids(RowUndo *u)
+{
+	TriggerDesc *td = u->rel->trigdesc;
+
+	if (u->plan != NULL || u->rel->rd_rel->relkind != RELKIND_RELATION)
+		return false;
+	for (int i = 0; td != NULL && i < td->numtriggers; i++)
+	{
+		Trigger    *tg = &td->triggers[i];
+
+		if ((tg->tgenabled == TRIGGER_FIRES_ALWAYS ||
+			 tg->tgenabled == TRIGGER_FIRES_ON_REPLICA) &&
+			strncmp(tg->tgname, "guard_capture_", 14) != 0)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Describe the rows to write back (k_1.., op, m, then v_N per column, and
+ * t when by_tid: see undo.h) and open their tuplestore.
  */
 static void
 undo_begin_rows(RowUndo *u)
@@ -166,7 +197,8 @@ undo_begin_rows(RowUndo *u)
 	const GuardChange *change = u->change;
 	TupleDesc	livedesc = RelationGetDescr(u->rel);
 
-	u->enr_natts = change->nkeys + 2 + u->ncols;
+	u->by_tid = undo_may_use_tids(u);
+	u->enr_natts = change->nkeys + 2 + u->ncols + (u->by_tid ? 1 : 0);
 	u->enrdesc = CreateTemplateTupleDesc(u->enr_natts);
 	for (int k = 0; k < change->nkeys; k++)
 	{
@@ -189,6 +221,8 @@ undo_begin_rows(RowUndo *u)
 		TupleDescInitEntryCollation(u->enrdesc, change->nkeys + 3 + c,
 									att->attcollation);
 	}
+	if (u->by_tid)
+		TupleDescInitEntry(u->enrdesc, u->enr_natts, "t", TIDOID, -1, 0);
 	u->rows = tuplestore_begin_heap(false, false, work_mem);
 	u->values = palloc(sizeof(Datum) * u->enr_natts);
 	u->nulls = palloc(sizeof(bool) * u->enr_natts);
@@ -201,7 +235,8 @@ undo_begin_rows(RowUndo *u)
  * back, a DELETE whether it replaces a live row with its key.
  */
 static void
-undo_put_row(RowUndo *u, const ShadowRow *row, bool replace)
+undo_put_row(RowUndo *u, const ShadowRow *row, bool replace,
+			 ItemPointer tid)
 {
 	const GuardChange *change = u->change;
 	UndoOp		op = row->op == GUARD_OP_UPDATE ? UNDO_UPDATE :
@@ -243,6 +278,12 @@ undo_put_row(RowUndo *u, const ShadowRow *row, bool replace)
 			u->values[nk + 2 + c] = row->values[i];
 			u->nulls[nk + 2 + c] = false;
 		}
+	}
+	if (op == UNDO_UPDATE && u->by_tid && tid != NULL)
+	{
+		u->values[u->enr_natts - 1] = PointerGetDatum(tid);
+		u->nulls[u->enr_natts - 1] = false;
+		u->ntid++;
 	}
 	tuplestore_putvalues(u->rows, u->enrdesc, u->values, u->nulls);
 	u->napply[op]++;
@@ -339,7 +380,10 @@ undo_settle_row(RowUndo *u, const ShadowRow *row, int64 rowno, bool conflict,
 		guard_undo_moves_add(u, row, conflict);
 	}
 	else
-		undo_put_row(u, row, replace);
+		undo_put_row(u, row, replace,
+					 live_at_hand && u->ks.found != NULL &&
+					 RelationGetRelid(u->ks.found) == RelationGetRelid(u->rel) ?
+					 &u->ks.slot->tts_tid : NULL);
 }
 
 /*

@@ -119,6 +119,8 @@ typedef struct RowUndo
 	int64		nupdate_live;	/* ... of them UPDATEs whose key was found live
 								 * when judged */
 	bool		replaces;		/* some row replaces a row with its key */
+	bool		by_tid;			/* enrdesc ends with t, the live row's tid */
+	int64		ntid;			/* UPDATEs with t set */
 
 	/* the row at hand */
 	bool	   *write;			/* which columns it writes back */

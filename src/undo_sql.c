@@ -120,7 +120,7 @@ insert_sql(RowUndo *u, UndoOp op)
  * the row's value where its bit is set, and keeps its own elsewhere.
  */
 static char *
-update_sql(RowUndo *u)
+update_sql(RowUndo *u, bool by_tid)
 {
 	StringInfoData sql;
 	bool		first = true;
@@ -137,8 +137,14 @@ update_sql(RowUndo *u)
 						 first ? "" : ", ", col, c, c, col);
 		first = false;
 	}
-	appendStringInfo(&sql, " FROM " UNDO_ENR_NAME " r WHERE r.op = '%c'%s" UNDO_TICK,
-					 guard_undo_opchar[UNDO_UPDATE], key_join(u, false));
+	if (by_tid)
+		appendStringInfo(&sql, " FROM " UNDO_ENR_NAME " r WHERE r.op = '%c'"
+						 " AND r.t IS NOT NULL AND t.ctid OPERATOR(pg_catalog.=) r.t" UNDO_TICK,
+						 guard_undo_opchar[UNDO_UPDATE]);
+	else
+		appendStringInfo(&sql, " FROM " UNDO_ENR_NAME " r WHERE r.op = '%c'%s%s" UNDO_TICK,
+						 guard_undo_opchar[UNDO_UPDATE], u->by_tid ? " AND r.t IS NULL" : "",
+						 key_join(u, false));
 	return sql.data;
 }
 
@@ -185,8 +191,10 @@ guard_undo_statements(RowUndo *u)
 									  u->qualname, guard_undo_opchar[UNDO_MOVE],
 									  guard_undo_opchar[UNDO_INSERT_DELETED], key_join(u, true)),
 							 0, false);
-	if (n[UNDO_UPDATE] > 0)
-		list = add_statement(list, update_sql(u), n[UNDO_UPDATE], true);
+	if (u->ntid > 0)
+		list = add_statement(list, update_sql(u, true), u->ntid, true);
+	if (n[UNDO_UPDATE] > u->ntid)
+		list = add_statement(list, update_sql(u, false), n[UNDO_UPDATE] - u->ntid, true);
 	if (n[UNDO_MOVE] > 0)
 		list = add_statement(list, insert_sql(u, UNDO_MOVE), n[UNDO_MOVE], true);
 	if (n[UNDO_INSERT_DELETED] > 0)
