@@ -81,7 +81,7 @@ as_root()
 	fi
 }
 
-# as_pg, stop_leftover_servers, cleanup
+# as_pg, stop_leftover_servers, cleanup, make_private_install
 # shellcheck source=test/lib.sh
 source "$REPO_DIR/test/lib.sh"
 
@@ -179,29 +179,14 @@ build_suite()
 	echo "${#TESTS[@]} tests in parallel_schedule"
 }
 
-# Copy PostgreSQL 15's installation into $WORK/install, with its directory
-# layout, and install guard (from this tree) and guard_protect_all into it.
-make_private_install()
+# Add guard_protect_all (the suite's helper that protects every table) to
+# the private installation make_private_install (test/lib.sh) made.
+install_protect_all()
 {
-	local inst="$WORK/install"
-	local bindir sharedir pkglibdir
-	bindir="$("$PG_CONFIG" --bindir)"
-	sharedir="$("$PG_CONFIG" --sharedir)"
-	pkglibdir="$("$PG_CONFIG" --pkglibdir)"
-	mkdir -p "$inst$(dirname "$bindir")" "$inst$(dirname "$sharedir")" || return 1
-	cp -a "$(dirname "$bindir")/." "$inst$(dirname "$bindir")/" || return 1
-	cp -a "$sharedir" "$inst$(dirname "$sharedir")/" || return 1
-	rm -rf "$inst$pkglibdir"/guard.so "$inst$pkglibdir"/bitcode/guard* \
-		"$inst$sharedir"/extension/guard[.-]* || return 1
-	make -C "$REPO_DIR" -s install PG_CONFIG="$PG_CONFIG" DESTDIR="$inst" || return 1
 	install -m 644 "$HELPER_DIR"/guard_protect_all.control \
-		"$HELPER_DIR"/guard_protect_all--*.sql "$inst$sharedir/extension/" || return 1
-	INST_BIN="$inst$bindir"
-	if [[ "$("$INST_BIN/pg_config" --pkglibdir)" != "$inst$pkglibdir" ]]; then
-		echo "the copy of PostgreSQL in $inst does not relocate" >&2
-		return 1
-	fi
-	echo "guard and guard_protect_all installed into $inst"
+		"$HELPER_DIR"/guard_protect_all--*.sql \
+		"$("$INST_BIN/pg_config" --sharedir)/extension/" || return 1
+	echo "guard_protect_all installed there too"
 }
 
 # If the suite comes from another minor version than the server, run it with
@@ -500,6 +485,7 @@ main()
 	build_suite
 	say "private installation"
 	make_private_install
+	install_protect_all
 	match_psql
 	if [[ $EUID -eq 0 ]]; then
 		chown "$RUN_USER:" "$WORK"

@@ -1,7 +1,8 @@
 # test/lib.sh: the helpers the test drivers share (run-tests.sh,
 # check-postgres.sh): running a command as the postgres OS user, stopping
-# the servers a driver started, and the exit trap.  They use the driver's
-# WORK (its temp dir), RUN_USER, PG_BIN and INST_BIN.  Sourced, not run.
+# the servers a driver started, the exit trap, and the private copy of
+# PostgreSQL with guard installed into it.  They use the driver's WORK (its
+# temp dir), RUN_USER, PG_BIN, PG_CONFIG, REPO_DIR and INST_BIN.  Sourced, not run.
 # shellcheck shell=bash
 
 # Run a command as the postgres OS user (when we are root: the server refuses
@@ -59,4 +60,32 @@ cleanup()
 		fi
 	fi
 	WORK=""
+}
+
+# Copy PostgreSQL 15's installation into $WORK/install, with its directory
+# layout, and install guard from the tree just built into it.  The copy is
+# root's and read-only to the suites: nothing of it is chowned.
+make_private_install()
+{
+	local inst="$WORK/install"
+	local bindir sharedir pkglibdir
+	bindir="$("$PG_CONFIG" --bindir)"
+	sharedir="$("$PG_CONFIG" --sharedir)"
+	pkglibdir="$("$PG_CONFIG" --pkglibdir)"
+	# (Called in a condition, where set -e does not apply: hence || return.)
+	mkdir -p "$inst$(dirname "$bindir")" "$inst$(dirname "$sharedir")" || return 1
+	cp -a "$(dirname "$bindir")/." "$inst$(dirname "$bindir")/" || return 1
+	cp -a "$sharedir" "$inst$(dirname "$sharedir")/" || return 1
+	# Drop the system's guard files first, so none of them survives if
+	# this tree no longer installs it.
+	rm -rf "$inst$pkglibdir"/guard.so "$inst$pkglibdir"/bitcode/guard* \
+		"$inst$sharedir"/extension/guard[.-]* || return 1
+	make -C "$REPO_DIR" -s install PG_CONFIG="$PG_CONFIG" DESTDIR="$inst" || return 1
+	INST_BIN="$inst$bindir"
+	# The relocated binaries must find the relocated guard.
+	if [[ "$("$INST_BIN/pg_config" --pkglibdir)" != "$inst$pkglibdir" ]]; then
+		echo "the copy of PostgreSQL in $inst does not relocate" >&2
+		return 1
+	fi
+	echo "guard installed into the private installation under $inst"
 }

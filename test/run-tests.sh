@@ -88,7 +88,7 @@ show_tail()
 	printf -- '----- end of %s -----\n' "$title"
 }
 
-# as_pg, stop_leftover_servers, cleanup
+# as_pg, stop_leftover_servers, cleanup, make_private_install
 # shellcheck source=test/lib.sh
 source "$REPO_DIR/test/lib.sh"
 
@@ -129,34 +129,6 @@ copy_tree()
 		chown "$RUN_USER:" "$WORK"
 		chown -R "$RUN_USER:" "$SRC" "$WORK/tmp" "$WORK/out"
 	fi
-}
-
-# Copy PostgreSQL 15's installation into $WORK/install, with its directory
-# layout, and install guard from the tree just built into it.  The copy is
-# root's and read-only to the suites: nothing of it is chowned.
-make_private_install()
-{
-	local inst="$WORK/install"
-	local bindir sharedir pkglibdir
-	bindir="$("$PG_CONFIG" --bindir)"
-	sharedir="$("$PG_CONFIG" --sharedir)"
-	pkglibdir="$("$PG_CONFIG" --pkglibdir)"
-	# (Called in a condition, where set -e does not apply: hence || return.)
-	mkdir -p "$inst$(dirname "$bindir")" "$inst$(dirname "$sharedir")" || return 1
-	cp -a "$(dirname "$bindir")/." "$inst$(dirname "$bindir")/" || return 1
-	cp -a "$sharedir" "$inst$(dirname "$sharedir")/" || return 1
-	# Drop the system's guard files first, so none of them survives if
-	# this tree no longer installs it.
-	rm -rf "$inst$pkglibdir"/guard.so "$inst$pkglibdir"/bitcode/guard* \
-		"$inst$sharedir"/extension/guard[.-]* || return 1
-	make -C "$REPO_DIR" -s install PG_CONFIG="$PG_CONFIG" DESTDIR="$inst" || return 1
-	INST_BIN="$inst$bindir"
-	# The relocated binaries must find the relocated guard.
-	if [[ "$("$INST_BIN/pg_config" --pkglibdir)" != "$inst$pkglibdir" ]]; then
-		echo "the copy of PostgreSQL in $inst does not relocate" >&2
-		return 1
-	fi
-	echo "guard installed into the private installation under $inst"
 }
 
 # Run pg_regress or pg_isolation_regress over a list of tests in a temporary
