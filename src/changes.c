@@ -44,11 +44,13 @@
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/xid8.h"
 
@@ -197,6 +199,104 @@ next_id(const char *seq)
 }
 
 /*
+ * Names a change record repeats on every statement, cached so that a
+ * one-row statement does no syscache lookup and no keyword scan of
+ * quote_identifier() for them: the current role's name, and the quoted
+ * qualified names of the last few relations written to.  A relation's
+ * entry is checked against its relcache entry (relid, schema oid and name:
+ * RENAME and SET SCHEMA change them); a schema or role rename, which sends
+ * no relcache invalidation, empties both caches through syscache callbacks.
+ */
+#define QUALNAME_CACHE_SIZE 8
+
+typedef struct QualNameEntry
+{
+	Oid			relid;			/* InvalidOid: free */
+	Oid			nspid;
+	NameData	relname;
+	char	   *qualname;		/* in CacheMemoryContext */
+} QualNameEntry;
+
+static QualNameEntry qualname_cache[QUALNAME_CACHE_SIZE];
+static int	qualname_next = 0;	/* the entry to replace next */
+static Oid	role_cached = InvalidOid;
+static NameData role_cached_name;
+static bool name_callbacks_registered = false;
+
+static void
+names_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+{
+	role_cached = InvalidOid;
+	if (cacheid != NAMESPACEOID)
+		return;
+	for (int i = 0; i < QUALNAME_CACHE_SIZE; i++)
+	{
+		if (qualname_cache[i].qualname)
+			pfree(qualname_cache[i].qualname);
+		qualname_cache[i].qualname = NULL;
+		qualname_cache[i].relid = InvalidOid;
+	}
+}
+
+static void
+names_register_callbacks(void)
+{
+	if (name_callbacks_registered)
+		return;
+	CacheRegisterSyscacheCallback(NAMESPACEOID, names_invalidate, (Datum) 0);
+	CacheRegisterSyscacheCallback(AUTHOID, names_invalidate, (Datum) 0);
+	name_callbacks_registered = true;
+}
+
+/* the current user's name, as GetUserNameFromId(GetUserId()) */
+static Datum
+current_role_datum(void)
+{
+	Oid			role = GetUserId();
+
+	names_register_callbacks();
+	if (role != role_cached)
+	{
+		namestrcpy(&role_cached_name, GetUserNameFromId(role, false));
+		role_cached = role;
+	}
+	return CStringGetTextDatum(NameStr(role_cached_name));
+}
+
+/* "rel"'s schema-qualified name, quoted, as a text Datum */
+static Datum
+qualified_name_datum(Relation rel)
+{
+	Oid			relid = RelationGetRelid(rel);
+	Oid			nspid = RelationGetNamespace(rel);
+	QualNameEntry *e;
+	char	   *nspname;
+
+	names_register_callbacks();
+	for (int i = 0; i < QUALNAME_CACHE_SIZE; i++)
+	{
+		e = &qualname_cache[i];
+		if (e->relid == relid && e->nspid == nspid && e->qualname &&
+			strcmp(NameStr(e->relname), RelationGetRelationName(rel)) == 0)
+			return CStringGetTextDatum(e->qualname);
+	}
+	nspname = get_namespace_name(nspid);
+	if (nspname == NULL)
+		elog(ERROR, "cache lookup failed for namespace %u", nspid);
+	e = &qualname_cache[qualname_next];
+	qualname_next = (qualname_next + 1) % QUALNAME_CACHE_SIZE;
+	if (e->qualname)
+		pfree(e->qualname);
+	e->relid = InvalidOid;		/* until it is whole */
+	e->qualname = MemoryContextStrdup(CacheMemoryContext,
+									  quote_qualified_identifier(nspname, RelationGetRelationName(rel)));
+	e->nspid = nspid;
+	namestrcpy(&e->relname, RelationGetRelationName(rel));
+	e->relid = relid;
+	return CStringGetTextDatum(e->qualname);
+}
+
+/*
  * Create the current transaction's change set.
  */
 static int64
@@ -214,7 +314,7 @@ changeset_create(const char *label)
 		values[3] = CStringGetTextDatum(label);
 	else
 		nulls[3] = true;
-	values[4] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	values[4] = current_role_datum();
 	if (application_name && application_name[0])
 		values[5] = CStringGetTextDatum(application_name);
 	else
@@ -439,14 +539,13 @@ guard_change_insert(Relation rel, int64 id, const char *kind, const char *detail
 	values[0] = Int64GetDatum(id);
 	values[1] = Int64GetDatum(guard_changeset_current(true));
 	values[2] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
-	values[3] = CStringGetTextDatum(GetUserNameFromId(GetUserId(), false));
+	values[3] = current_role_datum();
 	if (application_name && application_name[0])
 		values[4] = CStringGetTextDatum(application_name);
 	else
 		nulls[4] = true;
 	values[5] = ObjectIdGetDatum(RelationGetRelid(rel));
-	values[6] = CStringGetTextDatum(quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
-															   RelationGetRelationName(rel)));
+	values[6] = qualified_name_datum(rel);
 	values[7] = CStringGetTextDatum(kind);
 	values[8] = statement_datum(&nulls[8]);
 	values[9] = CStringGetTextDatum("active");
