@@ -393,6 +393,18 @@ typedef struct GuardKeyLeaf
 	Oid			eqproc[INDEX_MAX_KEYS];
 	Oid			collation[INDEX_MAX_KEYS];
 	TupleTableSlot *slot;
+	struct IndexScanDescData *scan; /* kept across fetches, or NULL */
+	/* ordered fetches (rows.c, GuardKeyScan.ordered); one-column keys */
+	AttrNumber	keyattno;		/* the key column in rel, 0: not possible */
+	Oid			geproc;			/* the key opfamily's >= */
+	FmgrInfo   *cmpproc;		/* ... and its ordering (BTORDER_PROC) */
+	bool		typbyval;
+	int16		typlen;
+	bool		pos_valid;		/* the scan stands at the row in slot ... */
+	bool		pos_end;		/* ... or past its last row */
+	Datum		prev;			/* no live key lies between the key last
+								 * asked for and the row the scan stands at */
+	bool		prev_valid;
 } GuardKeyLeaf;
 
 typedef struct GuardKeyScan
@@ -401,6 +413,9 @@ typedef struct GuardKeyScan
 	int			nleaves;
 	GuardKeyLeaf *leaves;
 	bool		owns_leaves;
+	MemoryContext cxt;			/* where the leaves' scans live */
+	bool		ordered;		/* keys come mostly ascending: step the
+								 * scan forward instead of descending */
 	Relation	found;			/* after a fetch: the table the row is in */
 	TupleTableSlot *slot;		/* ... and the row */
 } GuardKeyScan;

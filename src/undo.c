@@ -472,12 +472,15 @@ undo_read_rows(RowUndo *u)
 									  ALLOCSET_SMALL_SIZES);
 	reader = shadow_open(change->change_id, change->natts, change->atttypes,
 						 change->keys, change->nkeys, change->inline_chunk);
+	/* snapshot rows come in key order as often as not (see rows.c) */
+	u->ks.ordered = true;
 	while (shadow_next(reader, &row))
 	{
 		CHECK_FOR_INTERRUPTS();
 		undo_read_row(u, &row, rowno++);
 		guard_progress_tick();
 	}
+	u->ks.ordered = false;
 	shadow_close(reader);
 	if (u->asks != NULL)
 	{
