@@ -5,7 +5,10 @@
 #   bash bench/profile.sh W1            guard's backend on W1
 #   bash bench/profile.sh W5 none       the baseline, to compare
 #
-# Workloads: W1 W2 W3 W5 (as in run.sh).  Uses the software cpu-clock event
+# Workloads: W1 W2 W3 W5 (as in run.sh), and W4: TPC-B's five statements
+# and a COMMIT, 20,000 times, in one procedure (no client round trips,
+# synchronous_commit off: what is left is the backend's own work per
+# transaction, which capture adds to).  Uses the software cpu-clock event
 # when hardware counters are not available (VMs), call graphs with -g.
 # Prints the top symbols (self time) and a caller view of guard's own
 # functions; the perf data stays in bench/results/perf-<W>-<variant>.data.
@@ -34,7 +37,8 @@ W2) TBL=w2 TPL=w2tpl KEY=id STMT="UPDATE w2 SET name = name || ' (renamed)'" ;;
 W3) TBL=pgbench_accounts TPL=accounts10 KEY=aid STMT="DELETE FROM pgbench_accounts WHERE aid % 10 = 0" ;;
 W5) TBL=pgbench_accounts TPL=accounts10 KEY=aid
 	STMT="DO \$\$ BEGIN FOR i IN 1..10000 LOOP UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = (i * 97) % 1000000 + 1; END LOOP; END \$\$" ;;
-*) die "profile.sh supports W1 W2 W3 W5" ;;
+W4) TBL=pgbench_accounts TPL=accounts10 KEY=aid STMT="SET synchronous_commit = off; CALL bench.tpcb_loop(20000)" ;;
+*) die "profile.sh supports W1 W2 W3 W4 W5" ;;
 esac
 
 RESULTS_DIR=$HERE/results
@@ -83,10 +87,15 @@ kill -INT "$PERF" 2>/dev/null || true
 wait "$PERF" || true
 grep -h '^Time' "$TMP/out" || true
 
+# head closes the pipe early: perf report's SIGPIPE is not a failure
 echo "== top symbols, self time ($W, $V) =="
-perf report -i "$DATA" --no-children --sort symbol,dso --stdio 2>/dev/null |
-	grep -v '^#' | grep -E '^ +[0-9.]+%' | head -40
+{ perf report -i "$DATA" --no-children --sort symbol,dso --stdio 2>/dev/null |
+	grep -v '^#' | grep -E '^ +[0-9.]+%' | head -40; } || true
 echo
 echo "== inclusive time (children), top 40 =="
-perf report -i "$DATA" --children --sort symbol --stdio -g none 2>/dev/null |
-	grep -v '^#' | grep -E '^ +[0-9.]+%' | head -40
+{ perf report -i "$DATA" --children --sort symbol --stdio -g none 2>/dev/null |
+	grep -v '^#' | grep -E '^ +[0-9.]+%' | head -40; } || true
+echo
+echo "== guard's own functions, inclusive time =="
+{ perf report -i "$DATA" --children --sort symbol --stdio -g none 2>/dev/null |
+	grep -E '^ +[0-9.]+%' | grep -E 'guard_|writer_|shadow_|changeset_' | head -30; } || true

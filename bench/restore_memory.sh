@@ -7,6 +7,7 @@
 #   bash bench/restore_memory.sh                5,000,000 rows; 0, 10, 20% rewritten
 #   BENCH_ROWS=1000000 bash bench/restore_memory.sh
 #   BENCH_PCTS="0 20" bash bench/restore_memory.sh
+#   BENCH_VACUUM=0 ...                          no VACUUM before the restore
 #
 # For each share of rows rewritten since: a table (id int PRIMARY KEY, v int,
 # pad text) of BENCH_ROWS rows, protected; one change set UPDATE t SET v =
@@ -34,6 +35,10 @@ source "$HERE/lib.sh"
 ROWS=${BENCH_ROWS:-5000000}
 PCTS=${BENCH_PCTS:-"0 10 20"}
 WORK_MEM=${BENCH_WORK_MEM:-4MB}
+# VACUUM the table between the change and the restore (as autovacuum would,
+# a minute after an UPDATE of every row): the restore's writes then find the
+# space of the versions the UPDATE left.  BENCH_VACUUM=0: restore right after.
+VACUUM=${BENCH_VACUUM:-1}
 RESULTS_DIR=$HERE/results
 mkdir -p "$RESULTS_DIR"
 
@@ -90,7 +95,7 @@ measure() {
 
 REPORT=$RESULTS_DIR/restore-memory-latest.md
 {
-	echo "# restore memory: $ROWS rows, work_mem = $WORK_MEM ($(date -u +%F))"
+	echo "# restore memory: $ROWS rows, work_mem = $WORK_MEM, VACUUM before the restore: $([[ $VACUUM == 1 ]] && echo yes || echo no) ($(date -u +%F))"
 	echo
 	echo "| rewritten since | UPDATE | dry run | dry run: RssAnon growth | restore | restore: RssAnon growth | estimated_seconds |"
 	echo "|---:|---:|---:|---:|---:|---:|---:|"
@@ -114,7 +119,11 @@ for pct in $PCTS; do
 		to=$((from + 99999 < rewrite ? from + 99999 : rewrite))
 		psql_db -c "UPDATE t SET v = v + 1 WHERE id BETWEEN $from AND $to"
 	done
-	psql_db -c "VACUUM ANALYZE t" -c CHECKPOINT
+	if [[ $VACUUM == 1 ]]; then
+		psql_db -c "VACUUM ANALYZE t" -c CHECKPOINT
+	else
+		psql_db -c CHECKPOINT
+	fi
 	measure "SELECT rows_restored, rows_skipped, conflicts, round(estimated_seconds::numeric, 1) FROM guard.restore($cs, dry_run => true, on_conflict => 'skip');"
 	dry_ms=$M_MS dry_kb=$M_GROWTH_KB
 	estimate=$(grep '|' "$M_OUT" | head -1 | cut -d'|' -f4)

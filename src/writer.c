@@ -570,7 +570,7 @@ keep_writer(const char *relname, int natts)
  * caller's values: their NOT NULL and CHECK constraints hold by
  * construction, and checking them cost one statement in a hundred of a
  * loop of one-row UPDATEs.  Builds with assertions check them all the
- * same, so the regression tests prove what the constraints say.
+ * same.
  */
 #ifdef USE_ASSERT_CHECKING
 static const bool writer_trusts_records = false;

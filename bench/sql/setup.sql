@@ -122,3 +122,30 @@ BEGIN
 	CALL bench.attach(variant, tbl, keycol);
 END
 $proc$;
+
+-- TPC-B's transaction (pgbench's built-in script) n times with a COMMIT
+-- each, in one procedure: profile.sh W4 profiles what a transaction costs
+-- the backend itself, without the client's round trips.
+CREATE OR REPLACE PROCEDURE bench.tpcb_loop(n int)
+LANGUAGE plpgsql AS $$
+DECLARE
+	a int;
+	t int;
+	b int;
+	d int;
+	bal int;
+BEGIN
+	FOR i IN 1..n LOOP
+		a := (i * 7919) % 1000000 + 1;
+		t := i % 100 + 1;
+		b := i % 10 + 1;
+		d := i % 5000 - 2500;
+		UPDATE public.pgbench_accounts SET abalance = abalance + d WHERE aid = a;
+		SELECT abalance INTO bal FROM public.pgbench_accounts WHERE aid = a;
+		UPDATE public.pgbench_tellers SET tbalance = tbalance + d WHERE tid = t;
+		UPDATE public.pgbench_branches SET bbalance = bbalance + d WHERE bid = b;
+		INSERT INTO public.pgbench_history (tid, bid, aid, delta, mtime)
+			VALUES (t, b, a, d, pg_catalog.now());
+		COMMIT;
+	END LOOP;
+END $$;
