@@ -8,6 +8,7 @@ OBJS = \
 	src/relcache.o \
 	src/spi.o \
 	src/hooks.o \
+	src/fail_closed.o \
 	src/publication.o \
 	src/policy.o \
 	src/capture.o \

@@ -295,12 +295,50 @@ SELECT i.relid AS relation, i.name,
 -- into guard_trash reports them to sql_drop event triggers as dropped, as
 -- PostgreSQL would; they still exist, in the trash, and keep their policy
 -- and invariants for the undo.  A dropped table takes its policy with it.
+-- Fail closed (src/fail_closed.c): where guard is not loaded at server
+-- start, nothing records a schema change.  guard._refuse_unguarded_ddl()
+-- refuses, besides DROP TABLE and ALTER TABLE of a protected table, the
+-- other commands guard records on a table that captures DDL; and
+-- guard._on_sql_drop() refuses a DROP that reached a protected table by
+-- cascade (DROP SCHEMA ... CASCADE, DROP OWNED, DROP TYPE ... CASCADE).
+CREATE FUNCTION guard._preloaded()
+RETURNS bool
+AS 'MODULE_PATHNAME', 'guard_preloaded_sql'
+LANGUAGE C STRICT;
+REVOKE ALL ON FUNCTION guard._preloaded() FROM PUBLIC;
+
+DROP EVENT TRIGGER guard_fail_closed;
+CREATE EVENT TRIGGER guard_fail_closed ON ddl_command_start
+	WHEN TAG IN ('DROP TABLE', 'ALTER TABLE', 'CREATE INDEX', 'DROP INDEX', 'COMMENT')
+	EXECUTE FUNCTION guard._refuse_unguarded_ddl();
+
 CREATE OR REPLACE FUNCTION guard._on_sql_drop()
 RETURNS event_trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+	dropped record;
 BEGIN
+	-- a protected table dropped where guard could not move it to the trash
+	-- (guard's own purge of the trash aside)
+	IF NOT guard._preloaded() THEN
+		SELECT d.schema_name, d.object_name INTO dropped
+		  FROM pg_catalog.pg_event_trigger_dropped_objects() d
+		  JOIN guard.policy p ON p.relid::oid = d.objid
+		 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+		   AND d.objsubid = 0
+		   AND d.schema_name IS DISTINCT FROM 'guard_trash'
+		   AND p.capture <> 'none'
+		 LIMIT 1;
+		IF FOUND THEN
+			RAISE EXCEPTION 'cannot drop protected table "%": guard is not loaded in this server',
+				dropped.object_name
+				USING ERRCODE = '55000',
+					  DETAIL = 'Without shared_preload_libraries = ''guard'', guard could not keep the table to undo the drop.',
+					  HINT = 'Add ''guard'' to shared_preload_libraries in postgresql.conf and restart the server.';
+		END IF;
+	END IF;
 	DELETE FROM guard.policy p
 	 USING pg_catalog.pg_event_trigger_dropped_objects() d
 	 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
