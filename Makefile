@@ -100,7 +100,7 @@ REGRESS = setup policy_validation policy_permissions policy_view policy_refuses_
 	ddl_undo_column_attrs ddl_undo_constraints ddl_undo_indexes ddl_undo_table \
 	ddl_undo_columns ddl_undo_migrations \
 	rehearse history_as_of history_versions history_privileges \
-	labels_sources labels_restore labels_statement_privacy \
+	labels_sources labels_discard labels_restore labels_statement_privacy \
 	publication_all_tables restore_partial_undo restore_dry_run_plans restore_by_tid \
 	extension_upgrade
 REGRESS_OPTS = --temp-config=$(srcdir)/test/guard.conf --load-extension=guard

@@ -361,6 +361,7 @@ extern void guard_label_set_xact(const char *label);
 extern void guard_label_restoring(void);
 extern int64 *guard_unlabelled_changesets(int *n);
 extern void guard_unlabelled_forget(void);
+extern void guard_label_state_discard(void);
 extern void guard_session_label_set(const char *label, const char *source,
 									const char *bookkeeping);
 extern void guard_label_changes(const int64 *changesets, int n,

@@ -462,6 +462,15 @@ guard_ProcessUtility(PlannedStmt *pstmt, const char *queryString,
 	Node	   *parsetree = pstmt->utilityStmt;
 	bool		cleanup;
 
+	if (IsA(parsetree, DiscardStmt) &&
+		((DiscardStmt *) parsetree)->target == DISCARD_ALL)
+	{
+		process_utility(pstmt, queryString, readOnlyTree, context, params,
+						queryEnv, dest, qc, false);
+		/* a pooler's reset between clients: the session's labels end */
+		guard_label_state_discard();
+		return;
+	}
 	if (IsA(parsetree, DropTableSpaceStmt) && !guard_internal_ddl)
 		guard_inuse_tablespace((DropTableSpaceStmt *) parsetree,
 							   context == PROCESS_UTILITY_TOPLEVEL);

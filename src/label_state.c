@@ -306,6 +306,20 @@ guard_unlabelled_forget(void)
 }
 
 /*
+ * DISCARD ALL (a connection pooler's reset between clients): the session's
+ * label and its change sets waiting for a bookkeeping row belong to the
+ * client that made them, not to the next one.  DISCARD ALL cannot run in a
+ * transaction block, so nothing of the current transaction is pending.
+ */
+void
+guard_label_state_discard(void)
+{
+	session_label_free(session_label);
+	session_label = NULL;
+	nwaiting = 0;
+}
+
+/*
  * From the next COMMIT on, "label" from "source" is in force for the
  * session's changes (a tool that writes its bookkeeping row before the
  * migration); NULL clears it.
