@@ -469,10 +469,11 @@ delete_residual(List *objects, List *temps)
 }
 
 /*
- * The relations a DROP TABLE names, in order (those that exist).
+ * The relations a DROP TABLE (or DROP INDEX) names, in order; InvalidOid
+ * for a name that does not exist.
  */
-static List *
-named_relations(DropStmt *drop)
+List *
+guard_drop_named_relations(DropStmt *drop)
 {
 	List	   *relids = NIL;
 	ListCell   *lc;
@@ -534,7 +535,7 @@ guard_drop_before(Node *parsetree, bool events, bool *hold_cascade)
 		return parsetree;
 
 	if (IsA(parsetree, DropStmt) && ((DropStmt *) parsetree)->removeType == OBJECT_TABLE)
-		named = named_relations((DropStmt *) parsetree);
+		named = guard_drop_named_relations((DropStmt *) parsetree);
 	guard_trial(run_drop, parsetree, &trial);
 	units = find_units(trial.dropped, named);
 	if (units == NIL)

@@ -34,7 +34,6 @@
 #include "catalog/namespace.h"
 #include "catalog/objectaddress.h"
 #include "commands/event_trigger.h"
-#include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
 #include "storage/lockdefs.h"
 #include "utils/lsyscache.h"
@@ -83,10 +82,9 @@ drop_index_targets(DropStmt *stmt)
 	List	   *relids = NIL;
 	ListCell   *lc;
 
-	foreach(lc, stmt->objects)
+	foreach(lc, guard_drop_named_relations(stmt))
 	{
-		Oid			indexoid = RangeVarGetRelid(makeRangeVarFromNameList((List *) lfirst(lc)),
-												NoLock, true);
+		Oid			indexoid = lfirst_oid(lc);
 		char		relkind = OidIsValid(indexoid) ? get_rel_relkind(indexoid) : '\0';
 
 		if (relkind == RELKIND_INDEX || relkind == RELKIND_PARTITIONED_INDEX)
@@ -157,12 +155,7 @@ guard_refuse_unguarded_ddl(PG_FUNCTION_ARGS)
 				DropStmt   *stmt = (DropStmt *) parsetree;
 
 				if (stmt->removeType == OBJECT_TABLE)
-				{
-					foreach(lc, stmt->objects)
-						any = lappend_oid(any,
-										  RangeVarGetRelid(makeRangeVarFromNameList((List *) lfirst(lc)),
-														   NoLock, true));
-				}
+					any = guard_drop_named_relations(stmt);
 				else if (stmt->removeType == OBJECT_INDEX)
 					ddl = drop_index_targets(stmt);
 				break;

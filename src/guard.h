@@ -515,6 +515,7 @@ extern void guard_ddl_after(List *after);
 /* drop.c: DROP statements that reach protected or trashed tables */
 extern bool guard_drop_fires_events(Node *parsetree, ProcessUtilityContext context);
 extern Node *guard_drop_before(Node *parsetree, bool events, bool *hold_cascade);
+extern List *guard_drop_named_relations(DropStmt *drop);
 
 /* inuse.c: trashed tables in the way of a DROP of what they use */
 extern void guard_inuse_before_drop(Node *parsetree);
