@@ -223,6 +223,11 @@ static Oid	role_cached = InvalidOid;
 static NameData role_cached_name;
 static bool name_callbacks_registered = false;
 
+/*
+ * Syscache callback (pg_namespace, pg_authid): a schema or role changed,
+ * or the caches were reset.  Forget the role's name on either, and the
+ * relations' qualified names on a schema's change.
+ */
 static void
 names_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 {
@@ -238,6 +243,7 @@ names_invalidate(Datum arg, int cacheid, uint32 hashvalue)
 	}
 }
 
+/* register names_invalidate() once per backend, at the first use */
 static void
 names_register_callbacks(void)
 {

@@ -157,8 +157,7 @@ ordered_settle(GuardKeyScan *ks, GuardKeyLeaf *leaf, Datum key)
  * has none.  Returns whether the row was found; it is in leaf->slot.
  */
 static bool
-leaf_fetch_ordered(GuardKeyScan *ks, GuardKeyLeaf *leaf, Datum key,
-				   Snapshot snapshot)
+leaf_fetch_ordered(GuardKeyScan *ks, GuardKeyLeaf *leaf, Datum key)
 {
 	ScanKeyData skey;
 	int			c;
@@ -291,7 +290,7 @@ guard_keyscan_fetch(GuardKeyScan *ks, Datum *keyvalues, Snapshot snapshot)
 		old = MemoryContextSwitchTo(ks->cxt);
 		if (ks->ordered && ks->nleaves == 1 && leaf->keyattno != 0 &&
 			IsMVCCSnapshot(snapshot))
-			found = leaf_fetch_ordered(ks, leaf, keyvalues[0], snapshot);
+			found = leaf_fetch_ordered(ks, leaf, keyvalues[0]);
 		else
 		{
 			index_rescan(leaf->scan, skeys, ks->nkeys, NULL, 0);
