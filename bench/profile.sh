@@ -5,10 +5,11 @@
 #   bash bench/profile.sh W1            guard's backend on W1
 #   bash bench/profile.sh W5 none       the baseline, to compare
 #
-# Workloads: W1 W2 W3 W5 (as in run.sh), and W4: TPC-B's five statements
-# and a COMMIT, 20,000 times, in one procedure (no client round trips,
-# synchronous_commit off: what is left is the backend's own work per
-# transaction, which capture adds to).  Uses the software cpu-clock event
+# Workloads: W1 W2 W3 W5 (as in run.sh); R1: the restore of W1's UPDATE,
+# right after it (the UPDATE itself runs before perf attaches); and W4:
+# TPC-B's five statements and a COMMIT, 20,000 times, in one procedure (no
+# client round trips, synchronous_commit off: what is left is the backend's
+# own work per transaction, which capture adds to).  Uses the software cpu-clock event
 # when hardware counters are not available (VMs), call graphs with -g.
 # Prints the top symbols (self time) and a caller view of guard's own
 # functions; the perf data stays in bench/results/perf-<W>-<variant>.data.
@@ -38,7 +39,11 @@ W3) TBL=pgbench_accounts TPL=accounts10 KEY=aid STMT="DELETE FROM pgbench_accoun
 W5) TBL=pgbench_accounts TPL=accounts10 KEY=aid
 	STMT="DO \$\$ BEGIN FOR i IN 1..10000 LOOP UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid = (i * 97) % 1000000 + 1; END LOOP; END \$\$" ;;
 W4) TBL=pgbench_accounts TPL=accounts10 KEY=aid STMT="SET synchronous_commit = off; CALL bench.tpcb_loop(20000)" ;;
-*) die "profile.sh supports W1 W2 W3 W4 W5" ;;
+R1) TBL=pgbench_accounts TPL=accounts10 KEY=aid
+	[[ $V == guard ]] || die "R1 restores a change guard captured: variant guard only"
+	PRE="UPDATE pgbench_accounts SET abalance = abalance + 1;"
+	STMT="SELECT rows_restored FROM guard.restore((SELECT max(changeset_id) FROM guard.changeset))" ;;
+*) die "profile.sh supports W1 W2 W3 W4 W5 R1" ;;
 esac
 
 RESULTS_DIR=$HERE/results
@@ -71,6 +76,7 @@ SQL
 PIDF=$TMP/backend.pid
 DATA=$RESULTS_DIR/perf-$W-$V.data
 psql_db >"$TMP/out" 2>&1 <<-SQL &
+${PRE:-}
 SELECT pg_backend_pid() \g $PIDF
 SELECT pg_sleep(1);
 \timing on
