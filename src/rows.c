@@ -113,6 +113,14 @@ leaf_begin(GuardKeyLeaf *leaf, Relation rel, const GuardChange *change)
 	return true;
 }
 
+/* two key values compared in the order of the leaf's key index */
+static int
+key_cmp(GuardKeyLeaf *leaf, Datum a, Datum b)
+{
+	return DatumGetInt32(FunctionCall2Coll(leaf->cmpproc, leaf->collation[0],
+										   a, b));
+}
+
 /* the key of the row an ordered scan stands at, compared with "key" */
 static int
 ordered_compare(GuardKeyLeaf *leaf, Datum key)
@@ -121,25 +129,22 @@ ordered_compare(GuardKeyLeaf *leaf, Datum key)
 	Datum		at = slot_getattr(leaf->slot, leaf->keyattno, &isnull);
 
 	Assert(!isnull);			/* a key column is NOT NULL */
-	return DatumGetInt32(FunctionCall2Coll(leaf->cmpproc, leaf->collation[0],
-										   key, at));
+	return key_cmp(leaf, key, at);
 }
 
 /*
- * Remember "key" as the last asked for, and drop the heap page the scan
- * read last (the slot holds its own pin): between fetches an ordered scan
- * holds memory only, so that any resource owner may come and go.
+ * Remember "key" as the last asked for (in the key scan's context, which
+ * the caller has switched to), and drop the heap page the scan read last
+ * (the slot holds its own pin): between fetches an ordered scan holds
+ * memory only, so that any resource owner may come and go.
  */
 static void
-ordered_settle(GuardKeyScan *ks, GuardKeyLeaf *leaf, Datum key)
+ordered_settle(GuardKeyLeaf *leaf, Datum key)
 {
-	MemoryContext old = MemoryContextSwitchTo(ks->cxt);
-
 	if (leaf->prev_valid && !leaf->typbyval)
 		pfree(DatumGetPointer(leaf->prev));
 	leaf->prev = datumCopy(key, leaf->typbyval, leaf->typlen);
 	leaf->prev_valid = true;
-	MemoryContextSwitchTo(old);
 	table_index_fetch_reset(leaf->scan->xs_heapfetch);
 }
 
@@ -157,15 +162,13 @@ ordered_settle(GuardKeyScan *ks, GuardKeyLeaf *leaf, Datum key)
  * has none.  Returns whether the row was found; it is in leaf->slot.
  */
 static bool
-leaf_fetch_ordered(GuardKeyScan *ks, GuardKeyLeaf *leaf, Datum key)
+leaf_fetch_ordered(GuardKeyLeaf *leaf, Datum key)
 {
 	ScanKeyData skey;
 	int			c;
 	bool		found;
 
-	if (leaf->pos_valid && leaf->prev_valid &&
-		DatumGetInt32(FunctionCall2Coll(leaf->cmpproc, leaf->collation[0],
-										key, leaf->prev)) > 0)
+	if (leaf->pos_valid && leaf->prev_valid && key_cmp(leaf, key, leaf->prev) > 0)
 	{
 		c = leaf->pos_end ? -1 : ordered_compare(leaf, key);
 		for (int steps = 0; c > 0 && steps < ORDERED_MAX_STEPS; steps++)
@@ -180,7 +183,7 @@ leaf_fetch_ordered(GuardKeyScan *ks, GuardKeyLeaf *leaf, Datum key)
 		}
 		if (c <= 0)
 		{
-			ordered_settle(ks, leaf, key);
+			ordered_settle(leaf, key);
 			return c == 0;
 		}
 	}
@@ -193,7 +196,7 @@ leaf_fetch_ordered(GuardKeyScan *ks, GuardKeyLeaf *leaf, Datum key)
 	leaf->pos_end = !index_getnext_slot(leaf->scan, ForwardScanDirection,
 										leaf->slot);
 	found = !leaf->pos_end && ordered_compare(leaf, key) == 0;
-	ordered_settle(ks, leaf, key);
+	ordered_settle(leaf, key);
 	return found;
 }
 
@@ -290,7 +293,7 @@ guard_keyscan_fetch(GuardKeyScan *ks, Datum *keyvalues, Snapshot snapshot)
 		old = MemoryContextSwitchTo(ks->cxt);
 		if (ks->ordered && ks->nleaves == 1 && leaf->keyattno != 0 &&
 			IsMVCCSnapshot(snapshot))
-			found = leaf_fetch_ordered(ks, leaf, keyvalues[0]);
+			found = leaf_fetch_ordered(leaf, keyvalues[0]);
 		else
 		{
 			index_rescan(leaf->scan, skeys, ks->nkeys, NULL, 0);

@@ -496,6 +496,20 @@ kept_relcache_callback(Datum arg, Oid relid)
 }
 
 /*
+ * Rows that guard_writer_insert writes are composed field by field by
+ * guard's own code (a change, a change set, a layout), never from a
+ * caller's values: their NOT NULL and CHECK constraints hold by
+ * construction, and checking them cost one statement in a hundred of a
+ * loop of one-row UPDATEs.  Builds with assertions check them all the
+ * same.
+ */
+#ifdef USE_ASSERT_CHECKING
+static const bool writer_trusts_records = false;
+#else
+static const bool writer_trusts_records = true;
+#endif
+
+/*
  * The kept writer of guard's table "relname", opened now if there is none
  * (or only a stale one).  NULL if none may be kept now.
  */
@@ -550,6 +564,7 @@ keep_writer(const char *relname, int natts)
 		w->maxslots = 1;
 		w->slots = palloc(sizeof(TupleTableSlot *));
 		w->slots[w->nslots++] = table_slot_create(w->rel, NULL);
+		w->trusted = writer_trusts_records;
 	}
 	PG_FINALLY();
 	{
@@ -563,20 +578,6 @@ keep_writer(const char *relname, int natts)
 	kept[free_slot].stale = false;
 	return w;
 }
-
-/*
- * Rows that guard_writer_insert writes are composed field by field by
- * guard's own code (a change, a change set, a layout), never from a
- * caller's values: their NOT NULL and CHECK constraints hold by
- * construction, and checking them cost one statement in a hundred of a
- * loop of one-row UPDATEs.  Builds with assertions check them all the
- * same.
- */
-#ifdef USE_ASSERT_CHECKING
-static const bool writer_trusts_records = false;
-#else
-static const bool writer_trusts_records = true;
-#endif
 
 /*
  * Insert one row into guard's table "relname" now: for records written one
@@ -600,7 +601,6 @@ guard_writer_insert(const char *relname, int natts, Datum *values,
 	}
 	/* one row at a time: the slot made with the writer is the only one */
 	Assert(w->nused == 0 && w->nslots == 1);
-	w->trusted = writer_trusts_records;
 	guard_writer_add(w, values, nulls);
 	writer_flush(w);
 }
