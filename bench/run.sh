@@ -12,7 +12,8 @@
 #
 # Capture cost (variants none / guard / row_trigger / transition / tablelog):
 #   W1 UPDATE 1M rows; W2 UPDATE a text column of 200k wide rows; W3 DELETE
-#   100k rows; W4 pgbench TPC-B TPS; W5 10,000 one-row UPDATEs; W6 UPDATE 5M
+#   100k rows; W4 pgbench TPC-B TPS, and W4L the backend's CPU time per TPC-B
+#   transaction (a procedure loop); W5 10,000 one-row UPDATEs; W6 UPDATE 5M
 #   rows (memory).
 # guard's other features:
 #   R1 restore of W1's change set (vs the UPDATE; the table's md5 is checked)
@@ -244,6 +245,17 @@ slow_peers() {
 #   is not repeated (reported with n=1): its place in the ranking is not in
 #   doubt, and repeating it would blow the time budget (table_log on W1 takes
 #   over a minute per run).
+# w4_loop_us: microseconds per transaction of bench.tpcb_loop (W4L).
+w4_loop_us() {
+	psql_db <<-SQL
+	SET synchronous_commit = off;
+	CALL bench.tpcb_loop(2000);
+	SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
+	CALL bench.tpcb_loop(20000);
+	SELECT round(((extract(epoch FROM clock_timestamp()) - :t0) * 1e6 / 20000)::numeric, 2);
+	SQL
+}
+
 run_workload() {
 	local w=$1 tbl=$2 tpl=$3 key=$4 stmt=$5 owsql=$6 mem=$7
 	shift 7
@@ -432,6 +444,13 @@ for w in "${WORKLOADS[@]+"${WORKLOADS[@]}"}"; do
 		SQL
 		;;
 	W4)
+		# W4L, before each pgbench run: TPC-B's transaction 20,000 times in
+		# one procedure (bench.tpcb_loop, synchronous_commit off, after
+		# 2,000 to warm up), in microseconds per transaction.  No client
+		# round trips and no wait for the WAL flush: what is left is the
+		# backend's own work, which capture adds to, and which this
+		# machine's disk does not blur as it does the TPS.
+		#
 		# Variants: guard not in shared_preload_libraries; loaded but
 		# nothing protected; pgbench_accounts protected; and, with guard
 		# loaded and nothing protected, the peers (row_trigger, transition,
@@ -461,6 +480,14 @@ for w in "${WORKLOADS[@]+"${WORKLOADS[@]}"}"; do
 				elif [[ $v != not_loaded && $v != loaded_unprotected ]]; then
 					psql_db -c "CALL bench.attach('$v', 'pgbench_accounts', 'aid')" >/dev/null
 				fi
+				psql_db -c CHECKPOINT
+				# the backend's own cost of a transaction first, on the
+				# table as every variant finds it (see W4L above)
+				us=$(w4_loop_us)
+				[[ -n $us ]] || die "W4L/$v: the procedure loop gave no time"
+				record W4L "$v" "$rep" "$us" "" "" "" "" "" "" "" ""
+				log "W4L rep $rep $v: $us µs per transaction (procedure loop)"
+				psql_db -c "TRUNCATE guard.snapshot, guard.change, guard.changeset, public.pgbench_history"
 				psql_db -c CHECKPOINT
 				tps=$(as_pg "$PGBIN/pgbench" -n -M prepared -c 2 -j 2 -T "$W4_SECS" \
 					-h "$SOCKDIR" -p "$PORT" "$BENCH_DB" 2>&1 |

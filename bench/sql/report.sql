@@ -77,6 +77,36 @@ SELECT E'### W4: pgbench TPC-B, scale 10, 2 clients, -M prepared (median TPS)\n\
   JOIN med lo ON lo.workload = 'W4' AND lo.variant = 'loaded_unprotected'
  WHERE m.workload = 'W4';
 
+-- W4L: the backend's own time per TPC-B transaction (procedure loop).
+SELECT E'### W4L: TPC-B\'s transaction 20,000 times in a procedure, synchronous_commit off (median µs per transaction)\n\n'
+	|| E'No client round trips and no wait for the WAL flush: the backend\'s own work per transaction. '
+	|| E'Throughput ratios (baseline time / variant time), comparable to W4\'s TPS ratios.\n\n'
+	|| E'| variant | µs per transaction | added to loaded, unprotected | ratio to not loaded | ratio to loaded, unprotected | target |\n'
+	|| E'|---|---:|---:|---:|---:|---|\n'
+	|| string_agg(format('| %s | %s (n=%s, %s-%s) | %s | %s | %s | %s |', m.variant, round(m.ms::numeric, 1), m.n,
+		 round(m.ms_min::numeric, 1), round(m.ms_max::numeric, 1),
+		 round((m.ms - lo.ms)::numeric, 1),
+		 round((nl.ms / m.ms)::numeric, 3), round((lo.ms / m.ms)::numeric, 3),
+		 CASE m.variant
+			 WHEN 'loaded_unprotected' THEN format('>= 0.99 of not loaded: %s',
+				  CASE WHEN nl.ms / m.ms >= 0.99 THEN 'yes' ELSE '**no**' END)
+			 WHEN 'protected' THEN format('>= 0.97 of unprotected: %s; cheaper than every peer: %s',
+				  CASE WHEN lo.ms / m.ms >= 0.97 THEN 'yes' ELSE '**no**' END,
+				  CASE WHEN m.ms < (SELECT min(p.ms) FROM med p WHERE p.workload = 'W4L'
+									 AND p.variant NOT IN ('not_loaded', 'loaded_unprotected', 'protected'))
+					   OR NOT EXISTS (SELECT FROM med p WHERE p.workload = 'W4L'
+									  AND p.variant NOT IN ('not_loaded', 'loaded_unprotected', 'protected'))
+					   THEN 'yes' ELSE '**no**' END)
+			 WHEN 'not_loaded' THEN 'baseline'
+			 ELSE 'peer (guard loaded, nothing protected)' END),
+		 E'\n' ORDER BY CASE m.variant WHEN 'not_loaded' THEN 1 WHEN 'loaded_unprotected' THEN 2
+								WHEN 'protected' THEN 3 ELSE 4 END, m.variant)
+	|| E'\n'
+  FROM med m
+  JOIN med nl ON nl.workload = 'W4L' AND nl.variant = 'not_loaded'
+  JOIN med lo ON lo.workload = 'W4L' AND lo.variant = 'loaded_unprotected'
+ WHERE m.workload = 'W4L';
+
 -- Snapshot bytes of guard vs overwritten columns + keys.
 SELECT E'### Snapshot bytes (guard): sum(snapshot_bytes) of guard.changes vs bytes of overwritten columns + keys before the change\n\n'
 	|| E'| workload | rows captured | snapshot_bytes | overwritten cols + keys | ratio | bytes/row | target | meets |\n'
@@ -86,7 +116,7 @@ SELECT E'### Snapshot bytes (guard): sum(snapshot_bytes) of guard.changes vs byt
 		 round((snap / nullif(snap_rows, 0))::numeric, 1),
 		 CASE WHEN snap / nullif(overwritten, 0) <= 1.2 THEN 'yes' ELSE '**no**' END),
 		 E'\n' ORDER BY workload) || E'\n'
-  FROM med WHERE variant = 'guard' AND workload LIKE 'W%' AND workload <> 'W4';
+  FROM med WHERE variant = 'guard' AND workload LIKE 'W%' AND workload NOT LIKE 'W4%';
 
 -- Peak private memory of the backend.
 SELECT E'### Backend memory (peak RssAnon sampled every 50 ms during the timed session; max over runs)\n\n'
@@ -104,7 +134,7 @@ SELECT E'### WAL written by the timed statement, and capture storage (guard: gua
 		 round((m.storage / 1048576.0)::numeric, 1)),
 		 E'\n' ORDER BY m.workload, CASE m.variant WHEN 'none' THEN 0 WHEN 'guard' THEN 1 ELSE 2 END, m.variant) || E'\n'
   FROM med m LEFT JOIN med b ON b.workload = m.workload AND b.variant = 'none'
- WHERE m.workload LIKE 'W%' AND m.workload <> 'W4';
+ WHERE m.workload LIKE 'W%' AND m.workload NOT LIKE 'W4%';
 
 -- R1/R2: restore vs the UPDATE it undoes.
 SELECT E'### R1/R2: guard.restore() of the UPDATE of 1M rows of pgbench_accounts (median ms of n runs)\n\n'
