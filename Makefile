@@ -82,7 +82,7 @@ REGRESS = setup policy_validation policy_permissions policy_view policy_refuses_
 	capture_kinds capture_values capture_partitions capture_cross_partition_trigger \
 	capture_without_key \
 	capture_atomicity \
-	capture_limits capture_privacy changes_records changes_names \
+	capture_limits capture_privacy changes_records changes_names layout_reuse \
 	restore_basic restore_conflicts restore_to restore_permissions restore_verify \
 	restore_fk_cascades restore_user_triggers restore_rls \
 	restore_dropped_table_blocked restore_truncate_restart_identity \

@@ -106,11 +106,16 @@ layout_store(Oid relid, const LayoutArrays *arrays, bool *inserted)
 		Datum		values[Natts_guard_layout];
 		bool		nulls[Natts_guard_layout];
 
+		/*
+		 * By image, not by bytes: an array the heap stores with a 1-byte
+		 * header (under 127 bytes: most tables' names and types) is the
+		 * same array as the one just built with a 4-byte header.
+		 */
 		heap_deform_tuple(tuple, RelationGetDescr(rel), values, nulls);
-		if (datumIsEqual(values[2], arrays->attnames, false, -1) &&
-			datumIsEqual(values[3], arrays->atttypes, false, -1) &&
-			datumIsEqual(values[4], arrays->atttypmods, false, -1) &&
-			datumIsEqual(values[5], arrays->keyatts, false, -1))
+		if (datum_image_eq(values[2], arrays->attnames, false, -1) &&
+			datum_image_eq(values[3], arrays->atttypes, false, -1) &&
+			datum_image_eq(values[4], arrays->atttypmods, false, -1) &&
+			datum_image_eq(values[5], arrays->keyatts, false, -1))
 			id = DatumGetInt64(values[0]);
 	}
 	systable_endscan(scan);
