@@ -34,6 +34,19 @@ SELECT * FROM lr_layouts('lr_small');
 UPDATE lr_small SET v = v + 1 WHERE id = 2;
 SELECT * FROM lr_layouts('lr_small');
 
+-- duplicates of an older layout, stored last (as an older library left
+-- them): the current layout is still found, and not stored again
+INSERT INTO guard.layout
+SELECT nextval('guard.layout_id_seq'), relid, attnames, atttypes, atttypmods, keyatts
+  FROM guard.layout, generate_series(1, 3)
+ WHERE layout_id = (SELECT min(layout_id) FROM guard.layout
+					 WHERE relid = 'lr_small'::regclass);
+\c
+UPDATE lr_small SET v = v + 1 WHERE id = 1;
+SELECT * FROM lr_layouts('lr_small');
+SELECT l.attnames FROM guard.change c JOIN guard.layout l USING (layout_id)
+ WHERE c.relid = 'lr_small'::regclass ORDER BY c.change_id DESC LIMIT 1;
+
 -- a wide table: arrays over 127 bytes, stored with a 4-byte header
 SELECT format('CREATE TABLE lr_wide (id int PRIMARY KEY, %s)',
 			  string_agg(format('column_number_%s int DEFAULT 0', g), ', '))

@@ -297,6 +297,7 @@ extern void guard_run_internal_ddl(Oid role, const char *search_path,
 #define Anum_change_bookkeeping		18
 #define Natts_guard_label_wait		2
 #define Natts_guard_layout			6
+#define Anum_layout_relid			2
 #define Natts_guard_snapshot		4
 #define Natts_guard_invariant		9
 

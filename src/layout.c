@@ -91,17 +91,25 @@ static int64
 layout_store(Oid relid, const LayoutArrays *arrays, bool *inserted)
 {
 	Relation	rel = guard_open("layout", RowExclusiveLock, Natts_guard_layout);
+	Relation	idx = index_open(guard_relid("layout_relid_idx"), AccessShareLock);
 	ScanKeyData key;
 	SysScanDesc scan;
 	HeapTuple	tuple;
 	int64		id = 0;
 
 	*inserted = false;
-	ScanKeyInit(&key, 2, BTEqualStrategyNumber, F_OIDEQ,
+
+	/*
+	 * Newest row first (a btree keeps equal keys in heap order): the
+	 * current layout is usually the one stored last, however many older
+	 * ones, or duplicates an older library stored (see below), come
+	 * before it.
+	 */
+	ScanKeyInit(&key, Anum_layout_relid, BTEqualStrategyNumber, F_OIDEQ,
 				ObjectIdGetDatum(relid));
-	scan = systable_beginscan(rel, guard_relid("layout_relid_idx"), true,
-							  GetLatestSnapshot(), 1, &key);
-	while (id == 0 && HeapTupleIsValid(tuple = systable_getnext(scan)))
+	scan = systable_beginscan_ordered(rel, idx, GetLatestSnapshot(), 1, &key);
+	while (id == 0 &&
+		   HeapTupleIsValid(tuple = systable_getnext_ordered(scan, BackwardScanDirection)))
 	{
 		Datum		values[Natts_guard_layout];
 		bool		nulls[Natts_guard_layout];
@@ -109,7 +117,9 @@ layout_store(Oid relid, const LayoutArrays *arrays, bool *inserted)
 		/*
 		 * By image, not by bytes: an array the heap stores with a 1-byte
 		 * header (under 127 bytes: most tables' names and types) is the
-		 * same array as the one just built with a 4-byte header.
+		 * same array as the one just built with a 4-byte header.  Compared
+		 * byte for byte, as before, they never matched: every new session
+		 * stored the layout again.
 		 */
 		heap_deform_tuple(tuple, RelationGetDescr(rel), values, nulls);
 		if (datum_image_eq(values[2], arrays->attnames, false, -1) &&
@@ -118,7 +128,8 @@ layout_store(Oid relid, const LayoutArrays *arrays, bool *inserted)
 			datum_image_eq(values[5], arrays->keyatts, false, -1))
 			id = DatumGetInt64(values[0]);
 	}
-	systable_endscan(scan);
+	systable_endscan_ordered(scan);
+	index_close(idx, AccessShareLock);
 	if (id == 0)
 	{
 		Datum		values[Natts_guard_layout];
