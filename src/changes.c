@@ -303,6 +303,23 @@ qualified_name_datum(Relation rel)
 }
 
 /*
+ * When a change is made, as restore_to() and as_of() compare it: when its
+ * statement began, or when its transaction did if that is later.  A
+ * procedure or DO block that commits as it goes runs each transaction
+ * under the statement time of its CALL, which would date every change of
+ * an hour-long batch job to the job's first second; its transactions' own
+ * start times advance.
+ */
+static TimestampTz
+change_timestamp(void)
+{
+	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+	TimestampTz xact = GetCurrentTransactionStartTimestamp();
+
+	return Max(stmt, xact);
+}
+
+/*
  * Create the current transaction's change set.
  */
 static int64
@@ -544,7 +561,7 @@ guard_change_insert(Relation rel, int64 id, const char *kind, const char *detail
 	memset(nulls, 0, sizeof(nulls));
 	values[0] = Int64GetDatum(id);
 	values[1] = Int64GetDatum(guard_changeset_current(true));
-	values[2] = TimestampTzGetDatum(GetCurrentStatementStartTimestamp());
+	values[2] = TimestampTzGetDatum(change_timestamp());
 	values[3] = current_role_datum();
 	if (application_name && application_name[0])
 		values[4] = CStringGetTextDatum(application_name);
