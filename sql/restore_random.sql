@@ -3,7 +3,9 @@
 -- the tables restored to halfway with restore_to(at, rels) and that undone;
 -- then every change set undone newest first, each restore checked bit for
 -- bit against the state recorded before that change set; then every restore
--- undone in turn, back to the final state.  Three seeds.  Tables:
+-- undone in turn, back to the final state; then one change set in four
+-- restored alone under every later write (skip), the rows it alone wrote
+-- checked, and that undone.  Three seeds.  Tables:
 -- a citext key with TOASTed text, NULLs, arrays, jsonb, numeric scales,
 -- bytea and an updated_at-style trigger; a child with ON DELETE CASCADE and
 -- ON UPDATE CASCADE; a partitioned table whose partitions have their own
@@ -63,6 +65,15 @@ SELECT guard.protect('rr_parent'), guard.protect('rr_child'),
 CREATE FUNCTION rr_state() RETURNS text LANGUAGE sql AS $$
 	SELECT rr_md5('rr_parent') || rr_md5('rr_child') || rr_md5('rr_part') || rr_md5('rr_pair')
 $$;
+-- every row of the four tables, keyed, as its binary image
+CREATE FUNCTION rr_current() RETURNS TABLE (tbl text, key text, img text)
+LANGUAGE sql AS $$
+	SELECT 'parent', lower(t.id::text), encode(record_send(t), 'hex') FROM rr_parent t
+	UNION ALL SELECT 'child', t.id::text, encode(record_send(t), 'hex') FROM rr_child t
+	UNION ALL SELECT 'part', t.k::text, encode(record_send(t), 'hex') FROM rr_part t
+	UNION ALL SELECT 'pair', t.x || '/' || t.y, encode(record_send(t), 'hex') FROM rr_pair t
+$$;
+CREATE TABLE rr_rows (step int, tbl text, key text, img text, PRIMARY KEY (step, tbl, key));
 CREATE TABLE rr_history (step int PRIMARY KEY, changeset_id bigint, state text, done timestamptz);
 
 -- one random statement
@@ -122,7 +133,11 @@ END $$;
 CREATE TABLE rr_rounds (seed float8, steps_with_changes int,
 	steps_changing_the_state int, restore_to_half bool, its_undo bool,
 	undone_wrong int, back_to_start bool,
-	redone_wrong int, back_to_end bool);
+	redone_wrong int, back_to_end bool,
+	middle_restored int, middle_rows_checked bigint, middle_rows_back bigint, middle_refused int, middle_wrong int,
+	middle_undo_wrong int);
+CREATE TABLE rr_expect (tbl text, key text, img text, back bool, PRIMARY KEY (tbl, key));
+CREATE TABLE rr_middle_wrong (seed float8, step int);
 CREATE PROCEDURE rr_round(seed float8, steps int) LANGUAGE plpgsql AS $$
 DECLARE
 	cs bigint;
@@ -136,9 +151,17 @@ DECLARE
 	at_start bool;
 	to_half bool;
 	to_half_undone bool;
+	at_end bool;
+	middle_checked int := 0;
+	middle_rows bigint := 0;
+	middle_back bigint := 0;
+	middle_refused int := 0;
+	middle_wrong int := 0;
+	middle_undo_wrong int := 0;
 BEGIN
-	TRUNCATE rr_history, rr_undo;
+	TRUNCATE rr_history, rr_undo, rr_rows;
 	INSERT INTO rr_history VALUES (0, NULL, rr_state());
+	INSERT INTO rr_rows SELECT 0, * FROM rr_current();
 	PERFORM setseed(seed);
 	COMMIT;
 	FOR step IN 1..steps LOOP
@@ -147,6 +170,7 @@ BEGIN
 		END LOOP;
 		cs := guard.label('rr step ' || step);
 		INSERT INTO rr_history VALUES (step, cs, rr_state(), clock_timestamp());
+		INSERT INTO rr_rows SELECT step, * FROM rr_current();
 		COMMIT;
 	END LOOP;
 
@@ -187,9 +211,62 @@ BEGIN
 		END IF;
 		COMMIT;
 	END LOOP;
+	at_end := rr_state() = (SELECT state FROM rr_history WHERE step = steps);
+
+	-- one change set out of four restored alone, with every later write in
+	-- place and on_conflict => 'skip', then that restore undone, back to the
+	-- end state.  Checked, by key: a row the change set did not touch keeps
+	-- its present value; a row it updated in place, or inserted, and that
+	-- nothing changed since, is as it was before the change set.  Rows
+	-- changed since, and rows it deleted or moved to another key, are left
+	-- out: what comes back of those depends on which of their columns were
+	-- written since (restore_conflicts and restore_partial_undo test them).
+	FOR h IN SELECT * FROM rr_history WHERE step > 0 AND step % 4 = 0
+				AND EXISTS (SELECT FROM guard.changes c WHERE c.changeset_id = rr_history.changeset_id)
+			 ORDER BY step LOOP
+		TRUNCATE rr_expect;
+		INSERT INTO rr_expect
+		SELECT k.tbl, k.key,
+			   CASE WHEN b.img IS NOT DISTINCT FROM a.img THEN f.img ELSE b.img END,
+			   b.img IS DISTINCT FROM a.img
+		  FROM (SELECT DISTINCT r.tbl, r.key FROM rr_rows r
+				 WHERE r.step IN (h.step - 1, h.step, steps)) k
+		  LEFT JOIN rr_rows b ON b.step = h.step - 1 AND b.tbl = k.tbl AND b.key = k.key
+		  LEFT JOIN rr_rows a ON a.step = h.step AND a.tbl = k.tbl AND a.key = k.key
+		  LEFT JOIN rr_rows f ON f.step = steps AND f.tbl = k.tbl AND f.key = k.key
+		 WHERE b.img IS NOT DISTINCT FROM a.img
+			OR (a.img IS NOT NULL AND f.img IS NOT DISTINCT FROM a.img);
+		cs := NULL;
+		BEGIN
+			PERFORM guard.restore(h.changeset_id, on_conflict => 'skip');
+			cs := guard.label('rr middle ' || h.step);
+		EXCEPTION WHEN foreign_key_violation THEN
+			-- a later row refers to one the restore would take away
+			middle_refused := middle_refused + 1;
+		END;
+		IF cs IS NOT NULL THEN
+			middle_checked := middle_checked + 1;
+			middle_rows := middle_rows + (SELECT count(*) FROM rr_expect);
+			middle_back := middle_back + (SELECT count(*) FROM rr_expect WHERE back);
+			IF EXISTS (SELECT FROM rr_expect e LEFT JOIN rr_current() c USING (tbl, key)
+						WHERE e.img IS DISTINCT FROM c.img) THEN
+				middle_wrong := middle_wrong + 1;
+				INSERT INTO rr_middle_wrong VALUES (seed, h.step);
+			END IF;
+		END IF;
+		COMMIT;
+		IF cs IS NOT NULL AND EXISTS (SELECT FROM guard.changes c WHERE c.changeset_id = cs) THEN
+			PERFORM guard.restore(cs);
+			IF rr_state() <> (SELECT state FROM rr_history WHERE step = steps) THEN
+				middle_undo_wrong := middle_undo_wrong + 1;
+			END IF;
+			COMMIT;
+		END IF;
+	END LOOP;
+
 	INSERT INTO rr_rounds VALUES (seed, with_changes, changing, to_half, to_half_undone,
-		undone_wrong, at_start,
-		redone_wrong, rr_state() = (SELECT state FROM rr_history WHERE step = steps));
+		undone_wrong, at_start, redone_wrong, at_end,
+		middle_checked, middle_rows, middle_back, middle_refused, middle_wrong, middle_undo_wrong);
 	COMMIT;
 END $$;
 CREATE TABLE rr_undo (step int PRIMARY KEY, restore_changeset bigint);
@@ -197,6 +274,7 @@ CALL rr_round(0.42, 40);
 CALL rr_round(0.17, 40);
 CALL rr_round(-0.73, 40);
 SELECT * FROM rr_rounds;
+SELECT * FROM rr_middle_wrong;
 -- what the rounds covered
 SELECT relation, kind, count(*) FROM guard.changes
  WHERE changeset_id IN (SELECT changeset_id FROM guard.changesets WHERE label LIKE 'rr step %')
@@ -206,5 +284,7 @@ SELECT count(*) > 0 AS toasted_notes FROM rr_parent WHERE length(note) > 2000;
 DROP PROCEDURE rr_round(float8, int);
 SELECT guard.unprotect('rr_child'), guard.unprotect('rr_parent'),
 	   guard.unprotect('rr_part'), guard.unprotect('rr_pair');
-DROP TABLE rr_child, rr_parent, rr_part, rr_pair, rr_history, rr_undo, rr_rounds;
-DROP FUNCTION rr_statement(int), rr_state(), rr_md5(regclass), rr_long(int), rr_bump();
+DROP TABLE rr_child, rr_parent, rr_part, rr_pair, rr_history, rr_undo, rr_rounds,
+	rr_rows, rr_middle_wrong, rr_expect;
+DROP FUNCTION rr_statement(int), rr_state(), rr_md5(regclass), rr_long(int), rr_bump(),
+	rr_current();
