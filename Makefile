@@ -89,7 +89,7 @@ REGRESS = setup policy_validation policy_permissions policy_view policy_refuses_
 	restore_migration_fk \
 	restore_toasted_values restore_partition_column_order restore_key_types restore_key_order \
 	restore_key_shifts restore_wide_table restore_change_in_changeset \
-	restore_estimate capture_in_loops restore_to_group restore_random \
+	restore_estimate capture_in_loops restore_to_group restore_random restore_random_ddl \
 	verify_restore_agrees restore_read_only restore_dry_run_ids \
 	invariants_validation invariants_enforce invariants_warn invariants_migrations \
 	rails \
