@@ -1,6 +1,8 @@
 -- restore_random: a reproducible random workload (setseed) over the schemas
 -- real applications have, run by a procedure that commits each step; then
--- the tables restored to halfway with restore_to(at, rels) and that undone;
+-- guard.as_of() read at the end of every step and compared with the rows
+-- recorded then; then the tables restored to halfway with restore_to(at,
+-- rels) and that undone;
 -- then every change set undone newest first, each restore checked bit for
 -- bit against the state recorded before that change set; then every restore
 -- undone in turn, back to the final state; then one change set in four
@@ -74,6 +76,14 @@ LANGUAGE sql AS $$
 	UNION ALL SELECT 'pair', t.x || '/' || t.y, encode(record_send(t), 'hex') FROM rr_pair t
 $$;
 CREATE TABLE rr_rows (step int, tbl text, key text, img text, PRIMARY KEY (step, tbl, key));
+-- the same, as guard.as_of() gives the four tables at a time
+CREATE FUNCTION rr_as_of(at timestamptz) RETURNS TABLE (tbl text, key text, img text)
+LANGUAGE sql AS $$
+	SELECT 'parent', lower(t.id::text), encode(record_send(t), 'hex') FROM guard.as_of(NULL::rr_parent, at) t
+	UNION ALL SELECT 'child', t.id::text, encode(record_send(t), 'hex') FROM guard.as_of(NULL::rr_child, at) t
+	UNION ALL SELECT 'part', t.k::text, encode(record_send(t), 'hex') FROM guard.as_of(NULL::rr_part, at) t
+	UNION ALL SELECT 'pair', t.x || '/' || t.y, encode(record_send(t), 'hex') FROM guard.as_of(NULL::rr_pair, at) t
+$$;
 CREATE TABLE rr_history (step int PRIMARY KEY, changeset_id bigint, state text, done timestamptz);
 
 -- one random statement
@@ -131,7 +141,7 @@ END $$;
 -- state recorded before its change set; then every restore undone, the last
 -- one first, each step's state checked again, back to the round's end.
 CREATE TABLE rr_rounds (seed float8, steps_with_changes int,
-	steps_changing_the_state int, restore_to_half bool, its_undo bool,
+	steps_changing_the_state int, as_of_wrong int, restore_to_half bool, its_undo bool,
 	undone_wrong int, back_to_start bool,
 	redone_wrong int, back_to_end bool,
 	middle_restored int, middle_rows_checked bigint, middle_rows_back bigint, middle_refused int, middle_wrong int,
@@ -155,6 +165,7 @@ DECLARE
 	middle_checked int := 0;
 	middle_rows bigint := 0;
 	middle_back bigint := 0;
+	as_of_wrong int := 0;
 	middle_refused int := 0;
 	middle_wrong int := 0;
 	middle_undo_wrong int := 0;
@@ -172,6 +183,17 @@ BEGIN
 		INSERT INTO rr_history VALUES (step, cs, rr_state(), clock_timestamp());
 		INSERT INTO rr_rows SELECT step, * FROM rr_current();
 		COMMIT;
+	END LOOP;
+
+	-- the past as guard.as_of() reads it, at the end of every step
+	FOR h IN SELECT * FROM rr_history WHERE step > 0 ORDER BY step LOOP
+		IF EXISTS ((SELECT tbl, key, img FROM rr_rows WHERE step = h.step
+					EXCEPT SELECT * FROM rr_as_of(h.done))
+				   UNION ALL
+				   (SELECT * FROM rr_as_of(h.done)
+					EXCEPT SELECT tbl, key, img FROM rr_rows WHERE step = h.step)) THEN
+			as_of_wrong := as_of_wrong + 1;
+		END IF;
 	END LOOP;
 
 	-- the group of tables to a point in time halfway, in one call, then
@@ -264,7 +286,7 @@ BEGIN
 		END IF;
 	END LOOP;
 
-	INSERT INTO rr_rounds VALUES (seed, with_changes, changing, to_half, to_half_undone,
+	INSERT INTO rr_rounds VALUES (seed, with_changes, changing, as_of_wrong, to_half, to_half_undone,
 		undone_wrong, at_start, redone_wrong, at_end,
 		middle_checked, middle_rows, middle_back, middle_refused, middle_wrong, middle_undo_wrong);
 	COMMIT;
@@ -287,4 +309,4 @@ SELECT guard.unprotect('rr_child'), guard.unprotect('rr_parent'),
 DROP TABLE rr_child, rr_parent, rr_part, rr_pair, rr_history, rr_undo, rr_rounds,
 	rr_rows, rr_middle_wrong, rr_expect;
 DROP FUNCTION rr_statement(int), rr_state(), rr_md5(regclass), rr_long(int), rr_bump(),
-	rr_current();
+	rr_current(), rr_as_of(timestamptz);
