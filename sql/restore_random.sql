@@ -1,5 +1,7 @@
 -- restore_random: a reproducible random workload (setseed) over the schemas
--- real applications have, run by a procedure that commits each step; then
+-- real applications have, run by a procedure that commits each step (every
+-- restore below is run first as a dry run, whose report must be the real
+-- one's, refusals included); then
 -- guard.as_of() read at the end of every step and compared with the rows
 -- recorded then; then the tables restored to halfway with restore_to(at,
 -- rels) and that undone;
@@ -143,7 +145,7 @@ END $$;
 CREATE TABLE rr_rounds (seed float8, steps_with_changes int,
 	steps_changing_the_state int, as_of_wrong int, restore_to_half bool, its_undo bool,
 	undone_wrong int, back_to_start bool,
-	redone_wrong int, back_to_end bool,
+	redone_wrong int, back_to_end bool, dry_runs_differing int,
 	middle_restored int, middle_rows_checked bigint, middle_rows_back bigint, middle_refused int, middle_wrong int,
 	middle_undo_wrong int);
 CREATE TABLE rr_expect (tbl text, key text, img text, back bool, PRIMARY KEY (tbl, key));
@@ -166,6 +168,9 @@ DECLARE
 	middle_rows bigint := 0;
 	middle_back bigint := 0;
 	as_of_wrong int := 0;
+	dry_wrong int := 0;
+	dry text[];
+	real text[];
 	middle_refused int := 0;
 	middle_wrong int := 0;
 	middle_undo_wrong int := 0;
@@ -198,8 +203,19 @@ BEGIN
 
 	-- the group of tables to a point in time halfway, in one call, then
 	-- that restore undone
-	PERFORM guard.restore_to((SELECT done FROM rr_history WHERE step = steps / 2),
-							 ARRAY['rr_parent', 'rr_child', 'rr_part', 'rr_pair']::regclass[]);
+	SELECT array_agg(format('%s %s %s %s %s', r.change_id, r.kind, r.rows_restored,
+							r.rows_skipped, r.conflicts) ORDER BY r.change_id)
+	  INTO dry FROM guard.restore_to((SELECT done FROM rr_history WHERE step = steps / 2),
+									 ARRAY['rr_parent', 'rr_child', 'rr_part', 'rr_pair']::regclass[],
+									 dry_run => true) r;
+	SELECT array_agg(format('%s %s %s %s %s', r.change_id, r.kind, r.rows_restored,
+							r.rows_skipped, r.conflicts) ORDER BY r.change_id)
+	  INTO real FROM guard.restore_to((SELECT done FROM rr_history WHERE step = steps / 2),
+									  ARRAY['rr_parent', 'rr_child', 'rr_part', 'rr_pair']::regclass[]) r;
+	IF dry IS DISTINCT FROM real THEN
+		dry_wrong := dry_wrong + 1;
+		RAISE NOTICE 'seed %, restore_to: dry run % real %', seed, dry, real;
+	END IF;
 	to_half := rr_state() = (SELECT state FROM rr_history WHERE step = steps / 2);
 	cs := guard.label('rr to half');
 	COMMIT;
@@ -216,7 +232,16 @@ BEGIN
 	FOR h IN SELECT * FROM rr_history WHERE step > 0 ORDER BY step DESC LOOP
 		SELECT state INTO before FROM rr_history WHERE step = h.step - 1;
 		IF EXISTS (SELECT FROM guard.changes WHERE changeset_id = h.changeset_id) THEN
-			PERFORM guard.restore(h.changeset_id);
+			SELECT array_agg(format('%s %s %s %s %s', r.change_id, r.kind, r.rows_restored,
+									r.rows_skipped, r.conflicts) ORDER BY r.change_id)
+			  INTO dry FROM guard.restore(h.changeset_id, dry_run => true) r;
+			SELECT array_agg(format('%s %s %s %s %s', r.change_id, r.kind, r.rows_restored,
+									r.rows_skipped, r.conflicts) ORDER BY r.change_id)
+			  INTO real FROM guard.restore(h.changeset_id) r;
+			IF dry IS DISTINCT FROM real THEN
+				dry_wrong := dry_wrong + 1;
+				RAISE NOTICE 'seed %, step %: dry run % real %', seed, h.step, dry, real;
+			END IF;
 			INSERT INTO rr_undo VALUES (h.step, guard.label('rr undo ' || h.step));
 		END IF;
 		IF rr_state() <> before THEN
@@ -259,13 +284,31 @@ BEGIN
 		 WHERE b.img IS NOT DISTINCT FROM a.img
 			OR (a.img IS NOT NULL AND f.img IS NOT DISTINCT FROM a.img);
 		cs := NULL;
+		-- the dry run first: it must report what the restore then does, or
+		-- refuse as it does (a later row referring to one the restore would
+		-- take away: 23503)
 		BEGIN
-			PERFORM guard.restore(h.changeset_id, on_conflict => 'skip');
-			cs := guard.label('rr middle ' || h.step);
-		EXCEPTION WHEN foreign_key_violation THEN
-			-- a later row refers to one the restore would take away
-			middle_refused := middle_refused + 1;
+			SELECT array_agg(format('%s %s %s %s %s', r.change_id, r.kind, r.rows_restored,
+									r.rows_skipped, r.conflicts) ORDER BY r.change_id)
+			  INTO dry FROM guard.restore(h.changeset_id, dry_run => true, on_conflict => 'skip') r;
+		EXCEPTION WHEN OTHERS THEN
+			dry := ARRAY['refused ' || SQLSTATE];
 		END;
+		BEGIN
+			SELECT array_agg(format('%s %s %s %s %s', r.change_id, r.kind, r.rows_restored,
+									r.rows_skipped, r.conflicts) ORDER BY r.change_id)
+			  INTO real FROM guard.restore(h.changeset_id, on_conflict => 'skip') r;
+			cs := guard.label('rr middle ' || h.step);
+		EXCEPTION WHEN OTHERS THEN
+			real := ARRAY['refused ' || SQLSTATE];
+		END;
+		IF dry IS DISTINCT FROM real THEN
+			dry_wrong := dry_wrong + 1;
+			RAISE NOTICE 'seed %, step %: dry run % real %', seed, h.step, dry, real;
+		END IF;
+		IF real = ARRAY['refused 23503'] THEN
+			middle_refused := middle_refused + 1;
+		END IF;
 		IF cs IS NOT NULL THEN
 			middle_checked := middle_checked + 1;
 			middle_rows := middle_rows + (SELECT count(*) FROM rr_expect);
@@ -288,7 +331,7 @@ BEGIN
 
 	INSERT INTO rr_rounds VALUES (seed, with_changes, changing, as_of_wrong, to_half, to_half_undone,
 		undone_wrong, at_start, redone_wrong, at_end,
-		middle_checked, middle_rows, middle_back, middle_refused, middle_wrong, middle_undo_wrong);
+		dry_wrong, middle_checked, middle_rows, middle_back, middle_refused, middle_wrong, middle_undo_wrong);
 	COMMIT;
 END $$;
 CREATE TABLE rr_undo (step int PRIMARY KEY, restore_changeset bigint);
