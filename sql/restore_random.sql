@@ -15,7 +15,7 @@
 -- ON UPDATE CASCADE; a partitioned table whose partitions have their own
 -- column orders (one attached from a table made apart), rows moved across
 -- partitions by key updates; a composite key.  Transactions hold one to four
--- statements, on one table or several.
+-- statements, on one table or several, MERGE among them.
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS citext;
 RESET client_min_messages;
@@ -128,7 +128,15 @@ BEGIN
 		DELETE FROM rr_part WHERE k = (k % 40) * 5 AND k % 9 = step % 9;
 	ELSIF r < 0.88 THEN
 		INSERT INTO rr_part VALUES (1 + step * 3 % 199, 'new ' || step, step) ON CONFLICT (k) DO NOTHING;
-	ELSIF r < 0.94 THEN
+	ELSIF r < 0.91 THEN
+		-- one statement that updates, deletes and inserts
+		MERGE INTO rr_child c
+		USING (SELECT g AS id, (SELECT id FROM rr_parent ORDER BY id LIMIT 1 OFFSET g % 5) AS parent
+				 FROM generate_series(kk, kk + 12) g) s ON c.id = s.id
+		WHEN MATCHED AND c.qty % 3 = 0 THEN DELETE
+		WHEN MATCHED THEN UPDATE SET qty = c.qty + 100
+		WHEN NOT MATCHED AND s.parent IS NOT NULL THEN INSERT VALUES (s.id, s.parent, step);
+	ELSIF r < 0.95 THEN
 		UPDATE rr_pair SET v = v || step, y = CASE WHEN random() < 0.3 THEN y || 'm' ELSE y END
 		 WHERE x = kk % 7;
 	ELSE
