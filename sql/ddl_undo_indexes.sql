@@ -45,3 +45,45 @@ SELECT count(*) FROM guard.changes WHERE relation = 'public.scratch';
 
 SELECT guard.unprotect('events');
 DROP TABLE alerts, mentions, events, scratch;
+
+-- a partitioned table's index: PostgreSQL names the partitions' indexes
+-- after the columns as they are named when it makes them.  A column
+-- renamed, then the index dropped, or the column retyped (which rebuilds
+-- the indexes on it): the undo gives the partitions' indexes back their
+-- names, the undo of the undo theirs since
+CREATE TABLE parted (id int PRIMARY KEY, v int) PARTITION BY RANGE (id);
+CREATE TABLE parted_1 PARTITION OF parted FOR VALUES FROM (0) TO (100);
+CREATE TABLE parted_2 (v int, id int NOT NULL);
+ALTER TABLE parted ATTACH PARTITION parted_2 FOR VALUES FROM (100) TO (200);
+INSERT INTO parted SELECT g, g FROM generate_series(1, 150, 7) g;
+CREATE INDEX parted_v ON parted (v);
+SELECT guard.protect('parted');
+CREATE FUNCTION parted_indexes() RETURNS text LANGUAGE sql AS $$
+	SELECT string_agg(format('%s: %s', indrelid::regclass, indexrelid::regclass), ', '
+					  ORDER BY indrelid::regclass::text, indexrelid::regclass::text)
+	  FROM pg_index WHERE indrelid IN ('parted_1'::regclass, 'parted_2'::regclass)
+	   AND NOT indisprimary
+$$;
+SELECT parted_indexes() AS before \gset
+BEGIN;
+ALTER TABLE parted RENAME COLUMN v TO w;
+DROP INDEX parted_v;
+COMMIT;
+SELECT max(changeset_id) AS cs FROM guard.changesets \gset
+SELECT kind FROM guard.restore(:cs) ORDER BY change_id DESC;
+SELECT parted_indexes() = :'before' AS names_back, parted_indexes();
+BEGIN;
+ALTER TABLE parted RENAME COLUMN v TO w;
+ALTER TABLE parted ALTER COLUMN w TYPE bigint;
+COMMIT;
+SELECT max(changeset_id) AS cs FROM guard.changesets \gset
+SELECT parted_indexes() AS after \gset
+SELECT :'after' <> :'before' AS postgres_renamed_them, :'after' AS after;
+SELECT kind FROM guard.restore(:cs) ORDER BY change_id DESC;
+SELECT parted_indexes() = :'before' AS names_back;
+SELECT max(changeset_id) AS undo FROM guard.changesets \gset
+SELECT count(*) > 0 AS undone_again FROM guard.restore(:undo);
+SELECT parted_indexes() = :'after' AS names_as_after;
+SELECT guard.unprotect('parted');
+DROP TABLE parted;
+DROP FUNCTION parted_indexes();

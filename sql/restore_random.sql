@@ -88,7 +88,8 @@ LANGUAGE sql AS $$
 $$;
 CREATE TABLE rr_history (step int PRIMARY KEY, changeset_id bigint, state text, done timestamptz);
 
--- one random statement
+-- one random statement (random() only once or twice per statement, never
+-- per row: the order in which a statement meets rows may vary)
 CREATE FUNCTION rr_statement(step int) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
 	r float8 := random();
@@ -96,7 +97,8 @@ DECLARE
 BEGIN
 	IF r < 0.15 THEN
 		UPDATE rr_parent SET n = n + 1, amount = amount * 1.10,
-			   note = CASE WHEN random() < 0.3 THEN rr_long(step) WHEN random() < 0.2 THEN NULL ELSE note END
+			   note = CASE (n + step) % 10 WHEN 0 THEN rr_long(step) WHEN 1 THEN rr_long(step + n)
+						   WHEN 2 THEN NULL ELSE note END
 		 WHERE n % 6 = kk % 6;
 	ELSIF r < 0.25 THEN
 		UPDATE rr_parent SET tags = tags || kk, doc = doc || jsonb_build_object('s', step)
@@ -137,7 +139,7 @@ BEGIN
 		WHEN MATCHED THEN UPDATE SET qty = c.qty + 100
 		WHEN NOT MATCHED AND s.parent IS NOT NULL THEN INSERT VALUES (s.id, s.parent, step);
 	ELSIF r < 0.95 THEN
-		UPDATE rr_pair SET v = v || step, y = CASE WHEN random() < 0.3 THEN y || 'm' ELSE y END
+		UPDATE rr_pair SET v = v || step, y = CASE WHEN (length(v) + step) % 3 = 0 THEN y || 'm' ELSE y END
 		 WHERE x = kk % 7;
 	ELSE
 		DELETE FROM rr_pair WHERE x = kk % 7 AND y LIKE '%' || (step % 3);

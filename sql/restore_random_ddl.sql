@@ -6,7 +6,7 @@
 -- every change set undone, newest first, and the table (catalog fingerprint
 -- and rows by column name: catalog_fingerprint and table_data from setup)
 -- compared with what it was before that change set; then every undo
--- undone, back to the end.  Five seeds on a plain table, three on a
+-- undone, back to the end.  Five seeds on a plain table, five on a
 -- partitioned one whose partitions have their own column orders (its
 -- partitions' fingerprints compared too).
 SELECT fresh_ids();
@@ -36,11 +36,14 @@ CREATE TABLE rd_rounds (rel regclass, seed float8, steps_with_changes int, steps
 	undone_wrong int, back_to_start bool, redone_wrong int, back_to_end bool);
 
 -- a column of rd other than the key, picked at random (NULL if none)
-CREATE FUNCTION rd_column(rel regclass, want text DEFAULT NULL) RETURNS name LANGUAGE sql AS $$
-	SELECT attname FROM pg_attribute
-	 WHERE attrelid = rel AND attnum > 1 AND NOT attisdropped
-	   AND (want IS NULL OR format_type(atttypid, atttypmod) = want)
-	 ORDER BY random() LIMIT 1
+CREATE FUNCTION rd_column(rel regclass, want text DEFAULT NULL, pick float8 DEFAULT random())
+RETURNS name LANGUAGE sql AS $$
+	SELECT attname FROM
+		(SELECT attname, row_number() OVER (ORDER BY attnum) AS n, count(*) OVER () AS total
+		   FROM pg_attribute
+		  WHERE attrelid = rel AND attnum > 1 AND NOT attisdropped
+			AND (want IS NULL OR format_type(atttypid, atttypmod) = want)) c
+	 WHERE n = 1 + floor(pick * total)::int
 $$;
 
 CREATE FUNCTION rd_statement(step int, rel regclass) RETURNS void LANGUAGE plpgsql AS $$
@@ -159,6 +162,8 @@ CALL rd_round('rd', 0.5, 40);
 CALL rd_round('rp', 0.31, 40);
 CALL rd_round('rp', -0.58, 40);
 CALL rd_round('rp', 0.77, 40);
+CALL rd_round('rp', -0.12, 40);
+CALL rd_round('rp', 0.5, 40);
 SELECT * FROM rd_rounds;
 -- what the rounds covered
 SELECT kind, count(*) FROM guard.changes
@@ -168,4 +173,4 @@ SELECT kind, count(*) FROM guard.changes
 DROP PROCEDURE rd_round(regclass, float8, int);
 SELECT guard.unprotect('rd'), guard.unprotect('rp');
 DROP TABLE rd, rp, rd_history, rd_undo, rd_rounds;
-DROP FUNCTION rd_statement(int, regclass), rd_column(regclass, text), rd_state(regclass);
+DROP FUNCTION rd_statement(int, regclass), rd_column(regclass, text, float8), rd_state(regclass);

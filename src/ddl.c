@@ -175,6 +175,7 @@ record_column_change(Relation rel, AttrNumber attnum, AlterTableCmd *cmd)
 		guard_column_save(&detail, rel, attnum, true);
 	else
 		guard_column_type_check(&detail, rel, attnum, cmd);
+	guard_json_partition_indexes(&detail, rel);
 	appendStringInfoChar(&detail, '}');
 	guard_change_record(rel, kind, detail.data);
 	snapshot_rows(rel, attnum, kind);

@@ -14,6 +14,10 @@
  *					it, saved before the command; undone by creating it
  *					again.
  *
+ * Every schema change of a partitioned table saves the names of its
+ * partitions' indexes, which an undo may make again under other names;
+ * schema_undo.c gives them back their names after the undo.
+ *
  * With CONCURRENTLY the command commits transactions of its own: the
  * change is recorded in the last one, a change set of its own.  The undo
  * runs in the restore's transaction, where CONCURRENTLY is not allowed:
@@ -29,6 +33,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_inherits.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "storage/lmgr.h"
@@ -144,6 +149,125 @@ static bool
 finish_drop_index(GuardDdlRecord *rec, Relation rel)
 {
 	return get_rel_name(*(Oid *) rec->arg) == NULL;
+}
+
+/*
+ * The quoted, schema-qualified name of the table of index "indexoid".
+ */
+static char *
+index_table_name(Oid indexoid)
+{
+	Oid			table = IndexGetRelation(indexoid, false);
+
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(table)),
+									  get_rel_name(table));
+}
+
+/*
+ * The key a partition's index is saved under: the name of the table's
+ * partitioned index it belongs to, and the partition's name.
+ */
+static char *
+partition_index_key(const char *topname, Oid child)
+{
+	return psprintf("%s ON %s", quote_identifier(topname), index_table_name(child));
+}
+
+/*
+ * Save into a schema change's detail, as field "partition_indexes", the
+ * names of the partitions' indexes of every partitioned index of "rel"
+ * (at every level): PostgreSQL names them after the columns as they are
+ * named when it makes them, and an undo that makes them again (DROP INDEX,
+ * or ALTER COLUMN TYPE, which rebuilds the indexes on the column) would
+ * otherwise leave them other names than they had.  Nothing for a table
+ * that is not partitioned.
+ */
+void
+guard_json_partition_indexes(StringInfo detail, Relation rel)
+{
+	List	   *saved = NIL;
+	ListCell   *lc;
+
+	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		return;
+	foreach(lc, RelationGetIndexList(rel))
+	{
+		Oid			top = lfirst_oid(lc);
+		ListCell   *cc;
+
+		if (get_rel_relkind(top) != RELKIND_PARTITIONED_INDEX)
+			continue;
+		foreach(cc, find_all_inheritors(top, NoLock, NULL))
+		{
+			Oid			child = lfirst_oid(cc);
+			GuardSaved *s;
+
+			if (child == top)
+				continue;
+			s = palloc0(sizeof(GuardSaved));
+			s->object = partition_index_key(get_rel_name(top), child);
+			s->sql = get_rel_name(child);
+			saved = lappend(saved, s);
+		}
+	}
+	if (saved != NIL)
+		guard_json_saved(detail, "partition_indexes", saved);
+}
+
+/*
+ * After the undo of "change" on the partitioned table "t": give the
+ * partitions' indexes the names guard_json_partition_indexes() saved,
+ * where they differ and the name is free in the index's schema.
+ */
+void
+guard_partition_indexes_rename(const GuardSchemaTarget *t, const GuardChange *change)
+{
+	List	   *saved = guard_detail_saved(change, "partition_indexes");
+	Relation	rel;
+	List	   *indexes;
+	ListCell   *lc;
+
+	if (saved == NIL)
+		return;
+	rel = try_relation_open(t->relid, NoLock);
+	if (rel == NULL)
+		return;
+	indexes = RelationGetIndexList(rel);
+	relation_close(rel, NoLock);
+	foreach(lc, indexes)
+	{
+		Oid			top = lfirst_oid(lc);
+		ListCell   *cc;
+
+		if (get_rel_relkind(top) != RELKIND_PARTITIONED_INDEX)
+			continue;
+		foreach(cc, find_all_inheritors(top, NoLock, NULL))
+		{
+			Oid			child = lfirst_oid(cc);
+			char	   *key;
+			ListCell   *sc;
+
+			if (child == top)
+				continue;
+			key = partition_index_key(get_rel_name(top), child);
+			foreach(sc, saved)
+			{
+				GuardSaved *s = lfirst(sc);
+				Oid			nsp = get_rel_namespace(child);
+
+				if (strcmp(s->object, key) != 0 || s->sql == NULL)
+					continue;
+				if (strcmp(s->sql, get_rel_name(child)) != 0 &&
+					!OidIsValid(get_relname_relid(s->sql, nsp)))
+					guard_run_as_owner(t->owner,
+									   psprintf("ALTER INDEX %s RENAME TO %s",
+												quote_qualified_identifier(get_namespace_name(nsp),
+																		   get_rel_name(child)),
+												quote_identifier(s->sql)));
+				break;
+			}
+		}
+	}
 }
 
 /*

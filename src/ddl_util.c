@@ -97,6 +97,7 @@ guard_ddl_record_begin(Relation rel, const char *kind)
 	rec->recheck = true;
 	initStringInfo(&rec->detail);
 	appendStringInfoChar(&rec->detail, '{');
+	guard_json_partition_indexes(&rec->detail, rel);
 	return rec;
 }
 

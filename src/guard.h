@@ -956,6 +956,9 @@ extern bool guard_column_type_undo_key(const GuardChange *change,
 
 /* ddl_index.c */
 extern const GuardSchemaKind guard_index_kinds[];
+extern void guard_json_partition_indexes(StringInfo detail, Relation rel);
+extern void guard_partition_indexes_rename(const GuardSchemaTarget *t,
+										   const GuardChange *change);
 extern List *guard_index_before_create(IndexStmt *stmt, List *after);
 extern List *guard_index_before_drop(DropStmt *stmt, List *after);
 

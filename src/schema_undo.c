@@ -373,4 +373,5 @@ guard_undo_schema_change(const GuardChange *change, Datum exclude,
 						change->change_id, guard_undo_relname(change), change->kind),
 				 errdetail("The change was: %s", guard_change_statement(change->change_id)),
 				 errhint("Undo it by hand, then restore the other changes with guard.restore_change().")));
+	guard_partition_indexes_rename(&t, change);
 }
