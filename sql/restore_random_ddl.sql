@@ -1,8 +1,9 @@
 -- restore_random_ddl: as restore_random, with schema changes among the
 -- writes.  A reproducible random sequence (setseed) of committed steps, each
 -- one to three statements: rows inserted, updated on whatever columns the
--- table has then, deleted; columns added (with and without a default),
--- dropped, renamed, retyped; an index made or dropped; a default set.  Then
+-- table has then, deleted, truncated; columns added (with and without a
+-- default), dropped, renamed, retyped; an index made or dropped; a default
+-- set; a CHECK constraint added or dropped; a column commented.  Then
 -- every change set undone, newest first, and the table (catalog fingerprint
 -- and rows by column name: catalog_fingerprint and table_data from setup)
 -- compared with what it was before that change set; then every undo
@@ -26,7 +27,7 @@ SELECT guard.protect('rp');
 -- the table and its partitions: catalog fingerprints, and rows by column name
 CREATE FUNCTION rd_state(rel regclass) RETURNS text LANGUAGE sql AS $$
 	SELECT md5(string_agg(array_to_string(catalog_fingerprint(t.relid), E'\n'), E'\n--\n'
-						  ORDER BY t.relid::text)) || table_data(rel)
+						  ORDER BY t.relid::text)) || coalesce(table_data(rel), 'no rows')
 	  FROM (SELECT rel AS relid UNION SELECT relid FROM pg_partition_tree(rel)) t
 $$;
 CREATE TABLE rd_history (step int PRIMARY KEY, changeset_id bigint, state text);
@@ -55,6 +56,24 @@ BEGIN
 	IF col IS NOT NULL THEN
 		typ := (SELECT format_type(atttypid, atttypmod) FROM pg_attribute
 				 WHERE attrelid = rel AND attname = col);
+	END IF;
+	-- now and then a kind of its own: TRUNCATE, a CHECK constraint added or
+	-- dropped, a comment
+	IF random() < 0.12 THEN
+		r := random();
+		IF r < 0.3 THEN
+			EXECUTE format('TRUNCATE %s', rel);
+		ELSIF r < 0.6 AND EXISTS (SELECT FROM pg_constraint WHERE conrelid = rel AND contype = 'c') THEN
+			EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', rel,
+						   (SELECT conname FROM pg_constraint WHERE conrelid = rel AND contype = 'c'
+							 ORDER BY conname LIMIT 1));
+		ELSIF r < 0.8 THEN
+			EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (id > -%s)', rel,
+						   'positive_' || step || '_' || floor(random() * 1000)::int, step);
+		ELSIF col IS NOT NULL THEN
+			EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', rel, col, 'note ' || step);
+		END IF;
+		RETURN;
 	END IF;
 	IF r < 0.25 AND col IS NOT NULL THEN
 		-- an update of whatever the column holds now
