@@ -152,15 +152,19 @@ finish_drop_index(GuardDdlRecord *rec, Relation rel)
 }
 
 /*
- * The quoted, schema-qualified name of the table of index "indexoid".
+ * The quoted, schema-qualified name of the table of index "indexoid"; NULL
+ * if the index or its table is gone.
  */
 static char *
 index_table_name(Oid indexoid)
 {
-	Oid			table = IndexGetRelation(indexoid, false);
+	Oid			table = IndexGetRelation(indexoid, true);
+	char	   *relname = OidIsValid(table) ? get_rel_name(table) : NULL;
+	char	   *nspname = relname ? get_namespace_name(get_rel_namespace(table)) : NULL;
 
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(table)),
-									  get_rel_name(table));
+	if (nspname == NULL)
+		return NULL;
+	return quote_qualified_identifier(nspname, relname);
 }
 
 /*
@@ -170,7 +174,11 @@ index_table_name(Oid indexoid)
 static char *
 partition_index_key(const char *topname, Oid child)
 {
-	return psprintf("%s ON %s", quote_identifier(topname), index_table_name(child));
+	char	   *table = index_table_name(child);
+
+	if (topname == NULL || table == NULL)
+		return NULL;
+	return psprintf("%s ON %s", quote_identifier(topname), table);
 }
 
 /*
@@ -201,12 +209,18 @@ guard_json_partition_indexes(StringInfo detail, Relation rel)
 		{
 			Oid			child = lfirst_oid(cc);
 			GuardSaved *s;
+			char	   *key;
+			char	   *name;
 
 			if (child == top)
 				continue;
+			key = partition_index_key(get_rel_name(top), child);
+			name = get_rel_name(child);
+			if (key == NULL || name == NULL)
+				continue;
 			s = palloc0(sizeof(GuardSaved));
-			s->object = partition_index_key(get_rel_name(top), child);
-			s->sql = get_rel_name(child);
+			s->object = key;
+			s->sql = name;
 			saved = lappend(saved, s);
 		}
 	}
@@ -244,25 +258,28 @@ guard_partition_indexes_rename(const GuardSchemaTarget *t, const GuardChange *ch
 		foreach(cc, find_all_inheritors(top, NoLock, NULL))
 		{
 			Oid			child = lfirst_oid(cc);
+			char	   *name = get_rel_name(child);
 			char	   *key;
 			ListCell   *sc;
 
-			if (child == top)
+			if (child == top || name == NULL)
 				continue;
 			key = partition_index_key(get_rel_name(top), child);
+			if (key == NULL)
+				continue;
 			foreach(sc, saved)
 			{
 				GuardSaved *s = lfirst(sc);
 				Oid			nsp = get_rel_namespace(child);
 
-				if (strcmp(s->object, key) != 0 || s->sql == NULL)
+				if (s->object == NULL || s->sql == NULL || strcmp(s->object, key) != 0)
 					continue;
-				if (strcmp(s->sql, get_rel_name(child)) != 0 &&
+				if (strcmp(s->sql, name) != 0 &&
 					!OidIsValid(get_relname_relid(s->sql, nsp)))
 					guard_run_as_owner(t->owner,
 									   psprintf("ALTER INDEX %s RENAME TO %s",
 												quote_qualified_identifier(get_namespace_name(nsp),
-																		   get_rel_name(child)),
+																		   name),
 												quote_identifier(s->sql)));
 				break;
 			}
