@@ -159,6 +159,21 @@ END $$;
 -- first, one transaction each, each restore checked bit for bit against the
 -- state recorded before its change set; then every restore undone, the last
 -- one first, each step's state checked again, back to the round's end.
+-- what a restore, or restore_to() of the four tables, reports (dry run or
+-- not), one line per change
+CREATE FUNCTION rr_report(cs bigint, dry bool, mode text DEFAULT 'abort') RETURNS text[]
+LANGUAGE sql AS $$
+	SELECT array_agg(format('%s %s %s %s %s', r.change_id, r.kind, r.rows_restored,
+							r.rows_skipped, r.conflicts) ORDER BY r.change_id)
+	  FROM guard.restore(cs, dry_run => dry, on_conflict => mode) r
+$$;
+CREATE FUNCTION rr_report_to(at timestamptz, dry bool) RETURNS text[]
+LANGUAGE sql AS $$
+	SELECT array_agg(format('%s %s %s %s %s', r.change_id, r.kind, r.rows_restored,
+							r.rows_skipped, r.conflicts) ORDER BY r.change_id)
+	  FROM guard.restore_to(at, ARRAY['rr_parent', 'rr_child', 'rr_part', 'rr_pair']::regclass[],
+							dry_run => dry) r
+$$;
 CREATE TABLE rr_rounds (seed float8, steps_with_changes int,
 	steps_changing_the_state int, as_of_wrong int, restore_to_half bool, its_undo bool,
 	undone_wrong int, back_to_start bool,
@@ -220,15 +235,8 @@ BEGIN
 
 	-- the group of tables to a point in time halfway, in one call, then
 	-- that restore undone
-	SELECT array_agg(format('%s %s %s %s %s', r.change_id, r.kind, r.rows_restored,
-							r.rows_skipped, r.conflicts) ORDER BY r.change_id)
-	  INTO dry FROM guard.restore_to((SELECT done FROM rr_history WHERE step = steps / 2),
-									 ARRAY['rr_parent', 'rr_child', 'rr_part', 'rr_pair']::regclass[],
-									 dry_run => true) r;
-	SELECT array_agg(format('%s %s %s %s %s', r.change_id, r.kind, r.rows_restored,
-							r.rows_skipped, r.conflicts) ORDER BY r.change_id)
-	  INTO real FROM guard.restore_to((SELECT done FROM rr_history WHERE step = steps / 2),
-									  ARRAY['rr_parent', 'rr_child', 'rr_part', 'rr_pair']::regclass[]) r;
+	dry := rr_report_to((SELECT done FROM rr_history WHERE step = steps / 2), true);
+	real := rr_report_to((SELECT done FROM rr_history WHERE step = steps / 2), false);
 	IF dry IS DISTINCT FROM real THEN
 		dry_wrong := dry_wrong + 1;
 		RAISE NOTICE 'seed %, restore_to: dry run % real %', seed, dry, real;
@@ -249,12 +257,8 @@ BEGIN
 	FOR h IN SELECT * FROM rr_history WHERE step > 0 ORDER BY step DESC LOOP
 		SELECT state INTO before FROM rr_history WHERE step = h.step - 1;
 		IF EXISTS (SELECT FROM guard.changes WHERE changeset_id = h.changeset_id) THEN
-			SELECT array_agg(format('%s %s %s %s %s', r.change_id, r.kind, r.rows_restored,
-									r.rows_skipped, r.conflicts) ORDER BY r.change_id)
-			  INTO dry FROM guard.restore(h.changeset_id, dry_run => true) r;
-			SELECT array_agg(format('%s %s %s %s %s', r.change_id, r.kind, r.rows_restored,
-									r.rows_skipped, r.conflicts) ORDER BY r.change_id)
-			  INTO real FROM guard.restore(h.changeset_id) r;
+			dry := rr_report(h.changeset_id, true);
+			real := rr_report(h.changeset_id, false);
 			IF dry IS DISTINCT FROM real THEN
 				dry_wrong := dry_wrong + 1;
 				RAISE NOTICE 'seed %, step %: dry run % real %', seed, h.step, dry, real;
@@ -305,16 +309,12 @@ BEGIN
 		-- refuse as it does (a later row referring to one the restore would
 		-- take away: 23503)
 		BEGIN
-			SELECT array_agg(format('%s %s %s %s %s', r.change_id, r.kind, r.rows_restored,
-									r.rows_skipped, r.conflicts) ORDER BY r.change_id)
-			  INTO dry FROM guard.restore(h.changeset_id, dry_run => true, on_conflict => 'skip') r;
+			dry := rr_report(h.changeset_id, true, 'skip');
 		EXCEPTION WHEN OTHERS THEN
 			dry := ARRAY['refused ' || SQLSTATE];
 		END;
 		BEGIN
-			SELECT array_agg(format('%s %s %s %s %s', r.change_id, r.kind, r.rows_restored,
-									r.rows_skipped, r.conflicts) ORDER BY r.change_id)
-			  INTO real FROM guard.restore(h.changeset_id, on_conflict => 'skip') r;
+			real := rr_report(h.changeset_id, false, 'skip');
 			cs := guard.label('rr middle ' || h.step);
 		EXCEPTION WHEN OTHERS THEN
 			real := ARRAY['refused ' || SQLSTATE];
@@ -369,6 +369,7 @@ SELECT guard.unprotect('rr_child'), guard.unprotect('rr_parent'),
 DROP TABLE rr_child, rr_parent, rr_part, rr_pair, rr_history, rr_undo, rr_rounds,
 	rr_rows, rr_middle_wrong, rr_expect;
 DROP FUNCTION rr_statement(int), rr_state(), rr_md5(regclass), rr_long(int), rr_bump(),
-	rr_current(), rr_as_of(timestamptz);
+	rr_current(), rr_as_of(timestamptz), rr_report(bigint, bool, text),
+	rr_report_to(timestamptz, bool);
 DROP DOMAIN rr_positive;
 DROP TYPE rr_mood;

@@ -181,24 +181,36 @@ partition_index_key(const char *topname, Oid child)
 	return psprintf("%s ON %s", quote_identifier(topname), table);
 }
 
-/*
- * Save into a schema change's detail, as field "partition_indexes", the
- * names of the partitions' indexes of every partitioned index of "rel"
- * (at every level): PostgreSQL names them after the columns as they are
- * named when it makes them, and an undo that makes them again (DROP INDEX,
- * or ALTER COLUMN TYPE, which rebuilds the indexes on the column) would
- * otherwise leave them other names than they had.  Nothing for a table
- * that is not partitioned.
- */
-void
-guard_json_partition_indexes(StringInfo detail, Relation rel)
+/* one index of a partition, under a partitioned index of the table */
+typedef struct PartitionIndex
 {
-	List	   *saved = NIL;
+	Oid			index;
+	char	   *key;			/* partition_index_key() */
+	char	   *name;
+} PartitionIndex;
+
+/*
+ * The indexes of the partitions of every partitioned index of table
+ * "relid", at every level (NIL if it is not partitioned or is gone).
+ */
+static List *
+partition_indexes(Oid relid)
+{
+	Relation	rel = try_relation_open(relid, NoLock);
+	List	   *indexes;
+	List	   *result = NIL;
 	ListCell   *lc;
 
+	if (rel == NULL)
+		return NIL;
 	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
-		return;
-	foreach(lc, RelationGetIndexList(rel))
+	{
+		relation_close(rel, NoLock);
+		return NIL;
+	}
+	indexes = RelationGetIndexList(rel);
+	relation_close(rel, NoLock);
+	foreach(lc, indexes)
 	{
 		Oid			top = lfirst_oid(lc);
 		ListCell   *cc;
@@ -207,22 +219,41 @@ guard_json_partition_indexes(StringInfo detail, Relation rel)
 			continue;
 		foreach(cc, find_all_inheritors(top, NoLock, NULL))
 		{
-			Oid			child = lfirst_oid(cc);
-			GuardSaved *s;
-			char	   *key;
-			char	   *name;
+			PartitionIndex *p = palloc(sizeof(PartitionIndex));
 
-			if (child == top)
-				continue;
-			key = partition_index_key(get_rel_name(top), child);
-			name = get_rel_name(child);
-			if (key == NULL || name == NULL)
-				continue;
-			s = palloc0(sizeof(GuardSaved));
-			s->object = key;
-			s->sql = name;
-			saved = lappend(saved, s);
+			p->index = lfirst_oid(cc);
+			p->key = partition_index_key(get_rel_name(top), p->index);
+			p->name = get_rel_name(p->index);
+			if (p->index != top && p->key != NULL && p->name != NULL)
+				result = lappend(result, p);
 		}
+	}
+	return result;
+}
+
+/*
+ * Save into a schema change's detail, as field "partition_indexes", the
+ * names of the partitions' indexes of every partitioned index of "rel":
+ * PostgreSQL names them after the columns as they are named when it makes
+ * them, and an undo that makes them again (DROP INDEX, or ALTER COLUMN
+ * TYPE, which rebuilds the indexes on the column) would otherwise leave
+ * them other names than they had.  Nothing for a table that is not
+ * partitioned.
+ */
+void
+guard_json_partition_indexes(StringInfo detail, Relation rel)
+{
+	List	   *saved = NIL;
+	ListCell   *lc;
+
+	foreach(lc, partition_indexes(RelationGetRelid(rel)))
+	{
+		PartitionIndex *p = lfirst(lc);
+		GuardSaved *s = palloc0(sizeof(GuardSaved));
+
+		s->object = p->key;
+		s->sql = p->name;
+		saved = lappend(saved, s);
 	}
 	if (saved != NIL)
 		guard_json_saved(detail, "partition_indexes", saved);
@@ -237,52 +268,29 @@ void
 guard_partition_indexes_rename(const GuardSchemaTarget *t, const GuardChange *change)
 {
 	List	   *saved = guard_detail_saved(change, "partition_indexes");
-	Relation	rel;
-	List	   *indexes;
 	ListCell   *lc;
 
 	if (saved == NIL)
 		return;
-	rel = try_relation_open(t->relid, NoLock);
-	if (rel == NULL)
-		return;
-	indexes = RelationGetIndexList(rel);
-	relation_close(rel, NoLock);
-	foreach(lc, indexes)
+	foreach(lc, partition_indexes(t->relid))
 	{
-		Oid			top = lfirst_oid(lc);
-		ListCell   *cc;
+		PartitionIndex *p = lfirst(lc);
+		Oid			nsp = get_rel_namespace(p->index);
+		ListCell   *sc;
 
-		if (get_rel_relkind(top) != RELKIND_PARTITIONED_INDEX)
-			continue;
-		foreach(cc, find_all_inheritors(top, NoLock, NULL))
+		foreach(sc, saved)
 		{
-			Oid			child = lfirst_oid(cc);
-			char	   *name = get_rel_name(child);
-			char	   *key;
-			ListCell   *sc;
+			GuardSaved *s = lfirst(sc);
 
-			if (child == top || name == NULL)
+			if (s->object == NULL || s->sql == NULL || strcmp(s->object, p->key) != 0)
 				continue;
-			key = partition_index_key(get_rel_name(top), child);
-			if (key == NULL)
-				continue;
-			foreach(sc, saved)
-			{
-				GuardSaved *s = lfirst(sc);
-				Oid			nsp = get_rel_namespace(child);
-
-				if (s->object == NULL || s->sql == NULL || strcmp(s->object, key) != 0)
-					continue;
-				if (strcmp(s->sql, name) != 0 &&
-					!OidIsValid(get_relname_relid(s->sql, nsp)))
-					guard_run_as_owner(t->owner,
-									   psprintf("ALTER INDEX %s RENAME TO %s",
-												quote_qualified_identifier(get_namespace_name(nsp),
-																		   name),
-												quote_identifier(s->sql)));
-				break;
-			}
+			if (strcmp(s->sql, p->name) != 0 && !OidIsValid(get_relname_relid(s->sql, nsp)))
+				guard_run_as_owner(t->owner,
+								   psprintf("ALTER INDEX %s RENAME TO %s",
+											quote_qualified_identifier(get_namespace_name(nsp),
+																	   p->name),
+											quote_identifier(s->sql)));
+			break;
 		}
 	}
 }
