@@ -4,6 +4,7 @@
 -- table has then, deleted, truncated; columns added (with and without a
 -- default), dropped, renamed, retyped; an index made or dropped; a default
 -- set; a CHECK constraint added or dropped; a column commented.  Then
+-- the table restored to halfway with restore_to(rel, at) and that undone;
 -- every change set undone, newest first, and the table (catalog fingerprint
 -- and rows by column name: catalog_fingerprint and table_data from setup)
 -- compared with what it was before that change set; then every undo
@@ -30,10 +31,10 @@ CREATE FUNCTION rd_state(rel regclass) RETURNS text LANGUAGE sql AS $$
 						  ORDER BY t.relid::text)) || coalesce(table_data(rel), 'no rows')
 	  FROM (SELECT rel AS relid UNION SELECT relid FROM pg_partition_tree(rel)) t
 $$;
-CREATE TABLE rd_history (step int PRIMARY KEY, changeset_id bigint, state text);
+CREATE TABLE rd_history (step int PRIMARY KEY, changeset_id bigint, state text, done timestamptz);
 CREATE TABLE rd_undo (step int PRIMARY KEY, restore_changeset bigint);
 CREATE TABLE rd_rounds (rel regclass, seed float8, steps_with_changes int, steps_changing_the_state int,
-	schema_changes bigint,
+	schema_changes bigint, restore_to_half bool, its_undo bool,
 	undone_wrong int, back_to_start bool, redone_wrong int, back_to_end bool);
 
 -- a column of rd other than the key, picked at random (NULL if none)
@@ -124,6 +125,8 @@ DECLARE
 	at_start bool;
 	ddl bigint;
 	changing int;
+	to_half bool;
+	to_half_undone bool;
 BEGIN
 	TRUNCATE rd_history, rd_undo;
 	INSERT INTO rd_history VALUES (0, NULL, rd_state(rel));
@@ -134,9 +137,18 @@ BEGIN
 			PERFORM rd_statement(step, rel);
 		END LOOP;
 		cs := guard.label('rd step ' || step);
-		INSERT INTO rd_history VALUES (step, cs, rd_state(rel));
+		INSERT INTO rd_history VALUES (step, cs, rd_state(rel), clock_timestamp());
 		COMMIT;
 	END LOOP;
+	-- the table to a point in time halfway, schema and rows, then that undone
+	PERFORM guard.restore_to(rel, (SELECT done FROM rd_history WHERE step = steps / 2));
+	to_half := rd_state(rel) = (SELECT state FROM rd_history WHERE step = steps / 2);
+	cs := guard.label('rd to half');
+	COMMIT;
+	PERFORM guard.restore(cs);
+	to_half_undone := rd_state(rel) = (SELECT state FROM rd_history WHERE step = steps);
+	COMMIT;
+
 	SELECT count(*) INTO with_changes FROM rd_history h2
 	 WHERE EXISTS (SELECT FROM guard.changes c WHERE c.changeset_id = h2.changeset_id);
 	SELECT count(*) FILTER (WHERE h2.state <> p.state) INTO changing
@@ -169,7 +181,8 @@ BEGIN
 		END IF;
 		COMMIT;
 	END LOOP;
-	INSERT INTO rd_rounds VALUES (rel, seed, with_changes, changing, ddl, undone_wrong, at_start,
+	INSERT INTO rd_rounds VALUES (rel, seed, with_changes, changing, ddl, to_half, to_half_undone,
+		undone_wrong, at_start,
 		redone_wrong, rd_state(rel) = (SELECT state FROM rd_history WHERE step = steps));
 	COMMIT;
 END $$;
