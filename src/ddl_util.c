@@ -15,6 +15,11 @@
  * own kind, in the restore's change set, so that restoring the restore
  * redoes exactly what the first one undid.
  *
+ * Every record of a schema change of a partitioned table also saves the
+ * names of its partitions' indexes, which PostgreSQL derives from column
+ * names when it makes them: an undo that makes them again gives them
+ * their names back (guard_partition_indexes_rename, from schema_undo.c).
+ *
  * Catalog definitions are read and deparsed with search_path pinned to
  * pg_catalog, so that every name they hold is qualified and means the same
  * when the undo runs.
@@ -26,7 +31,11 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/relation.h"
+#include "catalog/index.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
@@ -335,4 +344,148 @@ guard_schema_blocked(const GuardChange *change, const char *what)
 {
 	guard_undo_blocked(change, what,
 					   "The table was altered in a way guard did not record; put it back as it was first.");
+}
+
+/*
+ * The quoted, schema-qualified name of the table of index "indexoid"; NULL
+ * if the index or its table is gone.
+ */
+static char *
+index_table_name(Oid indexoid)
+{
+	Oid			table = IndexGetRelation(indexoid, true);
+	char	   *relname = OidIsValid(table) ? get_rel_name(table) : NULL;
+	char	   *nspname = relname ? get_namespace_name(get_rel_namespace(table)) : NULL;
+
+	if (nspname == NULL)
+		return NULL;
+	return quote_qualified_identifier(nspname, relname);
+}
+
+/*
+ * The key a partition's index is saved under: the name of the table's
+ * partitioned index it belongs to, and the partition's name.
+ */
+static char *
+partition_index_key(const char *topname, Oid child)
+{
+	char	   *table = index_table_name(child);
+
+	if (topname == NULL || table == NULL)
+		return NULL;
+	return psprintf("%s ON %s", quote_identifier(topname), table);
+}
+
+/* one index of a partition, under a partitioned index of the table */
+typedef struct PartitionIndex
+{
+	Oid			index;
+	char	   *key;			/* partition_index_key() */
+	char	   *name;
+} PartitionIndex;
+
+/*
+ * The indexes of the partitions of every partitioned index of table
+ * "relid", at every level (NIL if it is not partitioned or is gone).
+ */
+static List *
+partition_indexes(Oid relid)
+{
+	Relation	rel = try_relation_open(relid, NoLock);
+	List	   *indexes;
+	List	   *result = NIL;
+	ListCell   *lc;
+
+	if (rel == NULL)
+		return NIL;
+	if (rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+	{
+		relation_close(rel, NoLock);
+		return NIL;
+	}
+	indexes = RelationGetIndexList(rel);
+	relation_close(rel, NoLock);
+	foreach(lc, indexes)
+	{
+		Oid			top = lfirst_oid(lc);
+		ListCell   *cc;
+
+		if (get_rel_relkind(top) != RELKIND_PARTITIONED_INDEX)
+			continue;
+		foreach(cc, find_all_inheritors(top, NoLock, NULL))
+		{
+			PartitionIndex *p = palloc(sizeof(PartitionIndex));
+
+			p->index = lfirst_oid(cc);
+			p->key = partition_index_key(get_rel_name(top), p->index);
+			p->name = get_rel_name(p->index);
+			if (p->index != top && p->key != NULL && p->name != NULL)
+				result = lappend(result, p);
+		}
+	}
+	return result;
+}
+
+/*
+ * Save into a schema change's detail, as field "partition_indexes", the
+ * names of the partitions' indexes of every partitioned index of "rel":
+ * PostgreSQL names them after the columns as they are named when it makes
+ * them, and an undo that makes them again (DROP INDEX, or ALTER COLUMN
+ * TYPE, which rebuilds the indexes on the column) would otherwise leave
+ * them other names than they had.  Nothing for a table that is not
+ * partitioned.
+ */
+void
+guard_json_partition_indexes(StringInfo detail, Relation rel)
+{
+	List	   *saved = NIL;
+	ListCell   *lc;
+
+	foreach(lc, partition_indexes(RelationGetRelid(rel)))
+	{
+		PartitionIndex *p = lfirst(lc);
+		GuardSaved *s = palloc0(sizeof(GuardSaved));
+
+		s->object = p->key;
+		s->sql = p->name;
+		saved = lappend(saved, s);
+	}
+	if (saved != NIL)
+		guard_json_saved(detail, "partition_indexes", saved);
+}
+
+/*
+ * After the undo of "change" on the partitioned table "t": give the
+ * partitions' indexes the names guard_json_partition_indexes() saved,
+ * where they differ and the name is free in the index's schema.
+ */
+void
+guard_partition_indexes_rename(const GuardSchemaTarget *t, const GuardChange *change)
+{
+	List	   *saved = guard_detail_saved(change, "partition_indexes");
+	ListCell   *lc;
+
+	if (saved == NIL)
+		return;
+	foreach(lc, partition_indexes(t->relid))
+	{
+		PartitionIndex *p = lfirst(lc);
+		Oid			nsp = get_rel_namespace(p->index);
+		ListCell   *sc;
+
+		foreach(sc, saved)
+		{
+			GuardSaved *s = lfirst(sc);
+
+			if (s->object == NULL || s->sql == NULL || strcmp(s->object, p->key) != 0)
+				continue;
+			if (strcmp(s->sql, p->name) != 0 && !OidIsValid(get_relname_relid(s->sql, nsp)))
+				guard_run_as_owner(t->owner,
+								   psprintf("ALTER INDEX %s RENAME TO %s",
+											quote_qualified_identifier(get_namespace_name(nsp),
+																	   p->name),
+											quote_identifier(s->sql)));
+			break;
+		}
+	}
 }
